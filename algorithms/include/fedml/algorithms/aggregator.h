@@ -1,0 +1,62 @@
+// Aggregator: the server-side strategy interface. Every strategy (FedAvg, FedOpt, robust
+// aggregators, asynchronous mixing) implements it, and the round controller drives it the same
+// way in simulation and deployment. Torch-free: the math runs over flat float buffers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "fedml/core/model_state.h"
+#include "fedml/core/status.h"
+
+namespace fedml::algorithms {
+
+/// What the controller tells an aggregator about the round it starts.
+struct RoundInfo {
+  std::int64_t round = 0;
+  std::int64_t model_version = 0;  // version of the global model handed to begin()
+  int expected_updates = 0;        // clients sampled this round (0 when unknown: async)
+};
+
+/// One client's contribution. `state` is the client's full local model after training (not a
+/// delta); aggregators that need deltas subtract the global model they were given in Begin().
+struct ClientUpdate {
+  std::int64_t client_id = -1;
+  std::int64_t round = -1;
+  std::int64_t base_version = -1;  // model version the client trained from
+  std::int64_t num_samples = 0;    // FedAvg weight; must be > 0
+  core::ModelState state;
+  std::map<std::string, double> metrics;
+  std::map<std::string, core::ModelState> extras;  // e.g. SCAFFOLD control-variate deltas
+};
+
+/// Thread safety: not thread-safe; the controller calls it from one thread.
+/// Lifecycle per round: Begin -> Accumulate* -> Finalize. Begin may be called again after
+/// Finalize (next round) or to abandon a round.
+class Aggregator {
+ public:
+  virtual ~Aggregator() = default;
+
+  virtual std::string name() const = 0;
+  /// True when the result is a weighted sum of the updates (secure aggregation accepts only
+  /// these).
+  virtual bool is_linear() const = 0;
+  /// True when the strategy must see all updates at once (median, Krum), so memory is
+  /// O(clients x model); false when it streams in O(model).
+  virtual bool needs_all_updates() const = 0;
+
+  /// Starts a round from the current global model (copied as needed).
+  virtual Status Begin(const core::ModelState& global, const RoundInfo& info) = 0;
+  /// Takes one update (moved in; the aggregator may keep it until Finalize). Errors for a layout
+  /// that differs from the global model, a non-positive sample count or non-finite values; a
+  /// refused update leaves the round's state as it was.
+  virtual Status Accumulate(ClientUpdate update) = 0;
+  /// Produces the new global model. FAILED_PRECONDITION when no update was accepted.
+  virtual Result<core::ModelState> Finalize() = 0;
+  /// Updates accepted since Begin.
+  virtual int accepted() const = 0;
+};
+
+}  // namespace fedml::algorithms

@@ -1,0 +1,51 @@
+// The worker side: one handler per message type (FedML's pattern) over a communicator.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "fedml/api/client_trainer.h"
+#include "fedml/core/comm/communicator.h"
+#include "fedml/core/wire.h"
+
+namespace fedml::api {
+
+struct WorkerOptions {
+  std::uint64_t random_seed = 0;
+  /// The longest the worker waits for the server's next message before giving up.
+  std::chrono::milliseconds idle_timeout{1200000};
+  core::EncodeOptions encode;
+  core::DecodeLimits decode;
+};
+
+/// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is
+/// handed through its trainer, sends the updates back. `comm` must outlive it. Run() on one
+/// thread.
+class ClientManager {
+ public:
+  ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
+                WorkerOptions options);
+
+  /// Serves until FINISH (OK), an abort (ABORTED), or idle_timeout with no message from the
+  /// server (DEADLINE_EXCEEDED). A training failure is reported to the server as an ERROR
+  /// message and the worker keeps serving.
+  Status Run();
+
+ private:
+  using Handler = std::function<Status(core::Message&)>;
+  Status HandleSync(core::Message& msg);
+  Status HandleTrain(core::Message& msg);
+
+  core::Communicator& comm_;
+  std::unique_ptr<ClientTrainer> trainer_;
+  WorkerOptions options_;
+  std::map<core::MessageType, Handler> handlers_;
+  core::ModelState global_;
+  std::int64_t round_ = -1;
+  std::int64_t model_version_ = -1;
+  bool finished_ = false;
+};
+
+}  // namespace fedml::api

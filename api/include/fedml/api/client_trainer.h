@@ -1,0 +1,59 @@
+// ClientTrainer: what a researcher implements to bring their own training code. Torch-free, so a
+// trainer may wrap any framework; fedml/api/torch_trainer.h has the default LibTorch one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "fedml/core/model_state.h"
+#include "fedml/core/status.h"
+
+namespace fedml::api {
+
+/// One unit of client work in a round.
+struct TrainTask {
+  std::int64_t round = 0;
+  std::int64_t client_id = 0;      // whose data to train on
+  std::int64_t model_version = 0;  // version of the state last given to SetState
+  std::uint64_t seed = 0;          // DeriveSeed(run seed, {round, client_id}): use it for shuffles
+};
+
+/// The result of TrainTask: the client's local model after training.
+struct LocalUpdate {
+  core::ModelState state;
+  std::int64_t num_samples = 0;                    // > 0; the FedAvg weight
+  std::map<std::string, double> metrics;           // e.g. "train_loss"
+  std::map<std::string, core::ModelState> extras;  // side payloads (control variates)
+};
+
+struct Evaluation {
+  double loss = 0.0;
+  double accuracy = 0.0;
+  std::int64_t num_samples = 0;
+};
+
+/// A worker owns one trainer and runs many clients through it one after another:
+/// SetState(global) then Train(task) for each client. Not called from several threads at once.
+class ClientTrainer {
+ public:
+  virtual ~ClientTrainer() = default;
+  /// Replaces the trainer's model state (the global model). INVALID_ARGUMENT on a layout that
+  /// does not fit the model, leaving the state as it was.
+  virtual Status SetState(const core::ModelState& state) = 0;
+  virtual Result<core::ModelState> GetState() = 0;
+  /// Trains the current state on task.client_id's data and returns the new local state. Should
+  /// be a pure function of (state, task) for reproducible runs.
+  virtual Result<LocalUpdate> Train(const TrainTask& task) = 0;
+  /// Evaluates the current state on held-out data.
+  virtual Result<Evaluation> Evaluate() = 0;
+};
+
+/// Makes the trainer of worker `worker_index` (0-based). Called once per worker thread or
+/// process, from that thread.
+using ClientTrainerFactory =
+    std::function<Result<std::unique_ptr<ClientTrainer>>(int worker_index)>;
+
+}  // namespace fedml::api

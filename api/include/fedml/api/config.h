@@ -1,0 +1,110 @@
+// Run configuration: FedML's YAML layout and key names, plus `--KEY VALUE` overrides.
+//
+// The file has FedML's sections (common_args, data_args, model_args, train_args,
+// validation_args, device_args, comm_args, tracking_args); a key may sit in any section, as in
+// FedML, and is known by its name alone. Keys that only mean something on FedML's cloud (mlops,
+// wandb, ...) are ignored with one warning naming them; any other unknown key is an error naming
+// it and the nearest known key. docs/configuration.md lists every key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fedml/core/status.h"
+
+namespace fedml::api {
+
+struct Config {
+  // common_args
+  std::string training_type = "simulation";  // simulation | cross_silo | cross_device
+  std::uint64_t random_seed = 0;
+  // data_args
+  std::string dataset = "fashion_mnist";  // fashion_mnist | mnist | synthetic
+  std::string data_cache_dir = "/usr/share/datasets/fashion-mnist";
+  std::string partition_method = "hetero";  // homo | hetero | shards
+  double partition_alpha = 0.5;
+  int shards_per_client = 2;
+  double synthetic_alpha = 0.5;  // LEAF synthetic(alpha, beta)
+  double synthetic_beta = 0.5;
+  int synthetic_dimension = 60;
+  // model_args
+  std::string model = "cnn";                             // lr | mlp | cnn
+  std::string model_file_cache_folder = "fedml_output";  // final_model.pt goes here ("" = none)
+  // train_args
+  std::string federated_optimizer = "FedAvg";
+  int client_num_in_total = 100;
+  int client_num_per_round = 10;
+  int comm_round = 20;
+  int epochs = 1;
+  int batch_size = 32;
+  std::string client_optimizer = "sgd";  // sgd | adam
+  double learning_rate = 0.05;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  // validation_args
+  int frequency_of_the_test = 1;
+  // device_args
+  int worker_num = 2;
+  bool using_gpu = false;
+  int gpu_id = 0;
+  std::string device = "";  // "" = derived from using_gpu/gpu_id; else cpu | cuda:N
+  // comm_args
+  std::string backend = "inproc";  // inproc (alias sp) | MPI | GRPC
+  double round_timeout_s = 600.0;  // a round's deadline
+  // tracking_args
+  std::string metrics_file = "";
+  std::string checkpoint_dir = "";
+  std::string log_level = "info";
+  // threads each worker's LibTorch may use (0 = one each so workers do not oversubscribe cores)
+  int torch_threads = 0;
+};
+
+/// Values as text, keyed by FedML key name; what the YAML file or `--KEY VALUE` gave.
+using RawConfig = std::map<std::string, std::string>;
+
+struct ConfigLoadResult {
+  Config config;
+  std::vector<std::string> ignored_keys;  // cloud-only keys (mlops, wandb, ...), to warn about
+};
+
+/// Reads a FedML-style YAML file into raw key/value pairs (sections flattened). Errors name the
+/// file and the line for unreadable or malformed YAML, and for non-scalar values of known keys.
+Result<RawConfig> ReadYamlConfig(const std::string& path, std::vector<std::string>* ignored_keys);
+
+/// Applies `overrides` (they win) on top of `file_values` and the defaults above, converts
+/// types and validates ranges. Errors: unknown key (with the nearest known key), a value of the
+/// wrong type ("comm_round expects an integer, got 'abc'"), or out of range ("comm_round must be
+/// >= 1, got -3"; "client_num_per_round (200) must be <= client_num_in_total (100)";
+/// "partition_alpha must be > 0").
+Result<Config> BuildConfig(const RawConfig& file_values, const RawConfig& overrides);
+
+/// The whole path: file (optional, "" for none) plus overrides.
+Result<ConfigLoadResult> LoadConfig(const std::string& path, const RawConfig& overrides);
+
+/// True when `key` is one of the keys that are accepted but have no effect in fedml-cpp
+/// (FedML-cloud keys such as mlops_*, wandb_*, using_mlops; FedML keys such as client_id_list).
+/// Some of them are only harmless for certain values (scenario: horizontal, is_mobile: 0,
+/// batch_num: -1); BuildConfig rejects any other value.
+bool IsIgnoredKey(const std::string& key);
+
+/// Field-by-field equality over every known key.
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+/// True when `key` is a key this build understands.
+bool IsKnownKey(const std::string& key);
+/// Every known key, sorted.
+std::vector<std::string> KnownKeys();
+/// The known key closest to `key` by edit distance ("" when none is reasonably close).
+std::string NearestKnownKey(const std::string& key);
+
+/// `backend` normalised: "sp" and "inproc" -> "inproc"; "MPI"/"mpi" -> "mpi"; "GRPC"/"grpc" ->
+/// "grpc".
+std::string NormalizedBackend(const std::string& backend);
+
+/// The config as YAML (FedML layout), for logs and checkpoints.
+std::string ConfigToYaml(const Config& config);
+
+}  // namespace fedml::api

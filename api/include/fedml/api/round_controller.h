@@ -1,0 +1,79 @@
+// The server side of synchronous rounds: sample clients with the seed, send the global model,
+// hand out clients to workers, collect updates with a deadline, aggregate, evaluate, checkpoint.
+// The same controller runs over every communicator backend.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "fedml/algorithms/aggregator.h"
+#include "fedml/api/client_trainer.h"
+#include "fedml/api/metrics.h"
+#include "fedml/core/comm/communicator.h"
+#include "fedml/core/wire.h"
+
+namespace fedml::api {
+
+struct ServerOptions {
+  int client_num_in_total = 100;
+  int client_num_per_round = 10;
+  int comm_round = 20;
+  int frequency_of_the_test = 1;
+  std::uint64_t random_seed = 0;
+  std::chrono::milliseconds round_timeout{600000};
+  std::string checkpoint_dir;  // "" = no checkpoint
+  core::EncodeOptions encode;
+  core::DecodeLimits decode;
+};
+
+/// Evaluates a global model on the test set (called on the controller's thread).
+using GlobalEvaluator = std::function<Result<Evaluation>(const core::ModelState&)>;
+
+/// The clients sampled in `round` (0-based): sorted, distinct, a function of (seed, round) only.
+std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,
+                                        int per_round);
+
+/// Owns nothing but the aggregator; `comm` (rank 0) must outlive it. Workers are ranks
+/// 1..world_size-1, each running a ClientManager. Not thread-safe: Run on one thread.
+class RoundController {
+ public:
+  RoundController(core::Communicator& comm, std::unique_ptr<algorithms::Aggregator> aggregator,
+                  ServerOptions options, GlobalEvaluator evaluator);
+
+  void OnProgress(std::function<void(std::int64_t round, int done, int total)> cb) {
+    on_progress_ = std::move(cb);
+  }
+  void OnRoundEnd(std::function<void(const RoundMetrics&)> cb) { on_round_ = std::move(cb); }
+
+  /// Runs comm_round rounds from `initial` and returns the final global model. Every wait is
+  /// bounded by round_timeout: a round whose updates do not all arrive in time fails with
+  /// DEADLINE_EXCEEDED naming the missing clients and ranks. Always tells the workers to stop
+  /// (FINISH) before returning, on success and on failure.
+  Result<core::ModelState> Run(core::ModelState initial);
+
+  const std::vector<RoundMetrics>& history() const { return history_; }
+
+ private:
+  struct RoundState;
+  Status RunRound(std::int64_t round, core::ModelState& global, RoundMetrics& metrics);
+  Status SendFrame(int dst, const core::Message& msg, std::uint64_t* bytes);
+  void FinishWorkers();
+
+  core::Communicator& comm_;
+  std::unique_ptr<algorithms::Aggregator> aggregator_;
+  ServerOptions options_;
+  GlobalEvaluator evaluator_;
+  std::vector<bool> worker_alive_;  // index = rank
+  std::int64_t model_version_ = 0;
+  std::vector<RoundMetrics> history_;
+  std::function<void(std::int64_t, int, int)> on_progress_;
+  std::function<void(const RoundMetrics&)> on_round_;
+};
+
+/// Writes `global` and its round atomically to `dir`/checkpoint.fedml (wire format).
+Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
+                       const core::ModelState& global);
+
+}  // namespace fedml::api

@@ -1,0 +1,40 @@
+// The simulation runner: N virtual clients served by `worker_num` worker threads over the
+// in-process communicator, each worker training many clients one after another in a round.
+// Memory is O(worker_num x model) plus the data set, whatever client_num_in_total is.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "fedml/api/client_trainer.h"
+#include "fedml/api/config.h"
+#include "fedml/api/metrics.h"
+#include "fedml/api/round_controller.h"
+
+namespace fedml::api {
+
+struct SimulationHooks {
+  /// Your own trainer (one per worker, plus one more, index worker_num, that evaluates the
+  /// global model and provides the initial state). Empty: the built-in TorchClientTrainer with
+  /// config.model over config.dataset.
+  ClientTrainerFactory trainer_factory;
+  std::function<void(const RoundMetrics&)> on_round;
+  std::function<void(std::int64_t round, int done, int total)> on_progress;
+};
+
+struct RunSummary {
+  std::vector<RoundMetrics> rounds;
+  core::ModelState final_model;
+  double final_accuracy = 0.0;  // of the last evaluated round
+  double wall_seconds = 0.0;
+};
+
+/// Runs config.comm_round rounds of config.federated_optimizer in this process. Every thread it
+/// starts is joined before it returns, on success and on failure.
+Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& hooks = {});
+
+/// ServerOptions / WorkerOptions from a config.
+ServerOptions ServerOptionsFrom(const Config& config);
+
+}  // namespace fedml::api

@@ -1,0 +1,51 @@
+// The default ClientTrainer over a LibTorch module.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "fedml/api/client_trainer.h"
+#include "fedml/api/federated_data.h"
+#include "fedml/core/train/local_trainer.h"
+
+namespace fedml::api {
+
+/// Trains any module with a `forward(Tensor) -> Tensor` (wrapped in an AnyModule) with
+/// cross-entropy on the client's partition of `data`. Owns its module; shares `data` read-only
+/// with the other workers.
+class TorchClientTrainer final : public ClientTrainer {
+ public:
+  TorchClientTrainer(torch::nn::AnyModule model, std::shared_ptr<const FederatedData> data,
+                     core::LocalTrainOptions options, torch::Device device = torch::kCPU);
+
+  Status SetState(const core::ModelState& state) override;
+  Result<core::ModelState> GetState() override;
+  Result<LocalUpdate> Train(const TrainTask& task) override;
+  Result<Evaluation> Evaluate() override;
+
+  torch::nn::AnyModule& model() { return model_; }
+
+ private:
+  torch::nn::AnyModule model_;
+  std::shared_ptr<const FederatedData> data_;
+  core::LocalTrainOptions options_;
+  torch::Device device_;
+};
+
+/// Builds a module for worker `worker_index`.
+using ModelFactory = std::function<Result<torch::nn::AnyModule>()>;
+
+/// The built-in model named by `config.model` for `data`'s sample shape.
+ModelFactory BuiltinModelFactory(const Config& config, std::shared_ptr<const FederatedData> data);
+
+/// A ClientTrainerFactory making TorchClientTrainers with modules from `model_factory` and the
+/// optimiser settings of `config`.
+ClientTrainerFactory TorchTrainerFactory(const Config& config,
+                                         std::shared_ptr<const FederatedData> data,
+                                         ModelFactory model_factory);
+
+/// LocalTrainOptions from the train_args of `config`.
+core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config);
+
+}  // namespace fedml::api

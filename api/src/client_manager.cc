@@ -1,0 +1,96 @@
+#include "fedml/api/client_manager.h"
+
+#include "fedml/core/random.h"
+
+namespace fedml::api {
+
+using core::Message;
+using core::MessageType;
+
+ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
+                             WorkerOptions options)
+    : comm_(comm), trainer_(std::move(trainer)), options_(std::move(options)) {
+  handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
+  handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
+  handlers_[MessageType::kFinish] = [this](Message&) {
+    finished_ = true;
+    return Status::Ok();
+  };
+  handlers_[MessageType::kHeartbeat] = [](Message&) { return Status::Ok(); };
+}
+
+Status ClientManager::Run() {
+  while (!finished_) {
+    auto env = comm_.Recv(/*source=*/0, core::DeadlineAfter(options_.idle_timeout));
+    if (!env.ok()) {
+      if (env.status().code() == StatusCode::kDeadlineExceeded) {
+        return Status::DeadlineExceeded(
+            "worker rank " + std::to_string(comm_.rank()) + ": no message from the server for " +
+            std::to_string(options_.idle_timeout.count() / 1000) + " s; giving up");
+      }
+      return env.status();
+    }
+    auto decoded = core::Decode(env->payload, options_.decode);
+    if (!decoded.ok()) {
+      return decoded.status().WithContext("worker rank " + std::to_string(comm_.rank()) +
+                                          ": malformed frame from the server");
+    }
+    Message msg = std::move(decoded).value();
+    auto handler = handlers_.find(msg.type);
+    if (handler == handlers_.end()) continue;  // not for workers; ignore
+    FEDML_RETURN_IF_ERROR(handler->second(msg));
+  }
+  return Status::Ok();
+}
+
+Status ClientManager::HandleSync(Message& msg) {
+  global_ = std::move(msg.model);
+  round_ = msg.round;
+  model_version_ = msg.model_version;
+  return Status::Ok();
+}
+
+Status ClientManager::HandleTrain(Message& msg) {
+  for (std::int64_t client : msg.client_ids) {
+    Message reply;
+    reply.sender = comm_.rank();
+    reply.receiver = 0;
+    reply.round = msg.round;
+    reply.model_version = model_version_;
+    reply.client_ids = {client};
+    Status st;
+    if (msg.round != round_ || msg.model_version != model_version_) {
+      st = Status::FailedPrecondition("task for round " + std::to_string(msg.round) +
+                                      " arrived before its model");
+    } else {
+      st = trainer_->SetState(global_);
+    }
+    if (st.ok()) {
+      TrainTask task;
+      task.round = msg.round;
+      task.client_id = client;
+      task.model_version = model_version_;
+      task.seed = core::DeriveSeed(options_.random_seed, {static_cast<std::uint64_t>(msg.round),
+                                                          static_cast<std::uint64_t>(client)});
+      auto update = trainer_->Train(task);
+      if (update.ok()) {
+        reply.type = MessageType::kClientUpdate;
+        reply.num_samples = update->num_samples;
+        reply.metrics = std::move(update->metrics);
+        reply.model = std::move(update->state);
+        reply.extras = std::move(update->extras);
+      } else {
+        st = update.status();
+      }
+    }
+    if (!st.ok()) {
+      reply.type = MessageType::kError;
+      reply.attrs["error"] = st.ToString();
+    }
+    FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(reply, options_.encode));
+    FEDML_RETURN_IF_ERROR(comm_.Send(0, std::move(frame)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace fedml::api

@@ -1,0 +1,152 @@
+// The `fedml` command-line program.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fedml/api/config.h"
+#include "fedml/api/federated_data.h"
+#include "fedml/api/metrics.h"
+#include "fedml/api/simulation.h"
+#include "fedml/config.h"
+#include "fedml/core/train/torch_bridge.h"
+
+namespace {
+
+using fedml::Status;
+using fedml::StatusCode;
+
+// Exit codes: 0 success, 2 bad usage or config, 3 missing input file, 4 run failed (timeout,
+// lost workers), 1 anything else.
+int ExitCodeFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kUnimplemented:
+    case StatusCode::kFailedPrecondition:
+      return 2;
+    case StatusCode::kNotFound:
+      return 3;
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kUnavailable:
+    case StatusCode::kAborted:
+      return 4;
+    default:
+      return 1;
+  }
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "error: %s\n", s.message().c_str());
+  return ExitCodeFor(s);
+}
+
+// `--KEY VALUE` and `--KEY=VALUE` pairs left over after CLI11's own options.
+fedml::Result<fedml::api::RawConfig> ParseOverrides(const std::vector<std::string>& args) {
+  fedml::api::RawConfig out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0 || a.size() < 3) {
+      return Status::InvalidArgument("unexpected argument '" + a +
+                                     "'; config overrides are --KEY VALUE");
+    }
+    std::string key = a.substr(2);
+    std::string value;
+    const auto eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) {
+        return Status::InvalidArgument("--" + key + " needs a value (--" + key + " VALUE)");
+      }
+      value = args[++i];
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+int RunSimulate(const std::string& config_file, const std::vector<std::string>& extras) {
+  auto overrides = ParseOverrides(extras);
+  if (!overrides.ok()) return Fail(overrides.status());
+  auto loaded = fedml::api::LoadConfig(config_file, *overrides);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!loaded->ignored_keys.empty()) {
+    std::string names;
+    for (const auto& k : loaded->ignored_keys) names += (names.empty() ? "" : ", ") + k;
+    std::fprintf(stderr, "warning: ignoring keys that only mean something on FedML's cloud: %s\n",
+                 names.c_str());
+  }
+  const fedml::api::Config& config = loaded->config;
+  std::printf(
+      "fedml %s: %s on %s (%s, %d clients, %d per round), model %s, %d rounds, %d workers\n",
+      FEDML_VERSION_STRING, config.federated_optimizer.c_str(), config.dataset.c_str(),
+      config.partition_method.c_str(), config.client_num_in_total, config.client_num_per_round,
+      config.model.c_str(), config.comm_round, config.worker_num);
+  std::fflush(stdout);
+
+  std::optional<fedml::api::MetricsFile> metrics;
+  if (!config.metrics_file.empty()) {
+    auto m = fedml::api::MetricsFile::Open(config.metrics_file);
+    if (!m.ok()) return Fail(m.status());
+    metrics = std::move(m).value();
+  }
+  fedml::api::ProgressDisplay progress(config.comm_round);
+  Status write_status;
+  fedml::api::SimulationHooks hooks;
+  hooks.on_progress = [&](std::int64_t r, int done, int total) {
+    progress.ClientDone(r, done, total);
+  };
+  hooks.on_round = [&](const fedml::api::RoundMetrics& m) {
+    progress.RoundDone(m);
+    if (metrics && write_status.ok()) write_status = metrics->Write(m);
+  };
+  auto summary = fedml::api::RunSimulation(config, hooks);
+  if (!summary.ok()) return Fail(summary.status());
+  if (!write_status.ok()) return Fail(write_status);
+
+  std::string saved;
+  if (!config.model_file_cache_folder.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.model_file_cache_folder, ec);
+    const std::string path = config.model_file_cache_folder + "/final_model.pt";
+    Status st = ec ? Status::NotFound("cannot create '" + config.model_file_cache_folder + "'")
+                   : fedml::core::SaveStateForPyTorch(summary->final_model, path);
+    if (!st.ok()) return Fail(st);
+    saved = ", model saved to " + path;
+  }
+  std::printf("summary: %d rounds, final test_accuracy %.4f, %.1f s%s\n",
+              static_cast<int>(summary->rounds.size()), summary->final_accuracy,
+              summary->wall_seconds, saved.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    CLI::App app{"fedml: federated learning with LibTorch (simulation, MPI, gRPC)"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", FEDML_VERSION_STRING);
+
+    std::string config_file;
+    auto* simulate = app.add_subcommand(
+        "simulate", "Run a federated simulation in this process (any config key as --KEY VALUE)");
+    simulate->add_option("--cf", config_file, "FedML-style YAML config file");
+    simulate->allow_extras();
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e) == 0 ? 0 : 2;
+    }
+    if (simulate->parsed()) return RunSimulate(config_file, simulate->remaining());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,305 @@
+#include "fedml/api/round_controller.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "fedml/core/random.h"
+
+namespace fedml::api {
+
+using core::Message;
+using core::MessageType;
+
+std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,
+                                        int per_round) {
+  std::vector<std::int64_t> out;
+  if (per_round >= total) {
+    for (int i = 0; i < total; ++i) out.push_back(i);
+    return out;
+  }
+  core::Rng rng(core::DeriveSeed(
+      seed, {0x73616d706c65ULL /* "sample" */, static_cast<std::uint64_t>(round)}));
+  out = rng.SampleWithoutReplacement(total, per_round);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+RoundController::RoundController(core::Communicator& comm,
+                                 std::unique_ptr<algorithms::Aggregator> aggregator,
+                                 ServerOptions options, GlobalEvaluator evaluator)
+    : comm_(comm),
+      aggregator_(std::move(aggregator)),
+      options_(std::move(options)),
+      evaluator_(std::move(evaluator)),
+      worker_alive_(static_cast<std::size_t>(comm.world_size()), true) {
+  if (!worker_alive_.empty()) worker_alive_[0] = false;  // rank 0 is this server
+}
+
+Status RoundController::SendFrame(int dst, const Message& msg, std::uint64_t* bytes) {
+  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(msg, options_.encode));
+  if (bytes) *bytes += frame.size();
+  return comm_.Send(dst, std::move(frame));
+}
+
+void RoundController::FinishWorkers() {
+  Message fin;
+  fin.type = MessageType::kFinish;
+  fin.sender = 0;
+  for (int r = 1; r < comm_.world_size(); ++r) {
+    if (!worker_alive_[r]) continue;
+    fin.receiver = r;
+    (void)SendFrame(r, fin, nullptr);  // a worker already gone needs no FINISH
+  }
+}
+
+Result<core::ModelState> RoundController::Run(core::ModelState initial) {
+  core::ModelState global = std::move(initial);
+  Status status;
+  if (comm_.world_size() < 2) {
+    status = Status::InvalidArgument("the server needs at least one worker rank (world size " +
+                                     std::to_string(comm_.world_size()) + ")");
+  }
+  for (std::int64_t round = 0; status.ok() && round < options_.comm_round; ++round) {
+    RoundMetrics metrics;
+    metrics.round = round + 1;
+    const auto t0 = core::Clock::now();
+    status = RunRound(round, global, metrics);
+    if (!status.ok()) break;
+    const bool last = round + 1 == options_.comm_round;
+    if (evaluator_ && (last || (round + 1) % options_.frequency_of_the_test == 0)) {
+      auto eval = evaluator_(global);
+      if (!eval.ok()) {
+        status = eval.status().WithContext("evaluating the global model after round " +
+                                           std::to_string(round + 1));
+        break;
+      }
+      metrics.evaluated = true;
+      metrics.test_accuracy = eval->accuracy;
+      metrics.test_loss = eval->loss;
+    }
+    if (!options_.checkpoint_dir.empty()) {
+      status = WriteCheckpoint(options_.checkpoint_dir, round + 1, model_version_, global);
+      if (!status.ok()) break;
+    }
+    metrics.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
+    history_.push_back(metrics);
+    if (on_round_) on_round_(metrics);
+  }
+  FinishWorkers();
+  if (!status.ok()) return status;
+  return global;
+}
+
+Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
+                                 RoundMetrics& metrics) {
+  const std::vector<std::int64_t> sampled = SampleClients(
+      options_.random_seed, round, options_.client_num_in_total, options_.client_num_per_round);
+  const int k = static_cast<int>(sampled.size());
+  FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
+
+  // The global model goes to every worker once per round; tasks then name clients only.
+  {
+    Message sync;
+    sync.type = MessageType::kSyncModel;
+    sync.sender = 0;
+    sync.round = round;
+    sync.model_version = model_version_;
+    sync.model = global;
+    FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(sync, options_.encode));
+    for (int r = 1; r < comm_.world_size(); ++r) {
+      if (!worker_alive_[r]) continue;
+      metrics.bytes_down += frame.size();
+      Status st = comm_.Send(r, frame);
+      if (st.code() == StatusCode::kUnavailable) {
+        worker_alive_[r] = false;
+      } else if (!st.ok()) {
+        return st;
+      }
+    }
+  }
+
+  // Updates are fed to the aggregator in the order of `sampled`, whatever order they arrive
+  // in, so the result is the same for any number of workers and on every backend. At most one
+  // task is in flight per worker, so at most (workers - 1) updates wait here.
+  std::deque<int> queue;
+  for (int i = 0; i < k; ++i) queue.push_back(i);
+  std::map<int, int> in_flight;  // rank -> position in sampled
+  std::map<int, algorithms::ClientUpdate> ready;
+  int next = 0;
+  double loss_weighted = 0.0;
+  double loss_weight = 0.0;
+
+  auto dispatch = [&](int rank) -> Status {
+    while (!queue.empty() && worker_alive_[rank]) {
+      Message task;
+      task.type = MessageType::kTrainTask;
+      task.sender = 0;
+      task.receiver = rank;
+      task.round = round;
+      task.model_version = model_version_;
+      task.client_ids = {sampled[queue.front()]};
+      Status st = SendFrame(rank, task, &metrics.bytes_down);
+      if (st.ok()) {
+        in_flight[rank] = queue.front();
+        queue.pop_front();
+        return st;
+      }
+      if (st.code() != StatusCode::kUnavailable) return st;
+      worker_alive_[rank] = false;
+    }
+    return Status::Ok();
+  };
+  auto alive_count = [&] {
+    return static_cast<int>(std::count(worker_alive_.begin(), worker_alive_.end(), true));
+  };
+  auto lose_worker = [&](int rank) -> Status {
+    worker_alive_[rank] = false;
+    auto it = in_flight.find(rank);
+    if (it != in_flight.end()) {
+      queue.push_front(it->second);  // its client goes to a living worker
+      in_flight.erase(it);
+    }
+    if (alive_count() == 0) {
+      return Status::Unavailable("round " + std::to_string(round + 1) +
+                                 ": every worker is gone (last lost: rank " + std::to_string(rank) +
+                                 ")");
+    }
+    for (int r = 1; r < comm_.world_size(); ++r) {
+      if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
+    }
+    return Status::Ok();
+  };
+
+  for (int r = 1; r < comm_.world_size(); ++r) FEDML_RETURN_IF_ERROR(dispatch(r));
+  if (alive_count() == 0) return Status::Unavailable("no worker is reachable");
+
+  const core::Deadline deadline =
+      core::Clock::now() +
+      std::chrono::duration_cast<core::Clock::duration>(options_.round_timeout);
+  while (next < k) {
+    auto env = comm_.Recv(core::kAnySource, deadline);
+    if (!env.ok()) {
+      if (env.status().code() == StatusCode::kDeadlineExceeded) {
+        std::string missing;
+        for (const auto& [rank, pos] : in_flight) {
+          missing += (missing.empty() ? "" : ", ") + std::string("client ") +
+                     std::to_string(sampled[pos]) + " on rank " + std::to_string(rank);
+        }
+        for (int pos : queue) {
+          missing += (missing.empty() ? "" : ", ") + std::string("client ") +
+                     std::to_string(sampled[pos]) + " (not started)";
+        }
+        return Status::DeadlineExceeded(
+            "round " + std::to_string(round + 1) + ": updates missing after round_timeout_s=" +
+            std::to_string(options_.round_timeout.count() / 1000.0) + ": " + missing);
+      }
+      return env.status();
+    }
+    metrics.bytes_up += env->payload.size();
+    const int src = env->source;
+    auto decoded = core::Decode(env->payload, options_.decode);
+    if (!decoded.ok()) {
+      // A malformed frame is refused and counted; the worker's task stays in flight until the
+      // deadline (a broken worker is not trusted to resend).
+      ++metrics.refused;
+      std::fprintf(stderr, "warning: refused a frame from rank %d: %s\n", src,
+                   decoded.status().ToString().c_str());
+      continue;
+    }
+    Message msg = std::move(decoded).value();
+    if (msg.type == MessageType::kError) {
+      const auto it = msg.attrs.find("error");
+      return Status::Aborted("worker rank " + std::to_string(src) + " failed" +
+                             (msg.client_ids.empty()
+                                  ? std::string()
+                                  : " on client " + std::to_string(msg.client_ids[0])) +
+                             ": " + (it == msg.attrs.end() ? "unknown error" : it->second));
+    }
+    if (msg.type == MessageType::kHeartbeat) continue;
+    if (msg.type == MessageType::kFinish) {  // a worker leaving of its own accord
+      FEDML_RETURN_IF_ERROR(lose_worker(src));
+      continue;
+    }
+    if (msg.type != MessageType::kClientUpdate) {
+      ++metrics.refused;
+      continue;
+    }
+    auto it = in_flight.find(src);
+    if (msg.round != round || it == in_flight.end() || msg.client_ids.size() != 1 ||
+        msg.client_ids[0] != sampled[it->second]) {
+      ++metrics.refused;  // a late update for an earlier round or a client it was not given
+      continue;
+    }
+    const int pos = it->second;
+    in_flight.erase(it);
+    algorithms::ClientUpdate update;
+    update.client_id = msg.client_ids[0];
+    update.round = msg.round;
+    update.base_version = msg.model_version;
+    update.num_samples = msg.num_samples;
+    update.state = std::move(msg.model);
+    update.metrics = std::move(msg.metrics);
+    update.extras = std::move(msg.extras);
+    ready.emplace(pos, std::move(update));
+    FEDML_RETURN_IF_ERROR(dispatch(src));
+    while (!ready.empty() && ready.begin()->first == next) {
+      algorithms::ClientUpdate u = std::move(ready.begin()->second);
+      ready.erase(ready.begin());
+      const std::int64_t client = u.client_id;
+      const double n = static_cast<double>(u.num_samples);
+      const auto loss = u.metrics.find("train_loss");
+      const double client_loss = loss == u.metrics.end() ? 0.0 : loss->second;
+      Status st = aggregator_->Accumulate(std::move(u));
+      if (st.ok()) {
+        ++metrics.clients;
+        loss_weighted += client_loss * n;
+        loss_weight += n;
+      } else {
+        ++metrics.refused;
+        std::fprintf(stderr, "warning: round %lld: update of client %lld refused: %s\n",
+                     static_cast<long long>(round + 1), static_cast<long long>(client),
+                     st.ToString().c_str());
+      }
+      ++next;
+      if (on_progress_) on_progress_(round + 1, next, k);
+    }
+  }
+  FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
+  ++model_version_;
+  metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
+  return Status::Ok();
+}
+
+Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
+                       const core::ModelState& global) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::NotFound("cannot create checkpoint_dir '" + dir + "': " + ec.message());
+  Message ckpt;
+  ckpt.type = MessageType::kSyncModel;
+  ckpt.round = round;
+  ckpt.model_version = model_version;
+  ckpt.model = global;
+  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(ckpt));
+  const std::string path = dir + "/checkpoint.fedml";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(frame.data()),
+              static_cast<std::streamsize>(frame.size()));
+    out.flush();
+    if (!out) return Status::DataLoss("writing checkpoint '" + tmp + "' failed (disk full?)");
+  }
+  // rename() replaces the old checkpoint atomically: a crash leaves either the old or the new.
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::DataLoss("cannot rename '" + tmp + "' to '" + path + "'");
+  }
+  return Status::Ok();
+}
+
+}  // namespace fedml::api

@@ -1,0 +1,113 @@
+#include "fedml/api/simulation.h"
+
+#include <torch/torch.h>
+
+#include <thread>
+
+#include "fedml/algorithms/registry.h"
+#include "fedml/api/client_manager.h"
+#include "fedml/api/federated_data.h"
+#include "fedml/api/torch_trainer.h"
+#include "fedml/core/comm/inproc.h"
+
+namespace fedml::api {
+
+ServerOptions ServerOptionsFrom(const Config& config) {
+  ServerOptions o;
+  o.client_num_in_total = config.client_num_in_total;
+  o.client_num_per_round = config.client_num_per_round;
+  o.comm_round = config.comm_round;
+  o.frequency_of_the_test = config.frequency_of_the_test;
+  o.random_seed = config.random_seed;
+  o.round_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 1000));
+  o.checkpoint_dir = config.checkpoint_dir;
+  return o;
+}
+
+Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& hooks) {
+  const auto t0 = core::Clock::now();
+  const std::string backend = NormalizedBackend(config.backend);
+  if (backend != "inproc") {
+    return Status::Unimplemented("backend '" + config.backend +
+                                 "' is not part of this runner; use backend: inproc (or sp)");
+  }
+  // Each worker runs LibTorch single-threaded so that worker_num workers share the cores
+  // without oversubscription, and so that a client's result does not depend on worker_num.
+  torch::set_num_threads(config.torch_threads > 0 ? config.torch_threads : 1);
+
+  ClientTrainerFactory factory = hooks.trainer_factory;
+  if (!factory) {
+    FEDML_ASSIGN_OR_RETURN(std::shared_ptr<const FederatedData> data, LoadFederatedData(config));
+    if (static_cast<int>(data->partition.num_clients()) != config.client_num_in_total) {
+      return Status::InvalidArgument(
+          "the partition has " + std::to_string(data->partition.num_clients()) +
+          " clients but client_num_in_total is " + std::to_string(config.client_num_in_total));
+    }
+    factory = TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
+  }
+
+  algorithms::AggregatorOptions agg_options;
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
+                         algorithms::CreateAggregator(config.federated_optimizer, agg_options));
+
+  const int workers = config.worker_num;
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer, factory(workers));
+  FEDML_ASSIGN_OR_RETURN(core::ModelState initial, server_trainer->GetState());
+
+  // Build every worker's trainer before starting threads, so a factory error needs no cleanup.
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  for (int w = 0; w < workers; ++w) {
+    FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> t, factory(w));
+    trainers.push_back(std::move(t));
+  }
+
+  auto comms = core::inproc::CreateGroup(workers + 1);
+  WorkerOptions worker_options;
+  worker_options.random_seed = config.random_seed;
+  worker_options.idle_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 2000));
+  std::vector<Status> worker_status(static_cast<std::size_t>(workers));
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      ClientManager manager(*comms[w + 1], std::move(trainers[w]), worker_options);
+      worker_status[w] = manager.Run();
+      // A worker that stops early (error, timeout) wakes the server rather than leaving it to
+      // wait for the round deadline.
+      if (!worker_status[w].ok()) comms[w + 1]->Abort(worker_status[w]);
+    });
+  }
+
+  RoundController controller(*comms[0], std::move(aggregator), ServerOptionsFrom(config),
+                             [&](const core::ModelState& global) -> Result<Evaluation> {
+                               FEDML_RETURN_IF_ERROR(server_trainer->SetState(global));
+                               return server_trainer->Evaluate();
+                             });
+  if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
+  if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
+  auto final_model = controller.Run(std::move(initial));
+  if (!final_model.ok()) comms[0]->Abort(final_model.status());
+  for (auto& t : threads) t.join();
+
+  if (!final_model.ok()) {
+    // Prefer a worker's own error when it caused the abort.
+    for (const Status& s : worker_status) {
+      if (!s.ok() && s.code() != StatusCode::kAborted) return s;
+    }
+    return final_model.status();
+  }
+  for (const Status& s : worker_status) {
+    if (!s.ok()) return s;
+  }
+  RunSummary summary;
+  summary.rounds = controller.history();
+  summary.final_model = std::move(final_model).value();
+  for (const auto& m : summary.rounds) {
+    if (m.evaluated) summary.final_accuracy = m.test_accuracy;
+  }
+  summary.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace fedml::api

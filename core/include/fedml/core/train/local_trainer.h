@@ -1,0 +1,59 @@
+// Local training and evaluation of a LibTorch module on a client's samples.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fedml/core/data/dataset.h"
+#include "fedml/core/status.h"
+
+namespace fedml::core {
+
+struct LocalTrainOptions {
+  int epochs = 1;
+  int batch_size = 32;
+  std::string optimizer = "sgd";  // sgd | adam
+  double learning_rate = 0.05;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+};
+
+struct LocalTrainStats {
+  double mean_loss = 0.0;        // mean training loss over all samples seen
+  std::int64_t num_samples = 0;  // distinct samples of the client
+  std::int64_t steps = 0;        // optimizer steps taken
+};
+
+struct EvalStats {
+  double loss = 0.0;  // mean cross-entropy
+  double accuracy = 0.0;
+  std::int64_t num_samples = 0;
+  std::int64_t correct = 0;
+};
+
+/// Trains `model` in place with cross-entropy on `data`'s samples `indices`, `epochs` passes in
+/// minibatches. The sample order of each epoch is drawn from `seed` (pass
+/// DeriveSeed(run seed, {round, client})), so with a fixed LibTorch thread count the result is a
+/// pure function of (initial weights, seed, options, data). A fresh optimizer is made per call
+/// (FedAvg clients keep no optimizer state across rounds). Errors: INVALID_ARGUMENT for empty
+/// `indices` or bad options; INTERNAL carrying LibTorch's message; non-finite loss is
+/// FAILED_PRECONDITION (diverged; lower the learning rate).
+Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Dataset& data,
+                                   const std::vector<std::int64_t>& indices,
+                                   const LocalTrainOptions& options, std::uint64_t seed,
+                                   const torch::Device& device);
+
+/// Evaluates `model` on all of `data` (indices empty) or on `indices`, in batches, without
+/// gradients.
+Result<EvalStats> EvaluateModel(torch::nn::AnyModule& model, const data::Dataset& data,
+                                const std::vector<std::int64_t>& indices,
+                                const torch::Device& device, int batch_size = 1000);
+
+/// A view of `data`'s features as a [N, sample_shape...] tensor without copying (valid while
+/// `data` lives and is not modified).
+torch::Tensor FeaturesTensor(const data::Dataset& data);
+
+}  // namespace fedml::core

@@ -1,0 +1,133 @@
+#include "fedml/core/train/local_trainer.h"
+
+#include <cmath>
+
+#include "fedml/core/random.h"
+#include "fedml/core/train/torch_bridge.h"
+
+namespace fedml::core {
+
+torch::Tensor FeaturesTensor(const data::Dataset& data) {
+  std::vector<std::int64_t> sizes{static_cast<std::int64_t>(data.size())};
+  sizes.insert(sizes.end(), data.sample_shape.begin(), data.sample_shape.end());
+  return torch::from_blob(const_cast<float*>(data.features.data()), sizes, torch::kFloat);
+}
+
+static torch::Tensor LabelsTensor(const data::Dataset& data) {
+  return torch::from_blob(const_cast<std::int64_t*>(data.labels.data()),
+                          {static_cast<std::int64_t>(data.size())}, torch::kLong);
+}
+
+Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Dataset& data,
+                                   const std::vector<std::int64_t>& indices,
+                                   const LocalTrainOptions& options, std::uint64_t seed,
+                                   const torch::Device& device) {
+  if (indices.empty()) return Status::InvalidArgument("client has no training samples");
+  if (options.epochs < 1 || options.batch_size < 1 || !(options.learning_rate > 0)) {
+    return Status::InvalidArgument("local training needs epochs >= 1, batch_size >= 1, lr > 0");
+  }
+  for (auto i : indices) {
+    if (i < 0 || static_cast<std::size_t>(i) >= data.size()) {
+      return Status::InvalidArgument("sample index " + std::to_string(i) +
+                                     " is outside the data set of " + std::to_string(data.size()));
+    }
+  }
+  LocalTrainStats stats;
+  stats.num_samples = static_cast<std::int64_t>(indices.size());
+  double loss_sum = 0.0;
+  std::int64_t seen = 0;
+  Status st = CatchTorch("local training", [&] {
+    auto module = model.ptr();
+    module->train();
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (options.optimizer == "adam") {
+      opt = std::make_unique<torch::optim::Adam>(
+          module->parameters(),
+          torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
+    } else {
+      opt = std::make_unique<torch::optim::SGD>(module->parameters(),
+                                                torch::optim::SGDOptions(options.learning_rate)
+                                                    .momentum(options.momentum)
+                                                    .weight_decay(options.weight_decay));
+    }
+    const torch::Tensor features = FeaturesTensor(data);
+    const torch::Tensor labels = LabelsTensor(data);
+    Rng rng(seed);
+    std::vector<std::int64_t> order = indices;
+    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+      rng.Shuffle(order);
+      for (std::size_t begin = 0; begin < order.size(); begin += options.batch_size) {
+        const std::size_t end = std::min(order.size(), begin + options.batch_size);
+        torch::Tensor idx = torch::from_blob(
+            order.data() + begin, {static_cast<std::int64_t>(end - begin)}, torch::kLong);
+        torch::Tensor x = features.index_select(0, idx).to(device);
+        torch::Tensor y = labels.index_select(0, idx).to(device);
+        opt->zero_grad();
+        torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(x), y);
+        loss.backward();
+        opt->step();
+        const double l = loss.item<double>();
+        loss_sum += l * static_cast<double>(end - begin);
+        seen += static_cast<std::int64_t>(end - begin);
+        ++stats.steps;
+      }
+    }
+  });
+  if (!st.ok()) return st;
+  stats.mean_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
+  if (!std::isfinite(stats.mean_loss)) {
+    return Status::FailedPrecondition(
+        "local training diverged (loss is not finite); lower "
+        "learning_rate");
+  }
+  return stats;
+}
+
+Result<EvalStats> EvaluateModel(torch::nn::AnyModule& model, const data::Dataset& data,
+                                const std::vector<std::int64_t>& indices,
+                                const torch::Device& device, int batch_size) {
+  EvalStats stats;
+  double loss_sum = 0.0;
+  Status st = CatchTorch("evaluation", [&] {
+    torch::NoGradGuard no_grad;
+    model.ptr()->eval();
+    const torch::Tensor features = FeaturesTensor(data);
+    const torch::Tensor labels = LabelsTensor(data);
+    torch::Tensor all_idx;
+    std::int64_t n = static_cast<std::int64_t>(data.size());
+    if (!indices.empty()) {
+      all_idx = torch::from_blob(const_cast<std::int64_t*>(indices.data()),
+                                 {static_cast<std::int64_t>(indices.size())}, torch::kLong);
+      n = static_cast<std::int64_t>(indices.size());
+    }
+    for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+      const std::int64_t len = std::min<std::int64_t>(batch_size, n - begin);
+      torch::Tensor x, y;
+      if (indices.empty()) {
+        x = features.narrow(0, begin, len);
+        y = labels.narrow(0, begin, len);
+      } else {
+        torch::Tensor idx = all_idx.narrow(0, begin, len);
+        x = features.index_select(0, idx);
+        y = labels.index_select(0, idx);
+      }
+      x = x.to(device);
+      y = y.to(device);
+      torch::Tensor logits = model.forward(x);
+      loss_sum +=
+          torch::nn::functional::cross_entropy(
+              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .item<double>();
+      stats.correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+    }
+    stats.num_samples = n;
+  });
+  if (!st.ok()) return st;
+  if (stats.num_samples > 0) {
+    stats.loss = loss_sum / static_cast<double>(stats.num_samples);
+    stats.accuracy = static_cast<double>(stats.correct) / static_cast<double>(stats.num_samples);
+  }
+  return stats;
+}
+
+}  // namespace fedml::core

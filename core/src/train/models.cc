@@ -1,0 +1,68 @@
+#include "fedml/core/train/models.h"
+
+#include <mutex>
+
+namespace fedml::core {
+
+LogisticRegressionImpl::LogisticRegressionImpl(std::int64_t input_dim, std::int64_t num_classes)
+    : fc(register_module("fc", torch::nn::Linear(input_dim, num_classes))) {}
+
+torch::Tensor LogisticRegressionImpl::forward(torch::Tensor x) { return fc->forward(x.flatten(1)); }
+
+MlpImpl::MlpImpl(std::int64_t input_dim, std::int64_t num_classes, std::int64_t hidden)
+    : fc1(register_module("fc1", torch::nn::Linear(input_dim, hidden))),
+      fc2(register_module("fc2", torch::nn::Linear(hidden, hidden))),
+      fc3(register_module("fc3", torch::nn::Linear(hidden, num_classes))) {}
+
+torch::Tensor MlpImpl::forward(torch::Tensor x) {
+  x = torch::relu(fc1->forward(x.flatten(1)));
+  x = torch::relu(fc2->forward(x));
+  return fc3->forward(x);
+}
+
+CnnImpl::CnnImpl(std::int64_t in_channels, std::int64_t num_classes)
+    : conv1(register_module(
+          "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, 32, 5).padding(2)))),
+      conv2(register_module("conv2",
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 5).padding(2)))),
+      fc1(register_module("fc1", torch::nn::Linear(7 * 7 * 64, 512))),
+      fc2(register_module("fc2", torch::nn::Linear(512, num_classes))) {}
+
+torch::Tensor CnnImpl::forward(torch::Tensor x) {
+  x = torch::max_pool2d(torch::relu(conv1->forward(x)), 2);
+  x = torch::max_pool2d(torch::relu(conv2->forward(x)), 2);
+  x = torch::relu(fc1->forward(x.flatten(1)));
+  return fc2->forward(x);
+}
+
+std::vector<std::string> ModelNames() { return {"lr", "mlp", "cnn"}; }
+
+Result<torch::nn::AnyModule> CreateModel(const std::string& name,
+                                         const std::vector<std::int64_t>& sample_shape,
+                                         std::int64_t num_classes, std::uint64_t seed) {
+  std::int64_t input_dim = 1;
+  for (auto d : sample_shape) input_dim *= d;
+  if (sample_shape.empty() || input_dim <= 0 || num_classes <= 0) {
+    return Status::InvalidArgument("model '" + name +
+                                   "' needs a non-empty input shape and >= 1 class");
+  }
+  // LibTorch's initialisers draw from the process-wide default generator; seeding it under a
+  // lock makes the initial weights a function of `seed` alone, whatever other threads do.
+  static std::mutex init_mutex;
+  std::lock_guard<std::mutex> lock(init_mutex);
+  torch::manual_seed(seed);
+  if (name == "lr") return torch::nn::AnyModule(LogisticRegression(input_dim, num_classes));
+  if (name == "mlp") return torch::nn::AnyModule(Mlp(input_dim, num_classes));
+  if (name == "cnn") {
+    if (sample_shape.size() != 3 || sample_shape[1] != 28 || sample_shape[2] != 28) {
+      return Status::InvalidArgument(
+          "model 'cnn' needs 28x28 images (shape [C, 28, 28]); this data set's samples have " +
+          std::to_string(sample_shape.size()) +
+          " dimensions; use model lr or mlp for vector data such as dataset: synthetic");
+    }
+    return torch::nn::AnyModule(Cnn(sample_shape[0], num_classes));
+  }
+  return Status::InvalidArgument("unknown model '" + name + "'; allowed: lr, mlp, cnn");
+}
+
+}  // namespace fedml::core

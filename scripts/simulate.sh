@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command 1: the default FedAvg simulation (Fashion-MNIST, cnn, 100 non-IID clients).
+# Installs what is missing, builds, runs. Extra arguments go to `fedml simulate`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh default
+exec build/bin/fedml simulate --cf examples/fedavg_fashion_mnist.yaml "$@"
