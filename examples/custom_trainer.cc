@@ -67,16 +67,23 @@ class MyTrainer : public fedml::api::ClientTrainer {
     return u;
   }
 
-  fedml::Result<fedml::api::Evaluation> Evaluate() override {
+  // The server asks each worker for one contiguous shard of the test set.
+  fedml::Result<fedml::api::Evaluation> Evaluate(const fedml::api::EvalTask& task) override {
     torch::NoGradGuard no_grad;
     net_->eval();
-    auto logits = net_->forward(fedml::core::FeaturesTensor(data_->test));
-    auto y = torch::from_blob(const_cast<std::int64_t*>(data_->test.labels.data()),
-                              {static_cast<std::int64_t>(data_->test.size())}, torch::kLong);
+    const auto n = static_cast<std::int64_t>(data_->test.size());
+    const std::int64_t first = n * task.shard / task.num_shards;
+    const std::int64_t len = n * (task.shard + 1) / task.num_shards - first;
     fedml::api::Evaluation e;
+    e.num_samples = len;
+    if (len == 0) return e;
+    auto x = fedml::core::FeaturesTensor(data_->test).narrow(0, first, len);
+    auto y = torch::from_blob(const_cast<std::int64_t*>(data_->test.labels.data()), {n},
+                              torch::kLong)
+                 .narrow(0, first, len);
+    auto logits = net_->forward(x);
     e.loss = torch::cross_entropy_loss(logits, y).item<double>();
     e.accuracy = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
-    e.num_samples = static_cast<std::int64_t>(data_->test.size());
     return e;
   }
 

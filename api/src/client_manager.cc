@@ -12,6 +12,7 @@ ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTra
     : comm_(comm), trainer_(std::move(trainer)), options_(std::move(options)) {
   handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
   handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
+  handlers_[MessageType::kEvalTask] = [this](Message& m) { return HandleEval(m); };
   handlers_[MessageType::kFinish] = [this](Message&) {
     finished_ = true;
     return Status::Ok();
@@ -50,6 +51,45 @@ Status ClientManager::HandleSync(Message& msg) {
   return Status::Ok();
 }
 
+Status ClientManager::HandleEval(Message& msg) {
+  Message reply;
+  reply.sender = comm_.rank();
+  reply.receiver = 0;
+  reply.round = msg.round;
+  reply.model_version = model_version_;
+  EvalTask task;
+  task.round = msg.round;
+  Status st;
+  try {
+    task.shard = std::stoi(msg.attrs.at("shard"));
+    task.num_shards = std::stoi(msg.attrs.at("num_shards"));
+  } catch (const std::exception&) {
+    st = Status::InvalidArgument("evaluation task without a valid shard and num_shards");
+  }
+  if (st.ok() && msg.model_version != model_version_) {
+    st = Status::FailedPrecondition("evaluation task for model version " +
+                                    std::to_string(msg.model_version) + " arrived before its model");
+  }
+  if (st.ok()) st = trainer_->SetState(global_);
+  if (st.ok()) {
+    auto eval = trainer_->Evaluate(task);
+    if (eval.ok()) {
+      reply.type = MessageType::kEvalResult;
+      reply.num_samples = eval->num_samples;
+      reply.metrics["test_loss"] = eval->loss;
+      reply.metrics["test_accuracy"] = eval->accuracy;
+    } else {
+      st = eval.status();
+    }
+  }
+  if (!st.ok()) {
+    reply.type = MessageType::kError;
+    reply.attrs["error"] = st.ToString();
+  }
+  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(reply, options_.encode));
+  return comm_.Send(0, std::move(frame));
+}
+
 Status ClientManager::HandleTrain(Message& msg) {
   for (std::int64_t client : msg.client_ids) {
     Message reply;
@@ -59,8 +99,9 @@ Status ClientManager::HandleTrain(Message& msg) {
     reply.model_version = model_version_;
     reply.client_ids = {client};
     Status st;
-    if (msg.round != round_ || msg.model_version != model_version_) {
-      st = Status::FailedPrecondition("task for round " + std::to_string(msg.round) +
+    if (msg.model_version != model_version_) {
+      st = Status::FailedPrecondition("task for model version " +
+                                      std::to_string(msg.model_version) +
                                       " arrived before its model");
     } else {
       st = trainer_->SetState(global_);
@@ -72,8 +113,11 @@ Status ClientManager::HandleTrain(Message& msg) {
       task.model_version = model_version_;
       task.seed = core::DeriveSeed(options_.random_seed, {static_cast<std::uint64_t>(msg.round),
                                                           static_cast<std::uint64_t>(client)});
+      const auto t0 = core::Clock::now();
       auto update = trainer_->Train(task);
       if (update.ok()) {
+        update->metrics["train_seconds"] =
+            std::chrono::duration<double>(core::Clock::now() - t0).count();
         reply.type = MessageType::kClientUpdate;
         reply.num_samples = update->num_samples;
         reply.metrics = std::move(update->metrics);

@@ -10,6 +10,7 @@
 #include "fedml/api/config.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/metrics.h"
+#include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
 #include "fedml/config.h"
 #include "fedml/core/train/torch_bridge.h"
@@ -124,6 +125,53 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
   return 0;
 }
 
+// `fedml partition`: prints the partition's per-client label statistics, and optionally writes the
+// whole plan (each client's sample indices and the clients sampled in every round) as JSON, which
+// benchmarks/pytorch_fedavg_baseline.py replays so both sides do exactly the same work.
+int RunPartition(const std::string& config_file, const std::string& plan_file,
+                 const std::vector<std::string>& extras) {
+  auto overrides = ParseOverrides(extras);
+  if (!overrides.ok()) return Fail(overrides.status());
+  auto loaded = fedml::api::LoadConfig(config_file, *overrides);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const fedml::api::Config& config = loaded->config;
+  auto data = fedml::api::LoadFederatedData(config);
+  if (!data.ok()) return Fail(data.status());
+  const auto& part = (*data)->partition;
+  std::fputs(fedml::core::data::FormatLabelStatistics(
+                 fedml::core::data::LabelStatistics(part, (*data)->train.labels,
+                                                    (*data)->train.num_classes))
+                 .c_str(),
+             stdout);
+  if (plan_file.empty()) return 0;
+  std::FILE* out = std::fopen(plan_file.c_str(), "w");
+  if (!out) return Fail(Status::NotFound("cannot create plan file '" + plan_file + "'"));
+  std::fprintf(out, "{\"dataset\":\"%s\",\"clients\":[", config.dataset.c_str());
+  for (std::size_t c = 0; c < part.num_clients(); ++c) {
+    std::fputs(c ? ",[" : "[", out);
+    const auto& idx = part.client_indices[c];
+    for (std::size_t i = 0; i < idx.size(); ++i) {
+      std::fprintf(out, i ? ",%lld" : "%lld", static_cast<long long>(idx[i]));
+    }
+    std::fputs("]", out);
+  }
+  std::fputs("],\"rounds\":[", out);
+  for (int r = 0; r < config.comm_round; ++r) {
+    const auto sampled = fedml::api::SampleClients(config.random_seed, r, config.client_num_in_total,
+                                                   config.client_num_per_round);
+    std::fputs(r ? ",[" : "[", out);
+    for (std::size_t i = 0; i < sampled.size(); ++i) {
+      std::fprintf(out, i ? ",%lld" : "%lld", static_cast<long long>(sampled[i]));
+    }
+    std::fputs("]", out);
+  }
+  std::fputs("]}\n", out);
+  const bool ok = std::fclose(out) == 0;
+  if (!ok) return Fail(Status::DataLoss("writing plan file '" + plan_file + "' failed"));
+  std::printf("plan written to %s\n", plan_file.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -138,12 +186,22 @@ int main(int argc, char** argv) {
     simulate->add_option("--cf", config_file, "FedML-style YAML config file");
     simulate->allow_extras();
 
+    std::string plan_file;
+    auto* partition = app.add_subcommand(
+        "partition", "Print the per-client label statistics of the configured partition");
+    partition->add_option("--cf", config_file, "FedML-style YAML config file");
+    partition->add_option("--plan_file", plan_file,
+                          "Also write each client's sample indices and every round's sampled "
+                          "clients as JSON");
+    partition->allow_extras();
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       return app.exit(e) == 0 ? 0 : 2;
     }
     if (simulate->parsed()) return RunSimulate(config_file, simulate->remaining());
+    if (partition->parsed()) return RunPartition(config_file, plan_file, partition->remaining());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "fedml/core/random.h"
@@ -36,7 +37,8 @@ RoundController::RoundController(core::Communicator& comm,
       aggregator_(std::move(aggregator)),
       options_(std::move(options)),
       evaluator_(std::move(evaluator)),
-      worker_alive_(static_cast<std::size_t>(comm.world_size()), true) {
+      worker_alive_(static_cast<std::size_t>(comm.world_size()), true),
+      worker_version_(static_cast<std::size_t>(comm.world_size()), -1) {
   if (!worker_alive_.empty()) worker_alive_[0] = false;  // rank 0 is this server
 }
 
@@ -71,8 +73,11 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = RunRound(round, global, metrics);
     if (!status.ok()) break;
     const bool last = round + 1 == options_.comm_round;
-    if (evaluator_ && (last || (round + 1) % options_.frequency_of_the_test == 0)) {
-      auto eval = evaluator_(global);
+    if (last || (round + 1) % options_.frequency_of_the_test == 0) {
+      const auto t_eval = core::Clock::now();
+      auto eval = evaluator_ ? evaluator_(global) : EvaluateOnWorkers(round, global, metrics);
+      metrics.extra["eval_seconds"] =
+          std::chrono::duration<double>(core::Clock::now() - t_eval).count();
       if (!eval.ok()) {
         status = eval.status().WithContext("evaluating the global model after round " +
                                            std::to_string(round + 1));
@@ -95,54 +100,57 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
   return global;
 }
 
-Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
-                                 RoundMetrics& metrics) {
-  const std::vector<std::int64_t> sampled = SampleClients(
-      options_.random_seed, round, options_.client_num_in_total, options_.client_num_per_round);
-  const int k = static_cast<int>(sampled.size());
-  FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
+int RoundController::alive_workers() const {
+  return static_cast<int>(std::count(worker_alive_.begin(), worker_alive_.end(), true));
+}
 
-  // The global model goes to every worker once per round; tasks then name clients only.
-  {
-    Message sync;
-    sync.type = MessageType::kSyncModel;
-    sync.sender = 0;
-    sync.round = round;
-    sync.model_version = model_version_;
-    sync.model = global;
-    FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(sync, options_.encode));
-    for (int r = 1; r < comm_.world_size(); ++r) {
-      if (!worker_alive_[r]) continue;
-      metrics.bytes_down += frame.size();
-      Status st = comm_.Send(r, frame);
-      if (st.code() == StatusCode::kUnavailable) {
-        worker_alive_[r] = false;
-      } else if (!st.ok()) {
-        return st;
-      }
+Status RoundController::SyncWorkers(std::int64_t round, const core::ModelState& global,
+                                    RoundMetrics& metrics) {
+  std::optional<core::Bytes> frame;  // encoded once, copied per worker
+  for (int r = 1; r < comm_.world_size(); ++r) {
+    if (!worker_alive_[r] || worker_version_[r] == model_version_) continue;
+    if (!frame) {
+      Message sync;
+      sync.type = MessageType::kSyncModel;
+      sync.sender = 0;
+      sync.round = round;
+      sync.model_version = model_version_;
+      sync.model = global;
+      FEDML_ASSIGN_OR_RETURN(frame, core::Encode(sync, options_.encode));
+    }
+    metrics.bytes_down += frame->size();
+    Status st = comm_.Send(r, *frame);
+    if (st.ok()) {
+      worker_version_[r] = model_version_;
+    } else if (st.code() == StatusCode::kUnavailable) {
+      worker_alive_[r] = false;
+    } else {
+      return st;
     }
   }
+  if (alive_workers() == 0) return Status::Unavailable("no worker is reachable");
+  return Status::Ok();
+}
 
-  // Updates are fed to the aggregator in the order of `sampled`, whatever order they arrive
-  // in, so the result is the same for any number of workers and on every backend. At most one
-  // task is in flight per worker, so at most (workers - 1) updates wait here.
+Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_type,
+                                 core::Deadline deadline,
+                                 const std::function<Message(int)>& make_task,
+                                 const std::function<std::string(int)>& describe_task,
+                                 const std::function<void(int, Message&&)>& on_result,
+                                 RoundMetrics& metrics) {
   std::deque<int> queue;
-  for (int i = 0; i < k; ++i) queue.push_back(i);
-  std::map<int, int> in_flight;  // rank -> position in sampled
-  std::map<int, algorithms::ClientUpdate> ready;
+  for (int i = 0; i < n; ++i) queue.push_back(i);
+  std::map<int, int> in_flight;  // rank -> task
+  std::map<int, Message> ready;  // finished tasks waiting for an earlier one
   int next = 0;
-  double loss_weighted = 0.0;
-  double loss_weight = 0.0;
 
   auto dispatch = [&](int rank) -> Status {
     while (!queue.empty() && worker_alive_[rank]) {
-      Message task;
-      task.type = MessageType::kTrainTask;
+      Message task = make_task(queue.front());
       task.sender = 0;
       task.receiver = rank;
       task.round = round;
       task.model_version = model_version_;
-      task.client_ids = {sampled[queue.front()]};
       Status st = SendFrame(rank, task, &metrics.bytes_down);
       if (st.ok()) {
         in_flight[rank] = queue.front();
@@ -154,20 +162,17 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
     }
     return Status::Ok();
   };
-  auto alive_count = [&] {
-    return static_cast<int>(std::count(worker_alive_.begin(), worker_alive_.end(), true));
-  };
   auto lose_worker = [&](int rank) -> Status {
     worker_alive_[rank] = false;
     auto it = in_flight.find(rank);
     if (it != in_flight.end()) {
-      queue.push_front(it->second);  // its client goes to a living worker
+      queue.push_front(it->second);  // its task goes to a living worker
       in_flight.erase(it);
     }
-    if (alive_count() == 0) {
+    if (alive_workers() == 0) {
       return Status::Unavailable("round " + std::to_string(round + 1) +
-                                 ": every worker is gone (last lost: rank " + std::to_string(rank) +
-                                 ")");
+                                 ": every worker is gone (last lost: rank " +
+                                 std::to_string(rank) + ")");
     }
     for (int r = 1; r < comm_.world_size(); ++r) {
       if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
@@ -176,29 +181,22 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   };
 
   for (int r = 1; r < comm_.world_size(); ++r) FEDML_RETURN_IF_ERROR(dispatch(r));
-  if (alive_count() == 0) return Status::Unavailable("no worker is reachable");
-
-  const core::Deadline deadline =
-      core::Clock::now() +
-      std::chrono::duration_cast<core::Clock::duration>(options_.round_timeout);
-  while (next < k) {
+  while (next < n) {
     auto env = comm_.Recv(core::kAnySource, deadline);
     if (!env.ok()) {
-      if (env.status().code() == StatusCode::kDeadlineExceeded) {
-        std::string missing;
-        for (const auto& [rank, pos] : in_flight) {
-          missing += (missing.empty() ? "" : ", ") + std::string("client ") +
-                     std::to_string(sampled[pos]) + " on rank " + std::to_string(rank);
-        }
-        for (int pos : queue) {
-          missing += (missing.empty() ? "" : ", ") + std::string("client ") +
-                     std::to_string(sampled[pos]) + " (not started)";
-        }
-        return Status::DeadlineExceeded(
-            "round " + std::to_string(round + 1) + ": updates missing after round_timeout_s=" +
-            std::to_string(options_.round_timeout.count() / 1000.0) + ": " + missing);
+      if (env.status().code() != StatusCode::kDeadlineExceeded) return env.status();
+      std::string missing;
+      for (const auto& [rank, task] : in_flight) {
+        missing += (missing.empty() ? "" : ", ") + describe_task(task) + " on rank " +
+                   std::to_string(rank);
       }
-      return env.status();
+      for (int task : queue) {
+        missing += (missing.empty() ? "" : ", ") + describe_task(task) + " (not started)";
+      }
+      return Status::DeadlineExceeded("round " + std::to_string(round + 1) +
+                                      ": replies missing after round_timeout_s=" +
+                                      std::to_string(options_.round_timeout.count() / 1000.0) +
+                                      ": " + missing);
     }
     metrics.bytes_up += env->payload.size();
     const int src = env->source;
@@ -214,10 +212,10 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
     Message msg = std::move(decoded).value();
     if (msg.type == MessageType::kError) {
       const auto it = msg.attrs.find("error");
+      const auto task = in_flight.find(src);
       return Status::Aborted("worker rank " + std::to_string(src) + " failed" +
-                             (msg.client_ids.empty()
-                                  ? std::string()
-                                  : " on client " + std::to_string(msg.client_ids[0])) +
+                             (task == in_flight.end() ? std::string()
+                                                      : " on " + describe_task(task->second)) +
                              ": " + (it == msg.attrs.end() ? "unknown error" : it->second));
     }
     if (msg.type == MessageType::kHeartbeat) continue;
@@ -225,54 +223,113 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
       FEDML_RETURN_IF_ERROR(lose_worker(src));
       continue;
     }
-    if (msg.type != MessageType::kClientUpdate) {
-      ++metrics.refused;
-      continue;
-    }
     auto it = in_flight.find(src);
-    if (msg.round != round || it == in_flight.end() || msg.client_ids.size() != 1 ||
-        msg.client_ids[0] != sampled[it->second]) {
-      ++metrics.refused;  // a late update for an earlier round or a client it was not given
+    if (msg.type != reply_type || msg.round != round || it == in_flight.end()) {
+      ++metrics.refused;  // a late reply for an earlier round, or one nobody asked for
       continue;
     }
-    const int pos = it->second;
+    const int task = it->second;
     in_flight.erase(it);
-    algorithms::ClientUpdate update;
-    update.client_id = msg.client_ids[0];
-    update.round = msg.round;
-    update.base_version = msg.model_version;
-    update.num_samples = msg.num_samples;
-    update.state = std::move(msg.model);
-    update.metrics = std::move(msg.metrics);
-    update.extras = std::move(msg.extras);
-    ready.emplace(pos, std::move(update));
+    ready.emplace(task, std::move(msg));
     FEDML_RETURN_IF_ERROR(dispatch(src));
     while (!ready.empty() && ready.begin()->first == next) {
-      algorithms::ClientUpdate u = std::move(ready.begin()->second);
+      on_result(next, std::move(ready.begin()->second));
       ready.erase(ready.begin());
-      const std::int64_t client = u.client_id;
-      const double n = static_cast<double>(u.num_samples);
-      const auto loss = u.metrics.find("train_loss");
-      const double client_loss = loss == u.metrics.end() ? 0.0 : loss->second;
-      Status st = aggregator_->Accumulate(std::move(u));
-      if (st.ok()) {
-        ++metrics.clients;
-        loss_weighted += client_loss * n;
-        loss_weight += n;
-      } else {
-        ++metrics.refused;
-        std::fprintf(stderr, "warning: round %lld: update of client %lld refused: %s\n",
-                     static_cast<long long>(round + 1), static_cast<long long>(client),
-                     st.ToString().c_str());
-      }
       ++next;
-      if (on_progress_) on_progress_(round + 1, next, k);
     }
   }
+  return Status::Ok();
+}
+
+Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
+                                 RoundMetrics& metrics) {
+  const std::vector<std::int64_t> sampled = SampleClients(
+      options_.random_seed, round, options_.client_num_in_total, options_.client_num_per_round);
+  const int k = static_cast<int>(sampled.size());
+  FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
+  FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
+
+  // Updates reach the aggregator in the order of `sampled`, whatever order they arrive in, so
+  // the result is the same for any number of workers and on every backend.
+  double loss_weighted = 0.0;
+  double loss_weight = 0.0;
+  const core::Deadline deadline = core::Clock::now() + options_.round_timeout;
+  FEDML_RETURN_IF_ERROR(Dispatch(
+      round, k, MessageType::kClientUpdate, deadline,
+      [&](int pos) {
+        Message task;
+        task.type = MessageType::kTrainTask;
+        task.client_ids = {sampled[pos]};
+        return task;
+      },
+      [&](int pos) { return "client " + std::to_string(sampled[pos]); },
+      [&](int pos, Message&& msg) {
+        algorithms::ClientUpdate update;
+        update.client_id = sampled[pos];
+        update.round = msg.round;
+        update.base_version = msg.model_version;
+        update.num_samples = msg.num_samples;
+        update.state = std::move(msg.model);
+        update.metrics = std::move(msg.metrics);
+        update.extras = std::move(msg.extras);
+        const double n = static_cast<double>(update.num_samples);
+        const auto secs = update.metrics.find("train_seconds");
+        if (secs != update.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
+        const auto loss = update.metrics.find("train_loss");
+        const double client_loss = loss == update.metrics.end() ? 0.0 : loss->second;
+        Status st = msg.client_ids == std::vector<std::int64_t>{sampled[pos]}
+                        ? aggregator_->Accumulate(std::move(update))
+                        : Status::InvalidArgument("the update names another client");
+        if (st.ok()) {
+          ++metrics.clients;
+          loss_weighted += client_loss * n;
+          loss_weight += n;
+        } else {
+          ++metrics.refused;
+          std::fprintf(stderr, "warning: round %lld: update of client %lld refused: %s\n",
+                       static_cast<long long>(round + 1), static_cast<long long>(sampled[pos]),
+                       st.ToString().c_str());
+        }
+        if (on_progress_) on_progress_(round + 1, pos + 1, k);
+      },
+      metrics));
+  const auto t_agg = core::Clock::now();
   FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
   ++model_version_;
+  metrics.extra["train_phase_seconds"] =
+      std::chrono::duration<double>(t_agg - (deadline - options_.round_timeout)).count();
   metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
   return Status::Ok();
+}
+
+Result<Evaluation> RoundController::EvaluateOnWorkers(std::int64_t round,
+                                                      const core::ModelState& global,
+                                                      RoundMetrics& metrics) {
+  FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
+  const int shards = alive_workers();
+  double loss_sum = 0.0;
+  double correct = 0.0;
+  std::int64_t samples = 0;
+  FEDML_RETURN_IF_ERROR(Dispatch(
+      round, shards, MessageType::kEvalResult, core::Clock::now() + options_.round_timeout,
+      [&](int shard) {
+        Message task;
+        task.type = MessageType::kEvalTask;
+        task.attrs["shard"] = std::to_string(shard);
+        task.attrs["num_shards"] = std::to_string(shards);
+        return task;
+      },
+      [&](int shard) { return "evaluation shard " + std::to_string(shard); },
+      [&](int, Message&& msg) {
+        const double n = static_cast<double>(msg.num_samples);
+        loss_sum += msg.metrics["test_loss"] * n;
+        correct += msg.metrics["test_accuracy"] * n;
+        samples += msg.num_samples;
+      },
+      metrics));
+  if (samples <= 0) return Status::FailedPrecondition("the workers hold no test samples");
+  return Evaluation{loss_sum / static_cast<double>(samples),
+                    correct / static_cast<double>(samples), samples};
 }
 
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,

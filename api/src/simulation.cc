@@ -34,7 +34,9 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
   }
   // Each worker runs LibTorch single-threaded so that worker_num workers share the cores
   // without oversubscription, and so that a client's result does not depend on worker_num.
-  torch::set_num_threads(config.torch_threads > 0 ? config.torch_threads : 1);
+  // LibTorch's OpenMP thread count is per thread, so each worker sets its own below.
+  const int torch_threads = config.torch_threads > 0 ? config.torch_threads : 1;
+  torch::set_num_threads(torch_threads);
 
   ClientTrainerFactory factory = hooks.trainer_factory;
   if (!factory) {
@@ -71,6 +73,7 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
+      torch::set_num_threads(torch_threads);
       ClientManager manager(*comms[w + 1], std::move(trainers[w]), worker_options);
       worker_status[w] = manager.Run();
       // A worker that stops early (error, timeout) wakes the server rather than leaving it to
@@ -79,11 +82,8 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
     });
   }
 
-  RoundController controller(*comms[0], std::move(aggregator), ServerOptionsFrom(config),
-                             [&](const core::ModelState& global) -> Result<Evaluation> {
-                               FEDML_RETURN_IF_ERROR(server_trainer->SetState(global));
-                               return server_trainer->Evaluate();
-                             });
+  // Evaluation runs on the workers, one test shard each (no GlobalEvaluator).
+  RoundController controller(*comms[0], std::move(aggregator), ServerOptionsFrom(config), {});
   if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
   if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
   auto final_model = controller.Run(std::move(initial));

@@ -39,9 +39,22 @@ Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
   return update;
 }
 
-Result<Evaluation> TorchClientTrainer::Evaluate() {
+Result<Evaluation> TorchClientTrainer::Evaluate(const EvalTask& task) {
+  if (task.num_shards < 1 || task.shard < 0 || task.shard >= task.num_shards) {
+    return Status::InvalidArgument("evaluation shard " + std::to_string(task.shard) + " of " +
+                                   std::to_string(task.num_shards) + " does not exist");
+  }
+  // Shards are cut at multiples of the evaluation batch, so every batch holds the same samples
+  // whatever the number of shards, and the per-sample results do not depend on it.
+  const std::int64_t n = static_cast<std::int64_t>(data_->test.size());
+  const std::int64_t batches = (n + kEvalBatch - 1) / kEvalBatch;
+  const std::int64_t first = batches * task.shard / task.num_shards * kEvalBatch;
+  const std::int64_t last = std::min(n, batches * (task.shard + 1) / task.num_shards * kEvalBatch);
+  std::vector<std::int64_t> indices;
+  for (std::int64_t i = first; i < last; ++i) indices.push_back(i);
+  if (indices.empty()) return Evaluation{0.0, 0.0, 0};
   FEDML_ASSIGN_OR_RETURN(core::EvalStats stats,
-                         core::EvaluateModel(model_, data_->test, {}, device_));
+                         core::EvaluateModel(model_, data_->test, indices, device_, kEvalBatch));
   return Evaluation{stats.loss, stats.accuracy, stats.num_samples};
 }
 

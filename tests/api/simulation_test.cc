@@ -37,7 +37,7 @@ class FaultyTrainer : public ClientTrainer {
       : inner_(std::move(inner)), fault_(fault) {}
   Status SetState(const core::ModelState& s) override { return inner_->SetState(s); }
   Result<core::ModelState> GetState() override { return inner_->GetState(); }
-  Result<Evaluation> Evaluate() override { return inner_->Evaluate(); }
+  Result<Evaluation> Evaluate(const EvalTask& t) override { return inner_->Evaluate(t); }
   Result<LocalUpdate> Train(const TrainTask& task) override {
     if (fault_ == Fault::kFail) return Status::Internal("disk on fire");
     // A straggler: holds its client well past the round deadline (bounded, so the test ends).

@@ -89,7 +89,7 @@ Result<EvalStats> EvaluateModel(torch::nn::AnyModule& model, const data::Dataset
   EvalStats stats;
   double loss_sum = 0.0;
   Status st = CatchTorch("evaluation", [&] {
-    torch::NoGradGuard no_grad;
+    c10::InferenceMode inference;
     model.ptr()->eval();
     const torch::Tensor features = FeaturesTensor(data);
     const torch::Tensor labels = LabelsTensor(data);

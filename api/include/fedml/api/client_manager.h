@@ -37,6 +37,7 @@ class ClientManager {
   using Handler = std::function<Status(core::Message&)>;
   Status HandleSync(core::Message& msg);
   Status HandleTrain(core::Message& msg);
+  Status HandleEval(core::Message& msg);
 
   core::Communicator& comm_;
   std::unique_ptr<ClientTrainer> trainer_;

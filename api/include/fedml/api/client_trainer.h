@@ -29,6 +29,16 @@ struct LocalUpdate {
   std::map<std::string, core::ModelState> extras;  // side payloads (control variates)
 };
 
+/// Which part of the held-out data to evaluate: the shard-th of num_shards contiguous ranges.
+/// The server splits evaluation over its workers this way, so a trainer only has to cut its test
+/// set the same way every time (num_shards == 1 means all of it).
+struct EvalTask {
+  std::int64_t round = 0;
+  int shard = 0;
+  int num_shards = 1;
+};
+
+/// Combined by the server as sample-weighted means over shards.
 struct Evaluation {
   double loss = 0.0;
   double accuracy = 0.0;
@@ -47,8 +57,8 @@ class ClientTrainer {
   /// Trains the current state on task.client_id's data and returns the new local state. Should
   /// be a pure function of (state, task) for reproducible runs.
   virtual Result<LocalUpdate> Train(const TrainTask& task) = 0;
-  /// Evaluates the current state on held-out data.
-  virtual Result<Evaluation> Evaluate() = 0;
+  /// Evaluates the current state on shard task.shard of task.num_shards of the held-out data.
+  virtual Result<Evaluation> Evaluate(const EvalTask& task) = 0;
 };
 
 /// Makes the trainer of worker `worker_index` (0-based). Called once per worker thread or

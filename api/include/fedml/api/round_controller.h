@@ -28,7 +28,9 @@ struct ServerOptions {
   core::DecodeLimits decode;
 };
 
-/// Evaluates a global model on the test set (called on the controller's thread).
+/// Evaluates a global model on the test set on the controller's thread. When none is given the
+/// controller splits evaluation over the workers (one test shard each), which keeps every core
+/// busy.
 using GlobalEvaluator = std::function<Result<Evaluation>(const core::ModelState&)>;
 
 /// The clients sampled in `round` (0-based): sorted, distinct, a function of (seed, round) only.
@@ -56,16 +58,29 @@ class RoundController {
   const std::vector<RoundMetrics>& history() const { return history_; }
 
  private:
-  struct RoundState;
   Status RunRound(std::int64_t round, core::ModelState& global, RoundMetrics& metrics);
+  Result<Evaluation> EvaluateOnWorkers(std::int64_t round, const core::ModelState& global,
+                                       RoundMetrics& metrics);
+  /// Sends the global model to every live worker that does not hold this version yet.
+  Status SyncWorkers(std::int64_t round, const core::ModelState& global, RoundMetrics& metrics);
+  /// Hands tasks 0..n-1 (made by make_task) to live workers, at most one in flight each, and
+  /// passes each reply of type `reply_type` to on_result in task order, whatever order the replies
+  /// arrive in. A worker that is lost has its task handed to another. Bounded by `deadline`.
+  Status Dispatch(std::int64_t round, int n, core::MessageType reply_type, core::Deadline deadline,
+                  const std::function<core::Message(int)>& make_task,
+                  const std::function<std::string(int)>& describe_task,
+                  const std::function<void(int, core::Message&&)>& on_result,
+                  RoundMetrics& metrics);
   Status SendFrame(int dst, const core::Message& msg, std::uint64_t* bytes);
   void FinishWorkers();
+  int alive_workers() const;
 
   core::Communicator& comm_;
   std::unique_ptr<algorithms::Aggregator> aggregator_;
   ServerOptions options_;
   GlobalEvaluator evaluator_;
-  std::vector<bool> worker_alive_;  // index = rank
+  std::vector<bool> worker_alive_;            // index = rank
+  std::vector<std::int64_t> worker_version_;  // model version each worker holds, -1 = none
   std::int64_t model_version_ = 0;
   std::vector<RoundMetrics> history_;
   std::function<void(std::int64_t, int, int)> on_progress_;

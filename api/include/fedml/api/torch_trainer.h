@@ -22,9 +22,12 @@ class TorchClientTrainer final : public ClientTrainer {
   Status SetState(const core::ModelState& state) override;
   Result<core::ModelState> GetState() override;
   Result<LocalUpdate> Train(const TrainTask& task) override;
-  Result<Evaluation> Evaluate() override;
+  Result<Evaluation> Evaluate(const EvalTask& task) override;
 
   torch::nn::AnyModule& model() { return model_; }
+
+  /// Samples per evaluation batch.
+  static constexpr int kEvalBatch = 250;
 
  private:
   torch::nn::AnyModule model_;
