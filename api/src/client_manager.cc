@@ -39,9 +39,40 @@ Status ClientManager::Run() {
     Message msg = std::move(decoded).value();
     auto handler = handlers_.find(msg.type);
     if (handler == handlers_.end()) continue;  // not for workers; ignore
-    FEDML_RETURN_IF_ERROR(handler->second(msg));
+    // A trainer is user code: an exception it throws becomes an error status here instead of
+    // ending the process from a worker thread.
+    Status st;
+    try {
+      st = handler->second(msg);
+    } catch (const std::exception& e) {
+      st = Status::Internal(std::string("exception in the trainer: ") + e.what());
+    }
+    if (!st.ok()) {
+      Message err = ReplyTo(msg);
+      err.client_ids = msg.client_ids;
+      (void)SendReply(err, st);  // best effort: the worker stops either way
+      return st;
+    }
   }
   return Status::Ok();
+}
+
+Message ClientManager::ReplyTo(const Message& request) const {
+  Message reply;
+  reply.sender = comm_.rank();
+  reply.receiver = 0;
+  reply.round = request.round;
+  reply.model_version = model_version_;
+  return reply;
+}
+
+Status ClientManager::SendReply(Message& reply, const Status& status) {
+  if (!status.ok()) {
+    reply.type = MessageType::kError;
+    reply.attrs["error"] = status.ToString();
+  }
+  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(reply, options_.encode));
+  return comm_.Send(0, std::move(frame));
 }
 
 Status ClientManager::HandleSync(Message& msg) {
@@ -52,11 +83,7 @@ Status ClientManager::HandleSync(Message& msg) {
 }
 
 Status ClientManager::HandleEval(Message& msg) {
-  Message reply;
-  reply.sender = comm_.rank();
-  reply.receiver = 0;
-  reply.round = msg.round;
-  reply.model_version = model_version_;
+  Message reply = ReplyTo(msg);
   EvalTask task;
   task.round = msg.round;
   Status st;
@@ -67,8 +94,9 @@ Status ClientManager::HandleEval(Message& msg) {
     st = Status::InvalidArgument("evaluation task without a valid shard and num_shards");
   }
   if (st.ok() && msg.model_version != model_version_) {
-    st = Status::FailedPrecondition("evaluation task for model version " +
-                                    std::to_string(msg.model_version) + " arrived before its model");
+    st =
+        Status::FailedPrecondition("evaluation task for model version " +
+                                   std::to_string(msg.model_version) + " arrived before its model");
   }
   if (st.ok()) st = trainer_->SetState(global_);
   if (st.ok()) {
@@ -82,27 +110,18 @@ Status ClientManager::HandleEval(Message& msg) {
       st = eval.status();
     }
   }
-  if (!st.ok()) {
-    reply.type = MessageType::kError;
-    reply.attrs["error"] = st.ToString();
-  }
-  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(reply, options_.encode));
-  return comm_.Send(0, std::move(frame));
+  return SendReply(reply, st);
 }
 
 Status ClientManager::HandleTrain(Message& msg) {
   for (std::int64_t client : msg.client_ids) {
-    Message reply;
-    reply.sender = comm_.rank();
-    reply.receiver = 0;
-    reply.round = msg.round;
-    reply.model_version = model_version_;
+    Message reply = ReplyTo(msg);
     reply.client_ids = {client};
     Status st;
     if (msg.model_version != model_version_) {
-      st = Status::FailedPrecondition("task for model version " +
-                                      std::to_string(msg.model_version) +
-                                      " arrived before its model");
+      st =
+          Status::FailedPrecondition("task for model version " + std::to_string(msg.model_version) +
+                                     " arrived before its model");
     } else {
       st = trainer_->SetState(global_);
     }
@@ -127,12 +146,7 @@ Status ClientManager::HandleTrain(Message& msg) {
         st = update.status();
       }
     }
-    if (!st.ok()) {
-      reply.type = MessageType::kError;
-      reply.attrs["error"] = st.ToString();
-    }
-    FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(reply, options_.encode));
-    FEDML_RETURN_IF_ERROR(comm_.Send(0, std::move(frame)));
+    FEDML_RETURN_IF_ERROR(SendReply(reply, st));
   }
   return Status::Ok();
 }

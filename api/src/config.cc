@@ -185,7 +185,8 @@ const std::vector<KeySpec>& Keys() {
                     OneOf({"homo", "hetero", "shards"})));
     k.push_back(Key("data_args", "partition_alpha", &C::partition_alpha, GreaterThan(0.0)));
     k.push_back(Key("data_args", "shards_per_client", &C::shards_per_client, AtLeast(1)));
-    // LEAF's synthetic(alpha, beta) are variances; synthetic(0, 0) is the i.i.d. case.
+    // LEAF's synthetic(alpha, beta) are standard deviations of the priors; synthetic(0, 0) is the
+    // i.i.d. case.
     k.push_back(Key("data_args", "synthetic_alpha", &C::synthetic_alpha, AtLeast(0.0)));
     k.push_back(Key("data_args", "synthetic_beta", &C::synthetic_beta, AtLeast(0.0)));
     k.push_back(Key("data_args", "synthetic_dimension", &C::synthetic_dimension, AtLeast(1)));

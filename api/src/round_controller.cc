@@ -144,8 +144,12 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
   std::map<int, Message> ready;  // finished tasks waiting for an earlier one
   int next = 0;
 
+  // Replies that wait for an earlier task are capped at one per live worker: a worker that
+  // finishes while the buffer is full idles until the slow task's reply drains it, so memory
+  // stays O(workers x model) however many tasks the round has.
+  auto buffer_full = [&] { return static_cast<int>(ready.size()) >= std::max(1, alive_workers()); };
   auto dispatch = [&](int rank) -> Status {
-    while (!queue.empty() && worker_alive_[rank]) {
+    while (!queue.empty() && worker_alive_[rank] && !buffer_full()) {
       Message task = make_task(queue.front());
       task.sender = 0;
       task.receiver = rank;
@@ -171,8 +175,8 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     }
     if (alive_workers() == 0) {
       return Status::Unavailable("round " + std::to_string(round + 1) +
-                                 ": every worker is gone (last lost: rank " +
-                                 std::to_string(rank) + ")");
+                                 ": every worker is gone (last lost: rank " + std::to_string(rank) +
+                                 ")");
     }
     for (int r = 1; r < comm_.world_size(); ++r) {
       if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
@@ -193,30 +197,35 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
       for (int task : queue) {
         missing += (missing.empty() ? "" : ", ") + describe_task(task) + " (not started)";
       }
-      return Status::DeadlineExceeded("round " + std::to_string(round + 1) +
-                                      ": replies missing after round_timeout_s=" +
-                                      std::to_string(options_.round_timeout.count() / 1000.0) +
-                                      ": " + missing);
+      return Status::DeadlineExceeded(
+          "round " + std::to_string(round + 1) + ": replies missing after round_timeout_s=" +
+          std::to_string(options_.round_timeout.count() / 1000.0) + ": " + missing);
     }
     metrics.bytes_up += env->payload.size();
     const int src = env->source;
     auto decoded = core::Decode(env->payload, options_.decode);
-    if (!decoded.ok()) {
-      // A malformed frame is refused and counted; the worker's task stays in flight until the
-      // deadline (a broken worker is not trusted to resend).
+    Message msg;
+    if (decoded.ok()) {
+      msg = std::move(decoded).value();
+    } else if (in_flight.count(src)) {
+      // A malformed reply (truncated, non-finite values, ...) answers the sender's task: the
+      // task ends refused, so one bad client costs the round its update, not the deadline.
+      msg.type = MessageType::kInvalid;
+      msg.round = round;
+      msg.attrs["error"] = decoded.status().ToString();
+    } else {
       ++metrics.refused;
       std::fprintf(stderr, "warning: refused a frame from rank %d: %s\n", src,
                    decoded.status().ToString().c_str());
       continue;
     }
-    Message msg = std::move(decoded).value();
     if (msg.type == MessageType::kError) {
       const auto it = msg.attrs.find("error");
       const auto task = in_flight.find(src);
-      return Status::Aborted("worker rank " + std::to_string(src) + " failed" +
-                             (task == in_flight.end() ? std::string()
-                                                      : " on " + describe_task(task->second)) +
-                             ": " + (it == msg.attrs.end() ? "unknown error" : it->second));
+      return Status::Aborted(
+          "worker rank " + std::to_string(src) + " failed" +
+          (task == in_flight.end() ? std::string() : " on " + describe_task(task->second)) + ": " +
+          (it == msg.attrs.end() ? "unknown error" : it->second));
     }
     if (msg.type == MessageType::kHeartbeat) continue;
     if (msg.type == MessageType::kFinish) {  // a worker leaving of its own accord
@@ -224,7 +233,8 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
       continue;
     }
     auto it = in_flight.find(src);
-    if (msg.type != reply_type || msg.round != round || it == in_flight.end()) {
+    const bool refused_reply = msg.type == MessageType::kInvalid;
+    if ((msg.type != reply_type && !refused_reply) || msg.round != round || it == in_flight.end()) {
       ++metrics.refused;  // a late reply for an earlier round, or one nobody asked for
       continue;
     }
@@ -232,10 +242,17 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     in_flight.erase(it);
     ready.emplace(task, std::move(msg));
     FEDML_RETURN_IF_ERROR(dispatch(src));
+    bool drained = false;
     while (!ready.empty() && ready.begin()->first == next) {
       on_result(next, std::move(ready.begin()->second));
       ready.erase(ready.begin());
       ++next;
+      drained = true;
+    }
+    if (drained) {  // workers idled by a full buffer get work again
+      for (int r = 1; r < comm_.world_size(); ++r) {
+        if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
+      }
     }
   }
   return Status::Ok();
@@ -277,9 +294,14 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         if (secs != update.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
         const auto loss = update.metrics.find("train_loss");
         const double client_loss = loss == update.metrics.end() ? 0.0 : loss->second;
-        Status st = msg.client_ids == std::vector<std::int64_t>{sampled[pos]}
-                        ? aggregator_->Accumulate(std::move(update))
-                        : Status::InvalidArgument("the update names another client");
+        Status st;
+        if (msg.type == MessageType::kInvalid) {
+          st = Status::InvalidArgument(msg.attrs["error"]);
+        } else if (msg.client_ids != std::vector<std::int64_t>{sampled[pos]}) {
+          st = Status::InvalidArgument("the update names another client");
+        } else {
+          st = aggregator_->Accumulate(std::move(update));
+        }
         if (st.ok()) {
           ++metrics.clients;
           loss_weighted += client_loss * n;
@@ -294,8 +316,14 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
       },
       metrics));
   const auto t_agg = core::Clock::now();
-  FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
-  ++model_version_;
+  if (aggregator_->accepted() == 0) {
+    // Every update was refused: the global model stays as it was (and keeps its version).
+    std::fprintf(stderr, "warning: round %lld: no update was accepted; the global model is kept\n",
+                 static_cast<long long>(round + 1));
+  } else {
+    FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
+    ++model_version_;
+  }
   metrics.extra["train_phase_seconds"] =
       std::chrono::duration<double>(t_agg - (deadline - options_.round_timeout)).count();
   metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
@@ -320,7 +348,13 @@ Result<Evaluation> RoundController::EvaluateOnWorkers(std::int64_t round,
         return task;
       },
       [&](int shard) { return "evaluation shard " + std::to_string(shard); },
-      [&](int, Message&& msg) {
+      [&](int shard, Message&& msg) {
+        if (msg.type == MessageType::kInvalid) {
+          ++metrics.refused;
+          std::fprintf(stderr, "warning: evaluation shard %d refused: %s\n", shard,
+                       msg.attrs["error"].c_str());
+          return;
+        }
         const double n = static_cast<double>(msg.num_samples);
         loss_sum += msg.metrics["test_loss"] * n;
         correct += msg.metrics["test_accuracy"] * n;
@@ -328,8 +362,8 @@ Result<Evaluation> RoundController::EvaluateOnWorkers(std::int64_t round,
       },
       metrics));
   if (samples <= 0) return Status::FailedPrecondition("the workers hold no test samples");
-  return Evaluation{loss_sum / static_cast<double>(samples),
-                    correct / static_cast<double>(samples), samples};
+  return Evaluation{loss_sum / static_cast<double>(samples), correct / static_cast<double>(samples),
+                    samples};
 }
 
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,

@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <limits>
 #include <mutex>
 
 #include "fedml/api/federated_data.h"
@@ -32,7 +34,7 @@ Config SyntheticConfig() {
 // Wraps the built-in trainer and misbehaves on one client.
 class FaultyTrainer : public ClientTrainer {
  public:
-  enum class Fault { kFail, kStall };
+  enum class Fault { kFail, kStall, kNaN };
   FaultyTrainer(std::unique_ptr<ClientTrainer> inner, Fault fault)
       : inner_(std::move(inner)), fault_(fault) {}
   Status SetState(const core::ModelState& s) override { return inner_->SetState(s); }
@@ -40,6 +42,13 @@ class FaultyTrainer : public ClientTrainer {
   Result<Evaluation> Evaluate(const EvalTask& t) override { return inner_->Evaluate(t); }
   Result<LocalUpdate> Train(const TrainTask& task) override {
     if (fault_ == Fault::kFail) return Status::Internal("disk on fire");
+    if (fault_ == Fault::kNaN) {
+      auto update = inner_->Train(task);
+      if (update.ok() && task.client_id % 2 == 0) {
+        update->state.data()[0] = std::numeric_limits<float>::quiet_NaN();
+      }
+      return update;
+    }
     // A straggler: holds its client well past the round deadline (bounded, so the test ends).
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(2));
@@ -52,6 +61,19 @@ class FaultyTrainer : public ClientTrainer {
   std::mutex mu_;
   std::condition_variable cv_;
 };
+
+// The built-in trainers, except that worker `faulty_worker` gets a FaultyTrainer.
+ClientTrainerFactory FactoryWithFault(const Config& config, int faulty_worker,
+                                      FaultyTrainer::Fault fault) {
+  auto data = LoadFederatedData(config);
+  REQUIRE(data.ok());
+  auto inner = TorchTrainerFactory(config, *data, BuiltinModelFactory(config, *data));
+  return [=](int w) -> Result<std::unique_ptr<ClientTrainer>> {
+    FEDML_ASSIGN_OR_RETURN(auto t, inner(w));
+    if (w != faulty_worker) return t;
+    return std::unique_ptr<ClientTrainer>(std::make_unique<FaultyTrainer>(std::move(t), fault));
+  };
+}
 
 }  // namespace
 
@@ -99,16 +121,8 @@ TEST_CASE("the result does not depend on worker_num", "[simulation]") {
 TEST_CASE("a failing client stops the run with its error, threads joined", "[simulation]") {
   Config config = SyntheticConfig();
   config.comm_round = 2;
-  auto data = LoadFederatedData(config);
-  REQUIRE(data.ok());
-  auto inner = TorchTrainerFactory(config, *data, BuiltinModelFactory(config, *data));
   SimulationHooks hooks;
-  hooks.trainer_factory = [&](int w) -> Result<std::unique_ptr<ClientTrainer>> {
-    FEDML_ASSIGN_OR_RETURN(auto t, inner(w));
-    if (w != 0) return t;
-    return std::unique_ptr<ClientTrainer>(
-        std::make_unique<FaultyTrainer>(std::move(t), FaultyTrainer::Fault::kFail));
-  };
+  hooks.trainer_factory = FactoryWithFault(config, 0, FaultyTrainer::Fault::kFail);
   auto summary = RunSimulation(config, hooks);
   REQUIRE_FALSE(summary.ok());
   CHECK(summary.status().message().find("disk on fire") != std::string::npos);
@@ -119,20 +133,31 @@ TEST_CASE("a straggler past the round deadline fails the round, naming it", "[si
   Config config = SyntheticConfig();
   config.comm_round = 2;
   config.round_timeout_s = 0.3;
-  auto data = LoadFederatedData(config);
-  REQUIRE(data.ok());
-  auto inner = TorchTrainerFactory(config, *data, BuiltinModelFactory(config, *data));
   SimulationHooks hooks;
-  hooks.trainer_factory = [&](int w) -> Result<std::unique_ptr<ClientTrainer>> {
-    FEDML_ASSIGN_OR_RETURN(auto t, inner(w));
-    if (w != 1) return t;
-    return std::unique_ptr<ClientTrainer>(
-        std::make_unique<FaultyTrainer>(std::move(t), FaultyTrainer::Fault::kStall));
-  };
+  hooks.trainer_factory = FactoryWithFault(config, 1, FaultyTrainer::Fault::kStall);
   auto summary = RunSimulation(config, hooks);
   REQUIRE_FALSE(summary.ok());
   CHECK(summary.status().code() == StatusCode::kDeadlineExceeded);
   CHECK(summary.status().message().find("rank 2") != std::string::npos);
+}
+
+TEST_CASE("non-finite updates are refused and the round goes on", "[simulation]") {
+  Config config = SyntheticConfig();
+  config.comm_round = 2;
+  config.worker_num = 1;  // every client goes through the faulty trainer
+  SimulationHooks hooks;
+  hooks.trainer_factory = FactoryWithFault(config, 0, FaultyTrainer::Fault::kNaN);
+  auto summary = RunSimulation(config, hooks);
+  REQUIRE(summary.ok());
+  for (const RoundMetrics& m : summary->rounds) {
+    const auto sampled = SampleClients(config.random_seed, m.round - 1, config.client_num_in_total,
+                                       config.client_num_per_round);
+    const int even = static_cast<int>(
+        std::count_if(sampled.begin(), sampled.end(), [](std::int64_t c) { return c % 2 == 0; }));
+    CHECK(m.refused == even);
+    CHECK(m.clients == config.client_num_per_round - even);
+  }
+  CHECK(summary->final_model.CheckFinite().ok());
 }
 
 TEST_CASE("client sampling is seeded, sorted and distinct", "[simulation]") {

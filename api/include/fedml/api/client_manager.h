@@ -38,6 +38,10 @@ class ClientManager {
   Status HandleSync(core::Message& msg);
   Status HandleTrain(core::Message& msg);
   Status HandleEval(core::Message& msg);
+  /// A reply to `request` addressed to the server, carrying this worker's model version.
+  core::Message ReplyTo(const core::Message& request) const;
+  /// Sends `reply`, turned into an ERROR carrying `status` when that is not OK.
+  Status SendReply(core::Message& reply, const Status& status);
 
   core::Communicator& comm_;
   std::unique_ptr<ClientTrainer> trainer_;

@@ -61,8 +61,9 @@ class ClientTrainer {
   virtual Result<Evaluation> Evaluate(const EvalTask& task) = 0;
 };
 
-/// Makes the trainer of worker `worker_index` (0-based). Called once per worker thread or
-/// process, from that thread.
+/// Makes the trainer of worker `worker_index` (0-based). The simulation runner calls it once per
+/// worker, on its own thread, before any worker starts (so it need not be thread-safe); index
+/// worker_num makes the server's copy, which provides the initial global model.
 using ClientTrainerFactory =
     std::function<Result<std::unique_ptr<ClientTrainer>>(int worker_index)>;
 

@@ -15,9 +15,9 @@
 namespace fedml::api {
 
 struct SimulationHooks {
-  /// Your own trainer (one per worker, plus one more, index worker_num, that evaluates the
-  /// global model and provides the initial state). Empty: the built-in TorchClientTrainer with
-  /// config.model over config.dataset.
+  /// Your own trainer (one per worker, plus one more, index worker_num, whose GetState provides
+  /// the initial global model). Evaluation runs on the workers' trainers, one test shard each.
+  /// Empty: the built-in TorchClientTrainer with config.model over config.dataset.
   ClientTrainerFactory trainer_factory;
   std::function<void(const RoundMetrics&)> on_round;
   std::function<void(std::int64_t round, int done, int total)> on_progress;
