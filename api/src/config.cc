@@ -624,6 +624,14 @@ Result<ConfigLoadResult> LoadConfig(const std::string& path, const RawConfig& ov
     if (rule && IsHarmless(*rule, value)) AddIgnored(&out.ignored_keys, key);
   }
   FEDML_ASSIGN_OR_RETURN(out.config, BuildConfig(file_values, overrides));
+  for (const RawConfig* raw : {static_cast<const RawConfig*>(&file_values), &overrides}) {
+    for (const auto& kv : *raw) {
+      if (IsKnownKey(kv.first) && std::find(out.given_keys.begin(), out.given_keys.end(),
+                                            kv.first) == out.given_keys.end()) {
+        out.given_keys.push_back(kv.first);
+      }
+    }
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 // The `fedml` command-line program.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -14,6 +15,10 @@
 #include "fedml/api/simulation.h"
 #include "fedml/config.h"
 #include "fedml/core/train/torch_bridge.h"
+#if FEDML_WITH_MPI
+#include "fedml/api/mpi_runner.h"
+#include "fedml/core/comm/mpi.h"
+#endif
 
 namespace {
 
@@ -75,6 +80,43 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
   if (!overrides.ok()) return Fail(overrides.status());
   auto loaded = fedml::api::LoadConfig(config_file, *overrides);
   if (!loaded.ok()) return Fail(loaded.status());
+  const std::string backend = fedml::api::NormalizedBackend(loaded->config.backend);
+#if FEDML_WITH_MPI
+  std::unique_ptr<fedml::core::mpi::Environment> mpi_env;
+  int rank = 0;
+  if (backend == "mpi") {
+    auto env = fedml::core::mpi::Environment::Create(nullptr, nullptr);
+    if (!env.ok()) return Fail(env.status());
+    mpi_env = std::move(env).value();
+    int size = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const auto& given = loaded->given_keys;
+    if (std::find(given.begin(), given.end(), "worker_num") == given.end()) {
+      loaded->config.worker_num = size - 1;  // one server, the other ranks work
+    }
+  }
+  // Only rank 0 (the server) prints progress and results; workers print only their errors.
+  if (rank != 0) {
+    auto run = fedml::api::RunMpiSimulation(loaded->config, MPI_COMM_WORLD);
+    if (!run.ok()) {
+      std::fprintf(stderr, "error: rank %d: %s\n", rank, run.status().message().c_str());
+      return ExitCodeFor(run.status());
+    }
+    return 0;
+  }
+#else
+  if (backend == "mpi") {
+    return Fail(Status::InvalidArgument(
+        "backend MPI is not in this build (configure with -DFEDML_WITH_MPI=ON and install "
+        "libopenmpi-dev)"));
+  }
+#endif
+  if (backend == "grpc") {
+    return Fail(Status::InvalidArgument(
+        "backend GRPC is for `fedml server` and `fedml client`, which this version does not have "
+        "yet; use backend inproc or MPI"));
+  }
   if (!loaded->ignored_keys.empty()) {
     std::string names;
     for (const auto& k : loaded->ignored_keys) names += (names.empty() ? "" : ", ") + k;
@@ -105,7 +147,18 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
     progress.RoundDone(m);
     if (metrics && write_status.ok()) write_status = metrics->Write(m);
   };
+#if FEDML_WITH_MPI
+  fedml::Result<fedml::api::RunSummary> summary = fedml::Status::Internal("not run");
+  if (backend == "mpi") {
+    auto run = fedml::api::RunMpiSimulation(config, MPI_COMM_WORLD, hooks);
+    if (!run.ok()) return Fail(run.status());
+    summary = std::move(run->value());
+  } else {
+    summary = fedml::api::RunSimulation(config, hooks);
+  }
+#else
   auto summary = fedml::api::RunSimulation(config, hooks);
+#endif
   if (!summary.ok()) return Fail(summary.status());
   if (!write_status.ok()) return Fail(write_status);
 
@@ -157,8 +210,8 @@ int RunPartition(const std::string& config_file, const std::string& plan_file,
   }
   std::fputs("],\"rounds\":[", out);
   for (int r = 0; r < config.comm_round; ++r) {
-    const auto sampled = fedml::api::SampleClients(config.random_seed, r, config.client_num_in_total,
-                                                   config.client_num_per_round);
+    const auto sampled = fedml::api::SampleClients(
+        config.random_seed, r, config.client_num_in_total, config.client_num_per_round);
     std::fputs(r ? ",[" : "[", out);
     for (std::size_t i = 0; i < sampled.size(); ++i) {
       std::fprintf(out, i ? ",%lld" : "%lld", static_cast<long long>(sampled[i]));

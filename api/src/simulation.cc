@@ -25,43 +25,84 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   return o;
 }
 
-Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& hooks) {
+WorkerOptions WorkerOptionsFrom(const Config& config) {
+  WorkerOptions o;
+  o.random_seed = config.random_seed;
+  // Between two messages a worker may wait out a whole round plus the evaluation after it.
+  o.idle_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 2000));
+  return o;
+}
+
+int TorchThreadsPerWorker(const Config& config) {
+  // One LibTorch thread per worker by default, so worker_num workers share the cores without
+  // oversubscription and a client's result does not depend on worker_num. LibTorch's OpenMP
+  // thread count is per thread: every thread that trains must call torch::set_num_threads.
+  return config.torch_threads > 0 ? config.torch_threads : 1;
+}
+
+Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const SimulationHooks& hooks) {
+  if (hooks.trainer_factory) return hooks.trainer_factory;
+  FEDML_ASSIGN_OR_RETURN(std::shared_ptr<const FederatedData> data, LoadFederatedData(config));
+  if (static_cast<int>(data->partition.num_clients()) != config.client_num_in_total) {
+    return Status::InvalidArgument(
+        "the partition has " + std::to_string(data->partition.num_clients()) +
+        " clients but client_num_in_total is " + std::to_string(config.client_num_in_total));
+  }
+  return TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
+}
+
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks) {
   const auto t0 = core::Clock::now();
-  const std::string backend = NormalizedBackend(config.backend);
-  if (backend != "inproc") {
-    return Status::Unimplemented("backend '" + config.backend +
-                                 "' is not part of this runner; use backend: inproc (or sp)");
-  }
-  // Each worker runs LibTorch single-threaded so that worker_num workers share the cores
-  // without oversubscription, and so that a client's result does not depend on worker_num.
-  // LibTorch's OpenMP thread count is per thread, so each worker sets its own below.
-  const int torch_threads = config.torch_threads > 0 ? config.torch_threads : 1;
-  torch::set_num_threads(torch_threads);
-
-  ClientTrainerFactory factory = hooks.trainer_factory;
-  if (!factory) {
-    FEDML_ASSIGN_OR_RETURN(std::shared_ptr<const FederatedData> data, LoadFederatedData(config));
-    if (static_cast<int>(data->partition.num_clients()) != config.client_num_in_total) {
-      return Status::InvalidArgument(
-          "the partition has " + std::to_string(data->partition.num_clients()) +
-          " clients but client_num_in_total is " + std::to_string(config.client_num_in_total));
-    }
-    factory = TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
-  }
-
   algorithms::AggregatorOptions agg_options;
   // A simulation aggregates a few updates per round while training dominates, so the fold that
   // buys aggregation bandwidth (FedAvgOptions) is kept narrow here to save model copies.
   agg_options.fold_width = 2;
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
                          algorithms::CreateAggregator(config.federated_optimizer, agg_options));
+  core::ModelState initial;
+  {
+    // The server's trainer (index worker_num) only provides the initial global model.
+    FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer,
+                           factory(config.worker_num));
+    FEDML_ASSIGN_OR_RETURN(initial, server_trainer->GetState());
+  }
+  // Evaluation runs on the workers, one test shard each (no GlobalEvaluator).
+  RoundController controller(comm, std::move(aggregator), ServerOptionsFrom(config), {});
+  if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
+  if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
+  FEDML_ASSIGN_OR_RETURN(core::ModelState final_model, controller.Run(std::move(initial)));
+  RunSummary summary;
+  summary.rounds = controller.history();
+  summary.final_model = std::move(final_model);
+  for (const auto& m : summary.rounds) {
+    if (m.evaluated) summary.final_accuracy = m.test_accuracy;
+  }
+  summary.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
+  return summary;
+}
 
-  const int workers = config.worker_num;
-  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer, factory(workers));
-  FEDML_ASSIGN_OR_RETURN(core::ModelState initial, server_trainer->GetState());
-  server_trainer.reset();  // only needed for the initial state
+Status RunWorker(const Config& config, core::Communicator& comm,
+                 std::unique_ptr<ClientTrainer> trainer) {
+  torch::set_num_threads(TorchThreadsPerWorker(config));
+  ClientManager manager(comm, std::move(trainer), WorkerOptionsFrom(config));
+  return manager.Run();
+}
+
+Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& hooks) {
+  const std::string backend = NormalizedBackend(config.backend);
+  if (backend != "inproc") {
+    return Status::InvalidArgument("RunSimulation runs backend inproc (or sp), not '" +
+                                   config.backend +
+                                   "'; for MPI use RunMpiSimulation "
+                                   "(fedml/api/mpi_runner.h) under mpirun");
+  }
+  torch::set_num_threads(TorchThreadsPerWorker(config));
+  FEDML_ASSIGN_OR_RETURN(ClientTrainerFactory factory, TrainerFactoryFor(config, hooks));
 
   // Build every worker's trainer before starting threads, so a factory error needs no cleanup.
+  const int workers = config.worker_num;
   std::vector<std::unique_ptr<ClientTrainer>> trainers;
   for (int w = 0; w < workers; ++w) {
     FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> t, factory(w));
@@ -69,48 +110,30 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
   }
 
   auto comms = core::inproc::CreateGroup(workers + 1);
-  WorkerOptions worker_options;
-  worker_options.random_seed = config.random_seed;
-  worker_options.idle_timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 2000));
   std::vector<Status> worker_status(static_cast<std::size_t>(workers));
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
-      torch::set_num_threads(torch_threads);
-      ClientManager manager(*comms[w + 1], std::move(trainers[w]), worker_options);
-      worker_status[w] = manager.Run();
+      worker_status[w] = RunWorker(config, *comms[w + 1], std::move(trainers[w]));
       // A worker that stops early (error, timeout) wakes the server rather than leaving it to
       // wait for the round deadline.
       if (!worker_status[w].ok()) comms[w + 1]->Abort(worker_status[w]);
     });
   }
-
-  // Evaluation runs on the workers, one test shard each (no GlobalEvaluator).
-  RoundController controller(*comms[0], std::move(aggregator), ServerOptionsFrom(config), {});
-  if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
-  if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
-  auto final_model = controller.Run(std::move(initial));
-  if (!final_model.ok()) comms[0]->Abort(final_model.status());
+  auto summary = RunServer(config, *comms[0], factory, hooks);
+  if (!summary.ok()) comms[0]->Abort(summary.status());
   for (auto& t : threads) t.join();
 
-  if (!final_model.ok()) {
+  if (!summary.ok()) {
     // Prefer a worker's own error when it caused the abort.
     for (const Status& s : worker_status) {
       if (!s.ok() && s.code() != StatusCode::kAborted) return s;
     }
-    return final_model.status();
+    return summary.status();
   }
   for (const Status& s : worker_status) {
     if (!s.ok()) return s;
   }
-  RunSummary summary;
-  summary.rounds = controller.history();
-  summary.final_model = std::move(final_model).value();
-  for (const auto& m : summary.rounds) {
-    if (m.evaluated) summary.final_accuracy = m.test_accuracy;
-  }
-  summary.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
   return summary;
 }
 

@@ -12,6 +12,10 @@
 #include "fedml/api/metrics.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
+#if FEDML_WITH_MPI
+#include "fedml/api/mpi_runner.h"
+#include "fedml/core/comm/mpi.h"
+#endif
 #include "fedml/api/torch_trainer.h"
 #include "fedml/config.h"
 #include "fedml/core/comm/communicator.h"

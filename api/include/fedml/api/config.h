@@ -67,6 +67,7 @@ using RawConfig = std::map<std::string, std::string>;
 struct ConfigLoadResult {
   Config config;
   std::vector<std::string> ignored_keys;  // cloud-only keys (mlops, wandb, ...), to warn about
+  std::vector<std::string> given_keys;    // known keys the file or the overrides set
 };
 
 /// Reads a FedML-style YAML file into raw key/value pairs (sections flattened). Errors name the

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "fedml/api/client_manager.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
 #include "fedml/api/metrics.h"
@@ -36,5 +37,18 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
 
 /// ServerOptions / WorkerOptions from a config.
 ServerOptions ServerOptionsFrom(const Config& config);
+WorkerOptions WorkerOptionsFrom(const Config& config);
+
+/// The pieces every runner (threads, MPI processes) is made of.
+/// hooks.trainer_factory, or the built-in TorchClientTrainer over config.dataset.
+Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const SimulationHooks& hooks);
+/// The server role on rank 0 of `comm`: runs every round and returns the summary; always sends
+/// FINISH to the workers before returning.
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks);
+/// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
+/// LibTorch thread count (torch_threads, 1 by default).
+Status RunWorker(const Config& config, core::Communicator& comm,
+                 std::unique_ptr<ClientTrainer> trainer);
 
 }  // namespace fedml::api

@@ -1,0 +1,83 @@
+// Point-to-point model transfer between two MPI ranks through fedml's MPI communicator, against
+// memcpy bandwidth measured in the same run (bytes copied per second, on rank 0).
+//
+//   mpirun -np 2 build/bin/mpi_p2p_bench [--reps N]        goal: ratio >= 0.5 for 1, 10, 100 MB
+//
+// Each transfer is a ping-pong (rank 0 -> 1 -> 0); one-way throughput = 2 x bytes / round trip.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fedml/core/comm/mpi.h"
+
+using namespace fedml;
+using namespace fedml::core;
+
+namespace {
+
+double MemcpyBandwidth(std::size_t bytes, int reps) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    std::memcpy(b.data(), a.data(), bytes);
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    a[r % bytes] = b[(r + 1) % bytes];  // keep the copies observable
+  }
+  return static_cast<double>(bytes) / best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto env = mpi::Environment::Create(&argc, &argv);
+  if (!env.ok()) {
+    std::fprintf(stderr, "error: %s\n", env.status().message().c_str());
+    return 1;
+  }
+  int reps = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+  }
+  auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD);
+  if (!comm.ok() || (*comm)->world_size() != 2) {
+    std::fprintf(stderr, "error: run with mpirun -np 2 (%s)\n", comm.status().ToString().c_str());
+    return 2;
+  }
+  Communicator& c = **comm;
+  const auto deadline = [] { return DeadlineAfter(std::chrono::seconds(60)); };
+  int worst_pass = 1;
+  for (std::size_t mb : {1, 10, 100}) {
+    const std::size_t bytes = mb << 20;
+    double best = 1e30;
+    std::vector<std::uint8_t> payload(bytes, 7);
+    for (int r = 0; r < reps + 1; ++r) {  // the first round trip warms up buffers and paths
+      if (c.rank() == 0) {
+        const auto t0 = Clock::now();
+        if (!c.Send(1, std::move(payload)).ok()) return 3;
+        auto back = c.Recv(1, deadline());
+        if (!back.ok()) return 3;
+        const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (r > 0) best = std::min(best, secs);
+        payload = std::move(back->payload);
+      } else {
+        auto in = c.Recv(0, deadline());
+        if (!in.ok() || !c.Send(0, std::move(in->payload)).ok()) return 3;
+      }
+    }
+    if (c.rank() == 0) {
+      const double transfer = 2.0 * static_cast<double>(bytes) / best;
+      const double copy = MemcpyBandwidth(bytes, reps + 2);
+      const double ratio = transfer / copy;
+      worst_pass &= ratio >= 0.5;
+      std::printf("%4zu MB: transfer %.2f GB/s, memcpy %.2f GB/s, ratio %.3f (goal >= 0.5: %s)\n",
+                  mb, transfer / 1e9, copy / 1e9, ratio, ratio >= 0.5 ? "PASS" : "MISS");
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  comm->reset();
+  return 0;
+}

@@ -1,0 +1,53 @@
+// OpenMPI communicator backend: ranks are MPI processes (one machine or a cluster).
+//
+// One progress thread per communicator owns every MPI call, so the library needs
+// MPI_THREAD_SERIALIZED (or MULTIPLE) and checks it at start-up. Frames are byte buffers, sent as
+// a 16-byte header (size, chunk count) followed by chunks of at most `chunk_bytes`, so payloads
+// past MPI's int count limit (2 GiB) go through; receives are sized by MPI_Probe/Get_count.
+// No MPI call blocks a caller: Send queues the frame, Recv waits on the inbox with its deadline.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "fedml/core/comm/communicator.h"
+
+namespace fedml::core::mpi {
+
+/// Initialises MPI (MPI_Init_thread with MPI_THREAD_SERIALIZED) unless it already is, and
+/// finalises it on destruction if it initialised it. Create one per process, before any
+/// communicator, and destroy it after them. Not copyable.
+class Environment {
+ public:
+  /// FAILED_PRECONDITION when the MPI library cannot provide MPI_THREAD_SERIALIZED.
+  static Result<std::unique_ptr<Environment>> Create(int* argc, char*** argv);
+  ~Environment();
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+ private:
+  explicit Environment(bool owns) : owns_(owns) {}
+  bool owns_;
+};
+
+struct Options {
+  /// Largest single MPI message; frames above it are split. Tests lower it to exercise the
+  /// splitting that 2 GiB+ payloads need. Must be in [1, INT_MAX].
+  std::size_t chunk_bytes = std::size_t{1} << 30;
+  /// Buffers of completed sends kept to receive into (each up to the largest frame sent): a
+  /// recycled buffer is already mapped, a fresh one page-faults on every 4 KiB. 0 turns it off.
+  std::size_t recycled_buffers = 2;
+  /// How long the destructor waits for queued sends to complete before dropping them.
+  std::chrono::milliseconds flush_timeout{10000};
+};
+
+/// A communicator over `comm` (duplicated, so the library's traffic never mixes with the
+/// caller's; the caller keeps ownership of `comm`). Requires MPI to be initialised with at least
+/// MPI_THREAD_SERIALIZED. The progress thread polls with a short back-off when idle, so an idle
+/// rank costs little CPU. Destruction flushes pending sends (bounded by flush_timeout) and frees
+/// the duplicate; it never calls MPI_Abort.
+Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options options = {});
+
+}  // namespace fedml::core::mpi

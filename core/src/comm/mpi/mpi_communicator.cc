@@ -1,0 +1,390 @@
+#include <climits>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "fedml/core/comm/mpi.h"
+
+namespace fedml::core::mpi {
+
+namespace {
+
+constexpr int kTagHeader = 7101;  // 16 bytes: u64 frame size, u64 chunk count
+constexpr int kTagData = 7102;    // one chunk of a frame, in order
+
+std::string MpiErrorString(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<std::size_t>(len));
+}
+
+struct Outgoing {
+  int dst;
+  std::vector<std::uint8_t> payload;
+};
+
+// A send whose MPI requests are posted; its buffers live here until every request completes.
+struct InFlightSend {
+  std::vector<std::uint8_t> payload;
+  std::uint64_t header[2] = {0, 0};
+  std::vector<MPI_Request> requests;
+};
+
+// A frame being received from one source: its header has arrived, chunks are still coming.
+struct PartialFrame {
+  std::vector<std::uint8_t> data;
+  std::uint64_t size = 0;
+  std::uint64_t chunks_left = 0;
+  std::size_t offset = 0;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, int rank, int size, Options options)
+      : comm_(comm), rank_(rank), size_(size), options_(options) {
+    progress_ = std::thread([this] { ProgressLoop(); });
+  }
+
+  ~MpiCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    progress_.join();
+    MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  Status Send(int dst, std::vector<std::uint8_t> payload) override {
+    if (dst < 0 || dst >= size_) {
+      return Status::InvalidArgument("destination rank " + std::to_string(dst) +
+                                     " is outside [0, " + std::to_string(size_) + ")");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!abort_.ok()) return abort_;
+    if (dst == rank_) {  // to self: no MPI needed
+      inbox_.push_back(Envelope{rank_, std::move(payload)});
+      inbox_cv_.notify_all();
+      return Status::Ok();
+    }
+    outbox_.push_back(Outgoing{dst, std::move(payload)});
+    wake_.notify_all();
+    return Status::Ok();
+  }
+
+  Result<Envelope> Recv(int source, Deadline deadline) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (!abort_.ok()) return abort_;
+      for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
+        if (source == kAnySource || it->source == source) {
+          Envelope e = std::move(*it);
+          inbox_.erase(it);
+          return e;
+        }
+      }
+      ++waiting_receivers_;
+      wake_.notify_all();  // the progress thread polls faster while someone waits
+      const bool timed_out = inbox_cv_.wait_until(lock, deadline) == std::cv_status::timeout;
+      --waiting_receivers_;
+      if (timed_out && Clock::now() >= deadline) {
+        return Status::DeadlineExceeded(
+            "no message from " +
+            (source == kAnySource ? std::string("any rank") : "rank " + std::to_string(source)) +
+            " before the deadline");
+      }
+    }
+  }
+
+  void Abort(const Status& reason) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (abort_.ok()) {
+        abort_ = Status::Aborted(reason.ok() ? "communicator aborted" : reason.message());
+      }
+    }
+    inbox_cv_.notify_all();
+    wake_.notify_all();
+  }
+
+ private:
+  void Fail(const std::string& what, int code) {
+    Abort(Status::Internal("MPI " + what + " failed on rank " + std::to_string(rank_) + ": " +
+                           MpiErrorString(code)));
+  }
+
+  // Posts the header and every chunk of one frame.
+  void PostSend(Outgoing out) {
+    sends_.emplace_back();
+    InFlightSend& s = sends_.back();
+    s.payload = std::move(out.payload);
+    const std::size_t chunk = options_.chunk_bytes;
+    const std::uint64_t chunks = (s.payload.size() + chunk - 1) / chunk;
+    s.header[0] = s.payload.size();
+    s.header[1] = chunks;
+    s.requests.resize(1 + chunks);
+    int rc = MPI_Isend(s.header, 2, MPI_UINT64_T, out.dst, kTagHeader, comm_, &s.requests[0]);
+    if (rc != MPI_SUCCESS) return Fail("Isend", rc);
+    for (std::uint64_t c = 0; c < chunks; ++c) {
+      const std::size_t begin = c * chunk;
+      const int len = static_cast<int>(std::min(chunk, s.payload.size() - begin));
+      rc = MPI_Isend(s.payload.data() + begin, len, MPI_BYTE, out.dst, kTagData, comm_,
+                     &s.requests[1 + c]);
+      if (rc != MPI_SUCCESS) return Fail("Isend", rc);
+    }
+  }
+
+  // Completes finished sends; true if any finished.
+  bool TestSends() {
+    bool progressed = false;
+    for (auto it = sends_.begin(); it != sends_.end();) {
+      int done = 0;
+      const int rc = MPI_Testall(static_cast<int>(it->requests.size()), it->requests.data(), &done,
+                                 MPI_STATUSES_IGNORE);
+      if (rc != MPI_SUCCESS) {
+        Fail("Testall", rc);
+        return progressed;
+      }
+      if (done) {
+        Recycle(std::move(it->payload));
+        it = sends_.erase(it);
+        progressed = true;
+      } else {
+        ++it;
+      }
+    }
+    return progressed;
+  }
+
+  // Buffers of completed sends are kept for later receives: a fresh model-sized buffer costs a
+  // page fault per 4 KiB (measured: receives ran at a fifth of memcpy speed), while a recycled
+  // one is already mapped. The pool holds at most options_.recycled_buffers buffers.
+  void Recycle(std::vector<std::uint8_t> buffer) {
+    if (buffer.capacity() < (std::size_t{1} << 16) || options_.recycled_buffers == 0) return;
+    if (pool_.size() >= options_.recycled_buffers) pool_.erase(pool_.begin());
+    buffer.resize(buffer.capacity());
+    pool_.push_back(std::move(buffer));
+  }
+
+  std::vector<std::uint8_t> TakeBuffer(std::size_t size) {
+    // The smallest pooled buffer that fits, so a small frame does not take a model-sized one.
+    auto best = pool_.end();
+    for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+      if (it->size() >= size && (best == pool_.end() || it->size() < best->size())) best = it;
+    }
+    if (best == pool_.end()) return std::vector<std::uint8_t>(size);
+    std::vector<std::uint8_t> out = std::move(*best);
+    pool_.erase(best);
+    out.resize(size);  // shrinking keeps the mapped pages and writes nothing
+    return out;
+  }
+
+  void Deliver(int source, std::vector<std::uint8_t> data) {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_.push_back(Envelope{source, std::move(data)});
+    inbox_cv_.notify_all();
+  }
+
+  // Receives what has arrived: new headers from anyone, then chunks of frames under way.
+  bool PollReceives() {
+    bool progressed = false;
+    for (;;) {
+      int flag = 0;
+      MPI_Status st;
+      int rc = MPI_Iprobe(MPI_ANY_SOURCE, kTagHeader, comm_, &flag, &st);
+      if (rc != MPI_SUCCESS) return Fail("Iprobe", rc), progressed;
+      if (!flag) break;
+      std::uint64_t header[2];
+      rc = MPI_Recv(header, 2, MPI_UINT64_T, st.MPI_SOURCE, kTagHeader, comm_, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) return Fail("Recv", rc), progressed;
+      progressed = true;
+      const std::uint64_t chunk = options_.chunk_bytes;
+      if (header[1] != (header[0] + chunk - 1) / chunk && header[1] != 0) {
+        Abort(Status::DataLoss("rank " + std::to_string(st.MPI_SOURCE) + " announced a " +
+                               std::to_string(header[0]) + "-byte frame in " +
+                               std::to_string(header[1]) +
+                               " chunks, which does not match this rank's chunk_bytes (" +
+                               std::to_string(chunk) + "); every rank must use the same"));
+        return progressed;
+      }
+      if (header[1] == 0) {
+        Deliver(st.MPI_SOURCE, {});
+        continue;
+      }
+      PartialFrame p;
+      p.size = header[0];
+      p.chunks_left = header[1];
+      p.data = TakeBuffer(static_cast<std::size_t>(header[0]));
+      partial_[st.MPI_SOURCE].push_back(std::move(p));
+    }
+    for (auto it = partial_.begin(); it != partial_.end();) {
+      const int src = it->first;
+      auto& frames = it->second;
+      while (!frames.empty()) {
+        PartialFrame& p = frames.front();
+        int flag = 0;
+        MPI_Status st;
+        int rc = MPI_Iprobe(src, kTagData, comm_, &flag, &st);
+        if (rc != MPI_SUCCESS) return Fail("Iprobe", rc), progressed;
+        if (!flag) break;
+        int count = 0;
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        if (count < 0 || static_cast<std::uint64_t>(count) > p.size - p.offset) {
+          Abort(Status::DataLoss("rank " + std::to_string(src) + " sent a " +
+                                 std::to_string(count) + "-byte chunk where at most " +
+                                 std::to_string(p.size - p.offset) + " bytes were left"));
+          return progressed;
+        }
+        rc = MPI_Recv(p.data.data() + p.offset, count, MPI_BYTE, src, kTagData, comm_,
+                      MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return Fail("Recv", rc), progressed;
+        progressed = true;
+        p.offset += static_cast<std::size_t>(count);
+        if (--p.chunks_left == 0) {
+          Deliver(src, std::move(p.data));
+          frames.pop_front();
+        }
+      }
+      it = frames.empty() ? partial_.erase(it) : std::next(it);
+    }
+    return progressed;
+  }
+
+  void ProgressLoop() {
+    // Idle back-off: OpenMPI's own blocking calls spin, which would take a core from training;
+    // polling with a wait that grows to 1 ms keeps an idle rank near 0% CPU. A Send wakes the
+    // loop at once; while a caller waits in Recv the wait stops growing at 50 us, so a message
+    // is picked up within that (an Iprobe costs about a microsecond).
+    auto idle = std::chrono::microseconds(20);
+    Deadline flush_deadline{};
+    for (;;) {
+      std::deque<Outgoing> batch;
+      bool stopping = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        batch.swap(outbox_);
+        stopping = stopping_;
+        if (!abort_.ok()) break;
+      }
+      bool progressed = !batch.empty();
+      for (auto& out : batch) PostSend(std::move(out));
+      progressed |= TestSends();
+      progressed |= PollReceives();
+      if (stopping) {
+        if (flush_deadline == Deadline{}) flush_deadline = Clock::now() + options_.flush_timeout;
+        if (sends_.empty() || Clock::now() >= flush_deadline) break;
+      }
+      if (progressed) {
+        idle = std::chrono::microseconds(20);
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, idle, [this] { return !outbox_.empty() || stopping_ || !abort_.ok(); });
+      const std::chrono::microseconds cap(waiting_receivers_ > 0 ? 50 : 1000);
+      idle = std::min<std::chrono::microseconds>(idle * 2, cap);
+    }
+    // Sends that could not complete (peer gone, abort) are cancelled so their buffers can go.
+    for (auto& s : sends_) {
+      for (auto& r : s.requests) {
+        if (r != MPI_REQUEST_NULL) {
+          MPI_Cancel(&r);
+          MPI_Request_free(&r);
+        }
+      }
+    }
+    sends_.clear();
+  }
+
+  MPI_Comm comm_;
+  const int rank_;
+  const int size_;
+  const Options options_;
+
+  std::mutex mu_;
+  std::condition_variable inbox_cv_;  // Recv waits here
+  std::condition_variable wake_;      // the progress thread idles here
+  std::deque<Envelope> inbox_;
+  std::deque<Outgoing> outbox_;
+  Status abort_;
+  bool stopping_ = false;
+  int waiting_receivers_ = 0;  // callers blocked in Recv
+
+  // Owned by the progress thread.
+  std::list<InFlightSend> sends_;
+  std::map<int, std::deque<PartialFrame>> partial_;
+  std::vector<std::vector<std::uint8_t>> pool_;
+  std::thread progress_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Environment>> Environment::Create(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = 0;
+  bool owns = false;
+  if (!initialized) {
+    const int rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+    if (rc != MPI_SUCCESS)
+      return Status::Unavailable("MPI_Init_thread failed: " + MpiErrorString(rc));
+    owns = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_SERIALIZED) {
+    if (owns) MPI_Finalize();
+    return Status::FailedPrecondition(
+        "fedml's MPI backend needs MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE (one progress "
+        "thread makes the MPI calls), but this MPI provides level " +
+        std::to_string(provided) +
+        (initialized ? "; initialise MPI with MPI_Init_thread(..., MPI_THREAD_SERIALIZED, ...)"
+                     : ""));
+  }
+  return std::unique_ptr<Environment>(new Environment(owns));
+}
+
+Environment::~Environment() {
+  if (!owns_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options options) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    return Status::FailedPrecondition("MPI is not initialised; create an mpi::Environment first");
+  }
+  int provided = 0;
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_SERIALIZED) {
+    return Status::FailedPrecondition(
+        "fedml's MPI backend needs MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE; MPI was "
+        "initialised with level " +
+        std::to_string(provided));
+  }
+  if (options.chunk_bytes == 0 || options.chunk_bytes > static_cast<std::size_t>(INT_MAX)) {
+    return Status::InvalidArgument("mpi chunk_bytes must be in [1, " + std::to_string(INT_MAX) +
+                                   "], got " + std::to_string(options.chunk_bytes));
+  }
+  MPI_Comm dup;
+  int rc = MPI_Comm_dup(comm, &dup);
+  if (rc != MPI_SUCCESS) return Status::Internal("MPI_Comm_dup failed: " + MpiErrorString(rc));
+  MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(dup, &rank);
+  MPI_Comm_size(dup, &size);
+  return std::unique_ptr<Communicator>(std::make_unique<MpiCommunicator>(dup, rank, size, options));
+}
+
+}  // namespace fedml::core::mpi

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Same config and seed, same answer: the per-round test accuracy (and loss) of `mpirun -np K
+# fedml simulate --backend MPI` equals the in-process run's, for K = 3 and 4.
+#   parity.sh FEDML_BINARY MPIEXEC WORKDIR
+set -euo pipefail
+fedml="$1"; mpiexec="$2"; work="$3"
+rm -rf "$work"; mkdir -p "$work"
+common=(--dataset synthetic --model lr --client_num_in_total 30 --client_num_per_round 7
+        --comm_round 3 --random_seed 5 --model_file_cache_folder "" --round_timeout_s 120)
+"$fedml" simulate "${common[@]}" --backend inproc --worker_num 2 --metrics_file "$work/inproc.jsonl" >/dev/null
+for k in 3 4; do
+  timeout 300 "$mpiexec" --oversubscribe --allow-run-as-root -np "$k" \
+    "$fedml" simulate "${common[@]}" --backend MPI --metrics_file "$work/mpi$k.jsonl" > "$work/mpi$k.log" 2>&1 ||
+    { echo "mpirun -np $k failed:"; cat "$work/mpi$k.log"; exit 1; }
+  for field in test_accuracy test_loss train_loss; do
+    a=$(grep -o "\"$field\":[^,]*" "$work/inproc.jsonl")
+    b=$(grep -o "\"$field\":[^,]*" "$work/mpi$k.jsonl")
+    if [[ "$a" != "$b" ]]; then
+      echo "$field differs between inproc and mpirun -np $k:"; echo "$a"; echo "--"; echo "$b"; exit 1
+    fi
+  done
+  [[ $(wc -l < "$work/mpi$k.jsonl") -eq 3 ]] || { echo "expected 3 rounds from -np $k"; exit 1; }
+  echo "mpirun -np $k: per-round test_accuracy, test_loss and train_loss equal the in-process run"
+done
+# worker_num that disagrees with the rank count is refused with what to run.
+if "$mpiexec" --oversubscribe --allow-run-as-root -np 3 "$fedml" simulate "${common[@]}" \
+    --backend MPI --worker_num 5 > "$work/bad.log" 2>&1; then
+  echo "worker_num 5 under -np 3 was accepted"; exit 1
+fi
+grep -q "mpirun -np 6" "$work/bad.log" || { echo "no hint in:"; cat "$work/bad.log"; exit 1; }
+echo "worker_num 5 under -np 3 refused with a hint"
