@@ -220,6 +220,7 @@ const std::vector<KeySpec>& Keys() {
                     OneOf({"sp", "inproc", "MPI", "mpi", "GRPC", "grpc"},
                           " (sp and inproc are the same in-process backend)")));
     k.push_back(Key("comm_args", "round_timeout_s", &C::round_timeout_s, GreaterThan(0.0)));
+    k.push_back(Key("comm_args", "worker_timeout_s", &C::worker_timeout_s, AtLeast(0.0)));
     // tracking_args
     k.push_back(PathKey("tracking_args", "metrics_file", &C::metrics_file));
     k.push_back(PathKey("tracking_args", "checkpoint_dir", &C::checkpoint_dir));

@@ -53,7 +53,8 @@ void RoundController::FinishWorkers() {
   fin.type = MessageType::kFinish;
   fin.sender = 0;
   for (int r = 1; r < comm_.world_size(); ++r) {
-    if (!worker_alive_[r]) continue;
+    // Workers dropped for not answering are told too: they may only be slow, and a worker left
+    // waiting would hold up the end of an MPI job.
     fin.receiver = r;
     (void)SendFrame(r, fin, nullptr);  // a worker already gone needs no FINISH
   }
@@ -140,14 +141,20 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
                                  RoundMetrics& metrics) {
   std::deque<int> queue;
   for (int i = 0; i < n; ++i) queue.push_back(i);
-  std::map<int, int> in_flight;  // rank -> task
-  std::map<int, Message> ready;  // finished tasks waiting for an earlier one
+  std::map<int, int> in_flight;                 // rank -> task
+  std::map<int, core::Deadline> task_deadline;  // rank -> when its task is overdue
+  std::map<int, Message> ready;                 // finished tasks waiting for an earlier one
   int next = 0;
 
   // Replies that wait for an earlier task are capped at one per live worker: a worker that
   // finishes while the buffer is full idles until the slow task's reply drains it, so memory
   // stays O(workers x model) however many tasks the round has.
-  auto buffer_full = [&] { return static_cast<int>(ready.size()) >= std::max(1, alive_workers()); };
+  // The task every buffered reply waits for (position `next`, at the queue's front when it was
+  // handed back by a lost worker) is always dispatched, or the round could not finish.
+  auto buffer_full = [&] {
+    return static_cast<int>(ready.size()) >= std::max(1, alive_workers()) &&
+           !(!queue.empty() && queue.front() == next);
+  };
   auto dispatch = [&](int rank) -> Status {
     while (!queue.empty() && worker_alive_[rank] && !buffer_full()) {
       Message task = make_task(queue.front());
@@ -158,6 +165,9 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
       Status st = SendFrame(rank, task, &metrics.bytes_down);
       if (st.ok()) {
         in_flight[rank] = queue.front();
+        if (options_.worker_timeout.count() > 0) {
+          task_deadline[rank] = core::Clock::now() + options_.worker_timeout;
+        }
         queue.pop_front();
         return st;
       }
@@ -186,7 +196,28 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
 
   for (int r = 1; r < comm_.world_size(); ++r) FEDML_RETURN_IF_ERROR(dispatch(r));
   while (next < n) {
-    auto env = comm_.Recv(core::kAnySource, deadline);
+    // Wake for the earliest overdue task as well as for the round's deadline.
+    core::Deadline wake = deadline;
+    int overdue_rank = -1;
+    for (const auto& [rank, due] : task_deadline) {
+      if (in_flight.count(rank) && due < wake) {
+        wake = due;
+        overdue_rank = rank;
+      }
+    }
+    auto env = comm_.Recv(core::kAnySource, wake);
+    if (!env.ok() && env.status().code() == StatusCode::kDeadlineExceeded && overdue_rank >= 0 &&
+        wake < deadline) {
+      const int task = in_flight[overdue_rank];
+      std::fprintf(stderr,
+                   "warning: round %lld: rank %d did not answer %s within worker_timeout_s=%.3g; "
+                   "handing it to another worker\n",
+                   static_cast<long long>(round + 1), overdue_rank, describe_task(task).c_str(),
+                   options_.worker_timeout.count() / 1000.0);
+      task_deadline.erase(overdue_rank);
+      FEDML_RETURN_IF_ERROR(lose_worker(overdue_rank));
+      continue;
+    }
     if (!env.ok()) {
       if (env.status().code() != StatusCode::kDeadlineExceeded) return env.status();
       std::string missing;
@@ -240,6 +271,7 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     }
     const int task = it->second;
     in_flight.erase(it);
+    task_deadline.erase(src);
     ready.emplace(task, std::move(msg));
     FEDML_RETURN_IF_ERROR(dispatch(src));
     bool drained = false;

@@ -21,6 +21,8 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   o.random_seed = config.random_seed;
   o.round_timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 1000));
+  o.worker_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.worker_timeout_s * 1000));
   o.checkpoint_dir = config.checkpoint_dir;
   return o;
 }

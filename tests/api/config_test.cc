@@ -331,6 +331,7 @@ TEST_CASE("each range rule is enforced and says what is allowed", "[config]") {
       {"frequency_of_the_test", "0", "frequency_of_the_test must be >= 1, got 0"},
       {"worker_num", "0", "worker_num must be >= 1, got 0"},
       {"round_timeout_s", "0", "round_timeout_s must be > 0.0, got 0.0"},
+      {"worker_timeout_s", "-1", "worker_timeout_s must be >= 0.0, got -1.0"},
       {"shards_per_client", "0", "shards_per_client must be >= 1, got 0"},
       {"gpu_id", "-1", "gpu_id must be >= 0, got -1"},
       {"torch_threads", "-2", "torch_threads must be >= 0, got -2"},
@@ -499,7 +500,7 @@ TEST_CASE("KnownKeys lists every key once, sorted, and no ignored key", "[config
   const std::vector<std::string> keys = KnownKeys();
   CHECK(std::is_sorted(keys.begin(), keys.end()));
   CHECK(std::adjacent_find(keys.begin(), keys.end()) == keys.end());
-  CHECK(keys.size() == 33);
+  CHECK(keys.size() == 34);
   for (const std::string& k : keys) {
     CAPTURE(k);
     CHECK(IsKnownKey(k));

@@ -141,6 +141,22 @@ TEST_CASE("a straggler past the round deadline fails the round, naming it", "[si
   CHECK(summary.status().message().find("rank 2") != std::string::npos);
 }
 
+TEST_CASE("a worker that stops answering loses its client to another worker", "[simulation]") {
+  Config config = SyntheticConfig();
+  config.comm_round = 2;
+  config.worker_timeout_s = 0.3;
+  auto clean = RunSimulation(config);
+  REQUIRE(clean.ok());
+  SimulationHooks hooks;
+  hooks.trainer_factory = FactoryWithFault(config, 1, FaultyTrainer::Fault::kStall);
+  auto summary = RunSimulation(config, hooks);
+  INFO(summary.status().ToString());
+  REQUIRE(summary.ok());
+  for (const RoundMetrics& m : summary->rounds) CHECK(m.clients == config.client_num_per_round);
+  // The stalled worker's client was trained elsewhere from the same state and seed.
+  CHECK(summary->final_model == clean->final_model);
+}
+
 TEST_CASE("non-finite updates are refused and the round goes on", "[simulation]") {
   Config config = SyntheticConfig();
   config.comm_round = 2;

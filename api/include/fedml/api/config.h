@@ -53,6 +53,9 @@ struct Config {
   // comm_args
   std::string backend = "inproc";  // inproc (alias sp) | MPI | GRPC
   double round_timeout_s = 600.0;  // a round's deadline
+  // A worker that holds one task longer than this is taken for dead: its client goes to another
+  // worker and it gets no more tasks (0 = only the round deadline applies).
+  double worker_timeout_s = 0.0;
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";

@@ -23,6 +23,9 @@ struct ServerOptions {
   int frequency_of_the_test = 1;
   std::uint64_t random_seed = 0;
   std::chrono::milliseconds round_timeout{600000};
+  /// A worker holding one task longer than this is dropped and its task handed to another
+  /// (0 = off: only round_timeout applies).
+  std::chrono::milliseconds worker_timeout{0};
   std::string checkpoint_dir;  // "" = no checkpoint
   core::EncodeOptions encode;
   core::DecodeLimits decode;
