@@ -9,7 +9,7 @@ using core::MessageType;
 
 ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
                              WorkerOptions options)
-    : comm_(comm), trainer_(std::move(trainer)), options_(std::move(options)) {
+    : comm_(comm), trainer_(std::move(trainer)), options_(options) {
   handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
   handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
   handlers_[MessageType::kEvalTask] = [this](Message& m) { return HandleEval(m); };

@@ -212,7 +212,7 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
       std::fprintf(stderr,
                    "warning: round %lld: rank %d did not answer %s within worker_timeout_s=%.3g; "
                    "handing it to another worker\n",
-                   static_cast<long long>(round + 1), overdue_rank, describe_task(task).c_str(),
+                   static_cast<long long>(round) + 1, overdue_rank, describe_task(task).c_str(),
                    options_.worker_timeout.count() / 1000.0);
       task_deadline.erase(overdue_rank);
       FEDML_RETURN_IF_ERROR(lose_worker(overdue_rank));
@@ -341,7 +341,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         } else {
           ++metrics.refused;
           std::fprintf(stderr, "warning: round %lld: update of client %lld refused: %s\n",
-                       static_cast<long long>(round + 1), static_cast<long long>(sampled[pos]),
+                       static_cast<long long>(round) + 1, static_cast<long long>(sampled[pos]),
                        st.ToString().c_str());
         }
         if (on_progress_) on_progress_(round + 1, pos + 1, k);
@@ -351,7 +351,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   if (aggregator_->accepted() == 0) {
     // Every update was refused: the global model stays as it was (and keeps its version).
     std::fprintf(stderr, "warning: round %lld: no update was accepted; the global model is kept\n",
-                 static_cast<long long>(round + 1));
+                 static_cast<long long>(round) + 1);
   } else {
     FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
     ++model_version_;

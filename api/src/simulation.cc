@@ -114,6 +114,7 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
   auto comms = core::inproc::CreateGroup(workers + 1);
   std::vector<Status> worker_status(static_cast<std::size_t>(workers));
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(workers));
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
       worker_status[w] = RunWorker(config, *comms[w + 1], std::move(trainers[w]));

@@ -8,7 +8,10 @@ namespace fedml::api {
 TorchClientTrainer::TorchClientTrainer(torch::nn::AnyModule model,
                                        std::shared_ptr<const FederatedData> data,
                                        core::LocalTrainOptions options, torch::Device device)
-    : model_(std::move(model)), data_(std::move(data)), options_(options), device_(device) {
+    : model_(std::move(model)),
+      data_(std::move(data)),
+      options_(std::move(options)),
+      device_(device) {
   model_.ptr()->to(device_);
 }
 
@@ -70,7 +73,7 @@ core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config) {
 }
 
 ModelFactory BuiltinModelFactory(const Config& config, std::shared_ptr<const FederatedData> data) {
-  return [name = config.model, seed = config.random_seed, data]() {
+  return [name = config.model, seed = config.random_seed, data = std::move(data)]() {
     return core::CreateModel(name, data->train.sample_shape, data->train.num_classes, seed);
   };
 }
@@ -83,7 +86,8 @@ ClientTrainerFactory TorchTrainerFactory(const Config& config,
   if (device_name.empty()) {
     device_name = config.using_gpu ? "cuda:" + std::to_string(config.gpu_id) : "cpu";
   }
-  return [=](int) -> Result<std::unique_ptr<ClientTrainer>> {
+  return [options, device_name, data = std::move(data),
+          model_factory = std::move(model_factory)](int) -> Result<std::unique_ptr<ClientTrainer>> {
     FEDML_ASSIGN_OR_RETURN(torch::Device device, core::ParseDevice(device_name));
     FEDML_ASSIGN_OR_RETURN(torch::nn::AnyModule model, model_factory());
     return std::unique_ptr<ClientTrainer>(

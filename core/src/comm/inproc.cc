@@ -1,5 +1,7 @@
 #include "fedml/core/comm/inproc.h"
 
+#include "comm/mailbox.h"
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -30,22 +32,12 @@ class Hub {
     auto& box = boxes_[self];
     for (;;) {
       if (!abort_.ok()) return abort_;
-      for (auto it = box.begin(); it != box.end(); ++it) {
-        if (source == kAnySource || it->source == source) {
-          Envelope e = std::move(*it);
-          box.erase(it);
-          return e;
-        }
-      }
-      if (source != kAnySource && source >= 0 && source < static_cast<int>(gone_.size()) &&
-          gone_[source]) {
+      if (auto e = comm_detail::TakeFirstFrom(box, source)) return std::move(*e);
+      if (source >= 0 && source < static_cast<int>(gone_.size()) && gone_[source]) {
         return Status::Unavailable("rank " + std::to_string(source) + " is gone");
       }
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
-        return Status::DeadlineExceeded(
-            "no message from " +
-            (source == kAnySource ? std::string("any rank") : "rank " + std::to_string(source)) +
-            " before the deadline");
+        return comm_detail::RecvDeadlineExceeded(source);
       }
     }
   }

@@ -7,6 +7,8 @@ namespace fedml::core {
 LogisticRegressionImpl::LogisticRegressionImpl(std::int64_t input_dim, std::int64_t num_classes)
     : fc(register_module("fc", torch::nn::Linear(input_dim, num_classes))) {}
 
+// Tensors are refcounted handles: LibTorch's modules take them by value.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 torch::Tensor LogisticRegressionImpl::forward(torch::Tensor x) { return fc->forward(x.flatten(1)); }
 
 MlpImpl::MlpImpl(std::int64_t input_dim, std::int64_t num_classes, std::int64_t hidden)

@@ -121,7 +121,10 @@ class Result {
 /// `FEDML_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from a Result or returns its status.
 #define FEDML_ASSIGN_OR_RETURN(lhs, expr) \
   FEDML_ASSIGN_OR_RETURN_IMPL_(FEDML_CONCAT_(fedml_result_, __LINE__), lhs, expr)
+// `tmp` and `lhs` name declarations, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define FEDML_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return tmp.status();                \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

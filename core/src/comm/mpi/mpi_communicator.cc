@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "comm/mailbox.h"
 #include "fedml/core/comm/mpi.h"
 
 namespace fedml::core::mpi {
@@ -85,22 +86,13 @@ class MpiCommunicator final : public Communicator {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (!abort_.ok()) return abort_;
-      for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
-        if (source == kAnySource || it->source == source) {
-          Envelope e = std::move(*it);
-          inbox_.erase(it);
-          return e;
-        }
-      }
+      if (auto e = comm_detail::TakeFirstFrom(inbox_, source)) return std::move(*e);
       ++waiting_receivers_;
       wake_.notify_all();  // the progress thread polls faster while someone waits
       const bool timed_out = inbox_cv_.wait_until(lock, deadline) == std::cv_status::timeout;
       --waiting_receivers_;
       if (timed_out && Clock::now() >= deadline) {
-        return Status::DeadlineExceeded(
-            "no message from " +
-            (source == kAnySource ? std::string("any rank") : "rank " + std::to_string(source)) +
-            " before the deadline");
+        return comm_detail::RecvDeadlineExceeded(source);
       }
     }
   }
