@@ -78,9 +78,9 @@ class MyTrainer : public fedml::api::ClientTrainer {
     e.num_samples = len;
     if (len == 0) return e;
     auto x = fedml::core::FeaturesTensor(data_->test).narrow(0, first, len);
-    auto y = torch::from_blob(const_cast<std::int64_t*>(data_->test.labels.data()), {n},
-                              torch::kLong)
-                 .narrow(0, first, len);
+    auto y =
+        torch::from_blob(const_cast<std::int64_t*>(data_->test.labels.data()), {n}, torch::kLong)
+            .narrow(0, first, len);
     auto logits = net_->forward(x);
     e.loss = torch::cross_entropy_loss(logits, y).item<double>();
     e.accuracy = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
