@@ -77,7 +77,6 @@ Status ClientManager::SendReply(Message& reply, const Status& status) {
 
 Status ClientManager::HandleSync(Message& msg) {
   global_ = std::move(msg.model);
-  round_ = msg.round;
   model_version_ = msg.model_version;
   return Status::Ok();
 }

@@ -48,7 +48,6 @@ class ClientManager {
   WorkerOptions options_;
   std::map<core::MessageType, Handler> handlers_;
   core::ModelState global_;
-  std::int64_t round_ = -1;
   std::int64_t model_version_ = -1;
   bool finished_ = false;
 };
