@@ -215,12 +215,15 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("device_args", "gpu_id", &C::gpu_id, AtLeast(0)));
     k.push_back(Key<std::string>("device_args", "device", &C::device, CheckDevice));
     k.push_back(Key("device_args", "torch_threads", &C::torch_threads, AtLeast(0)));
+    k.push_back(PathKey("device_args", "gpu_mapping_file", &C::gpu_mapping_file));
+    k.push_back(Key<std::string>("device_args", "gpu_mapping_key", &C::gpu_mapping_key));
     // comm_args
     k.push_back(Key("comm_args", "backend", &C::backend,
                     OneOf({"sp", "inproc", "MPI", "mpi", "GRPC", "grpc"},
                           " (sp and inproc are the same in-process backend)")));
     k.push_back(Key("comm_args", "round_timeout_s", &C::round_timeout_s, GreaterThan(0.0)));
     k.push_back(Key("comm_args", "worker_timeout_s", &C::worker_timeout_s, AtLeast(0.0)));
+    k.push_back(Key("comm_args", "min_clients", &C::min_clients, AtLeast(1)));
     // tracking_args
     k.push_back(PathKey("tracking_args", "metrics_file", &C::metrics_file));
     k.push_back(PathKey("tracking_args", "checkpoint_dir", &C::checkpoint_dir));
@@ -246,8 +249,8 @@ const KeySpec* FindKey(const std::string& name) {
 //    config_version, log_file_dir, local_log_output, report_gradients. fedml-cpp logs to stderr
 //    and records metrics through metrics_file instead.
 //  * FedML keys that have no counterpart here: client_id_list (FedML's MLOps edge-id list; our
-//    client ids are 0..client_num_in_total-1), gpu_mapping_file/gpu_mapping_key/
-//    server_gpu_mapping_key (FedML's MPI GPU map; here device/gpu_id choose the device),
+//    client ids are 0..client_num_in_total-1), server_gpu_mapping_key (FedML's cross-silo
+//    server map; gpu_mapping_file/gpu_mapping_key place every rank, the server included),
 //    mqtt_config_path/s3_config_path (the MQTT_S3 transport, not built), global_model_file_path
 //    (FedML's MNN export for phones), data_file_path (FedML's per-dataset file for h5 datasets;
 //    our datasets are read from data_cache_dir).
@@ -276,8 +279,6 @@ const std::vector<IgnoreRule>& IgnoreRules() {
       {"local_log_output", false, {}, ""},
       {"report_gradients", false, {}, ""},
       {"client_id_list", false, {}, ""},
-      {"gpu_mapping_file", false, {}, ""},
-      {"gpu_mapping_key", false, {}, ""},
       {"server_gpu_mapping_key", false, {}, ""},
       {"mqtt_config_path", false, {}, ""},
       {"s3_config_path", false, {}, ""},

@@ -4,6 +4,9 @@
 //   mpirun -np 2 build/bin/mpi_p2p_bench [--reps N]        goal: ratio >= 0.5 for 1, 10, 100 MB
 //
 // Each transfer is a ping-pong (rank 0 -> 1 -> 0); one-way throughput = 2 x bytes / round trip.
+// A bare MPI_Send/MPI_Recv ping-pong of the same bytes is measured too (before fedml's
+// communicator exists, so its progress thread is not competing), to show what OpenMPI itself
+// reaches on this machine.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +33,26 @@ double MemcpyBandwidth(std::size_t bytes, int reps) {
   return static_cast<double>(bytes) / best;
 }
 
+// One-way throughput of a bare blocking MPI ping-pong on MPI_COMM_WORLD (ranks 0 and 1).
+double RawMpiThroughput(std::size_t bytes, int reps, int rank) {
+  std::vector<char> buf(bytes, 3);
+  double best = 1e30;
+  const int count = static_cast<int>(bytes);
+  for (int r = 0; r < reps + 1; ++r) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto t0 = Clock::now();
+    if (rank == 0) {
+      MPI_Send(buf.data(), count, MPI_BYTE, 1, 0, MPI_COMM_WORLD);
+      MPI_Recv(buf.data(), count, MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else {
+      MPI_Recv(buf.data(), count, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Send(buf.data(), count, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+    }
+    if (r > 0) best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return 2.0 * static_cast<double>(bytes) / best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,6 +65,15 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
   }
+  int world_rank = 0;
+  int world_size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  const std::size_t sizes_mb[] = {1, 10, 100};
+  double raw[3] = {0, 0, 0};
+  if (world_size == 2) {
+    for (int i = 0; i < 3; ++i) raw[i] = RawMpiThroughput(sizes_mb[i] << 20, reps, world_rank);
+  }
   auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD);
   if (!comm.ok() || (*comm)->world_size() != 2) {
     std::fprintf(stderr, "error: run with mpirun -np 2 (%s)\n", comm.status().ToString().c_str());
@@ -50,7 +82,8 @@ int main(int argc, char** argv) {
   Communicator& c = **comm;
   const auto deadline = [] { return DeadlineAfter(std::chrono::seconds(60)); };
   int worst_pass = 1;
-  for (std::size_t mb : {1, 10, 100}) {
+  for (int i = 0; i < 3; ++i) {
+    const std::size_t mb = sizes_mb[i];
     const std::size_t bytes = mb << 20;
     double best = 1e30;
     std::vector<std::uint8_t> payload(bytes, 7);
@@ -73,8 +106,11 @@ int main(int argc, char** argv) {
       const double copy = MemcpyBandwidth(bytes, reps + 2);
       const double ratio = transfer / copy;
       worst_pass &= ratio >= 0.5;
-      std::printf("%4zu MB: transfer %.2f GB/s, memcpy %.2f GB/s, ratio %.3f (goal >= 0.5: %s)\n",
-                  mb, transfer / 1e9, copy / 1e9, ratio, ratio >= 0.5 ? "PASS" : "MISS");
+      std::printf(
+          "%4zu MB: transfer %.2f GB/s, memcpy %.2f GB/s, ratio %.3f (goal >= 0.5: %s); bare MPI "
+          "ping-pong %.2f GB/s (fedml / bare MPI %.2f)\n",
+          mb, transfer / 1e9, copy / 1e9, ratio, ratio >= 0.5 ? "PASS" : "MISS", raw[i] / 1e9,
+          transfer / raw[i]);
     }
   }
   MPI_Barrier(MPI_COMM_WORLD);

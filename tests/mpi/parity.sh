@@ -29,3 +29,11 @@ if "$mpiexec" --oversubscribe --allow-run-as-root -np 3 "$fedml" simulate "${com
 fi
 grep -q "mpirun -np 6" "$work/bad.log" || { echo "no hint in:"; cat "$work/bad.log"; exit 1; }
 echo "worker_num 5 under -np 3 refused with a hint"
+# A gpu mapping that places fewer processes than there are ranks stops every rank with the reason.
+printf 'mapping_default:\n  %s: [1, 1]\n' "$(hostname)" > "$work/gpus.yaml"
+if timeout 120 "$mpiexec" --oversubscribe --allow-run-as-root -np 3 "$fedml" simulate "${common[@]}" \
+    --backend MPI --gpu_mapping_file "$work/gpus.yaml" > "$work/gpus.log" 2>&1; then
+  echo "a 2-slot gpu mapping under -np 3 was accepted"; exit 1
+fi
+grep -q "places 2 processes but 3 ranks" "$work/gpus.log" || { echo "no reason in:"; cat "$work/gpus.log"; exit 1; }
+echo "gpu mapping with 2 slots under -np 3 refused with the reason"

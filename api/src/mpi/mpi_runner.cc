@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "fedml/api/gpu_mapping.h"
 #include "fedml/core/comm/mpi.h"
 #include "fedml/core/wire.h"
 
@@ -21,6 +22,20 @@ void SendStop(core::Communicator& comm, core::MessageType type, const Status& wh
   for (int r = dst < 0 ? 1 : dst; r < (dst < 0 ? comm.world_size() : dst + 1); ++r) {
     (void)comm.Send(r, *frame);
   }
+}
+
+// This rank's config: the device from gpu_mapping_file when one is given.
+Result<Config> RankConfig(const Config& config, int rank, int world_size) {
+  if (config.gpu_mapping_file.empty()) return config;
+  FEDML_ASSIGN_OR_RETURN(std::vector<GpuSlot> slots,
+                         LoadGpuMapping(config.gpu_mapping_file, config.gpu_mapping_key));
+  char host[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  MPI_Get_processor_name(host, &len);
+  Config mine = config;
+  FEDML_ASSIGN_OR_RETURN(mine.device,
+                         DeviceForRank(slots, rank, world_size, std::string(host, len)));
+  return mine;
 }
 
 }  // namespace
@@ -48,13 +63,18 @@ Result<std::optional<RunSummary>> RunMpiSimulation(const Config& config, MPI_Com
   const int rank = communicator->rank();
   // Every rank builds the data and partition itself (deterministic for the seed), so no data set
   // crosses the network.
-  auto factory = TrainerFactoryFor(config, hooks);
+  // A failure here (a bad gpu mapping, data missing) is reported to the server, or by the server
+  // to every worker, so nobody waits out a deadline.
+  Result<Config> rank_config = RankConfig(config, rank, size);
+  Result<ClientTrainerFactory> factory = rank_config.ok()
+                                             ? TrainerFactoryFor(*rank_config, hooks)
+                                             : Result<ClientTrainerFactory>(rank_config.status());
   if (rank == 0) {
     if (!factory.ok()) {
       SendStop(*communicator, core::MessageType::kFinish, factory.status(), -1);
       return factory.status();
     }
-    auto summary = RunServer(config, *communicator, *factory, hooks);
+    auto summary = RunServer(*rank_config, *communicator, *factory, hooks);
     if (!summary.ok()) return summary.status();
     return std::optional<RunSummary>(std::move(summary).value());
   }
@@ -66,7 +86,7 @@ Result<std::optional<RunSummary>> RunMpiSimulation(const Config& config, MPI_Com
     SendStop(*communicator, core::MessageType::kError, st, 0);
     return st;
   }
-  FEDML_RETURN_IF_ERROR(RunWorker(config, *communicator, std::move(trainer).value()));
+  FEDML_RETURN_IF_ERROR(RunWorker(*rank_config, *communicator, std::move(trainer).value()));
   return std::optional<RunSummary>();
 }
 

@@ -50,12 +50,18 @@ struct Config {
   bool using_gpu = false;
   int gpu_id = 0;
   std::string device = "";  // "" = derived from using_gpu/gpu_id; else cpu | cuda:N
+  // Under MPI: FedML's GPU map (fedml/api/gpu_mapping.h), which sets each rank's device.
+  std::string gpu_mapping_file = "";
+  std::string gpu_mapping_key = "mapping_default";
   // comm_args
   std::string backend = "inproc";  // inproc (alias sp) | MPI | GRPC
   double round_timeout_s = 600.0;  // a round's deadline
   // A worker that holds one task longer than this is taken for dead: its client goes to another
   // worker and it gets no more tasks (0 = only the round deadline applies).
   double worker_timeout_s = 0.0;
+  // Deployment: a round starts once this many clients are connected and changes the global
+  // model only when at least this many updates arrive before its deadline.
+  int min_clients = 1;
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";
