@@ -4,7 +4,11 @@ install(DIRECTORY core/include/ api/include/ algorithms/include/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${PROJECT_BINARY_DIR}/generated/fedml/config.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/fedml)
-install(TARGETS fedml_proto fedml_core fedml_algorithms fedml_api
+set(FEDML_INSTALL_TARGETS fedml_proto fedml_core fedml_algorithms fedml_api)
+if(FEDML_WITH_GRPC)
+  list(APPEND FEDML_INSTALL_TARGETS fedml_grpc_proto)
+endif()
+install(TARGETS ${FEDML_INSTALL_TARGETS}
         EXPORT fedmlTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -82,6 +82,7 @@ Status ClientManager::HandleSync(Message& msg) {
 }
 
 Status ClientManager::HandleEval(Message& msg) {
+  if (!msg.model.empty()) FEDML_RETURN_IF_ERROR(HandleSync(msg));  // a task that brings its model
   Message reply = ReplyTo(msg);
   EvalTask task;
   task.round = msg.round;
@@ -113,6 +114,7 @@ Status ClientManager::HandleEval(Message& msg) {
 }
 
 Status ClientManager::HandleTrain(Message& msg) {
+  if (!msg.model.empty()) FEDML_RETURN_IF_ERROR(HandleSync(msg));  // a task that brings its model
   for (std::int64_t client : msg.client_ids) {
     Message reply = ReplyTo(msg);
     reply.client_ids = {client};

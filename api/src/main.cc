@@ -14,7 +14,11 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
 #include "fedml/config.h"
+#include "fedml/core/security/credentials.h"
 #include "fedml/core/train/torch_bridge.h"
+#if FEDML_WITH_GRPC
+#include "fedml/api/deployment.h"
+#endif
 #if FEDML_WITH_MPI
 #include "fedml/api/mpi_runner.h"
 #include "fedml/core/comm/mpi.h"
@@ -75,6 +79,75 @@ fedml::Result<fedml::api::RawConfig> ParseOverrides(const std::vector<std::strin
   return out;
 }
 
+void WarnIgnoredKeys(const fedml::api::ConfigLoadResult& loaded) {
+  if (loaded.ignored_keys.empty()) return;
+  std::string names;
+  for (const auto& k : loaded.ignored_keys) names += (names.empty() ? "" : ", ") + k;
+  std::fprintf(stderr, "warning: ignoring keys that only mean something on FedML's cloud: %s\n",
+               names.c_str());
+}
+
+void PrintBanner(const fedml::api::Config& config, const std::string& who) {
+  std::printf("fedml %s: %s on %s (%s, %d clients, %d per round), model %s, %d rounds, %s\n",
+              FEDML_VERSION_STRING, config.federated_optimizer.c_str(), config.dataset.c_str(),
+              config.partition_method.c_str(), config.client_num_in_total,
+              config.client_num_per_round, config.model.c_str(), config.comm_round, who.c_str());
+  std::fflush(stdout);
+}
+
+// What every server-side run reports: progress on the terminal, one JSON line per round in
+// metrics_file, the final model for PyTorch, and the summary line.
+class RunReporter {
+ public:
+  explicit RunReporter(const fedml::api::Config& config)
+      : config_(config), progress_(config.comm_round) {}
+
+  Status Open() {
+    if (config_.metrics_file.empty()) return Status::Ok();
+    auto m = fedml::api::MetricsFile::Open(config_.metrics_file);
+    if (!m.ok()) return m.status();
+    metrics_ = std::move(m).value();
+    return Status::Ok();
+  }
+
+  fedml::api::SimulationHooks hooks() {
+    fedml::api::SimulationHooks hooks;
+    hooks.on_progress = [this](std::int64_t r, int done, int total) {
+      progress_.ClientDone(r, done, total);
+    };
+    hooks.on_round = [this](const fedml::api::RoundMetrics& m) {
+      progress_.RoundDone(m);
+      if (metrics_ && write_status_.ok()) write_status_ = metrics_->Write(m);
+    };
+    return hooks;
+  }
+
+  int Finish(const fedml::Result<fedml::api::RunSummary>& summary) {
+    if (!summary.ok()) return Fail(summary.status());
+    if (!write_status_.ok()) return Fail(write_status_);
+    std::string saved;
+    if (!config_.model_file_cache_folder.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(config_.model_file_cache_folder, ec);
+      const std::string path = config_.model_file_cache_folder + "/final_model.pt";
+      Status st = ec ? Status::NotFound("cannot create '" + config_.model_file_cache_folder + "'")
+                     : fedml::core::SaveStateForPyTorch(summary->final_model, path);
+      if (!st.ok()) return Fail(st);
+      saved = ", model saved to " + path;
+    }
+    std::printf("summary: %d rounds, final test_accuracy %.4f, %.1f s%s\n",
+                static_cast<int>(summary->rounds.size()), summary->final_accuracy,
+                summary->wall_seconds, saved.c_str());
+    return 0;
+  }
+
+ private:
+  const fedml::api::Config& config_;
+  std::optional<fedml::api::MetricsFile> metrics_;
+  fedml::api::ProgressDisplay progress_;
+  Status write_status_;
+};
+
 int RunSimulate(const std::string& config_file, const std::vector<std::string>& extras) {
   auto overrides = ParseOverrides(extras);
   if (!overrides.ok()) return Fail(overrides.status());
@@ -113,69 +186,29 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
   }
 #endif
   if (backend == "grpc") {
-    return Fail(Status::InvalidArgument(
-        "backend GRPC is for `fedml server` and `fedml client`, which this version does not have "
-        "yet; use backend inproc or MPI"));
+    return Fail(
+        Status::InvalidArgument("backend GRPC is for deployment: run `fedml server` and `fedml "
+                                "client` (docs/deployment.md); "
+                                "simulate runs backend inproc or MPI"));
   }
-  if (!loaded->ignored_keys.empty()) {
-    std::string names;
-    for (const auto& k : loaded->ignored_keys) names += (names.empty() ? "" : ", ") + k;
-    std::fprintf(stderr, "warning: ignoring keys that only mean something on FedML's cloud: %s\n",
-                 names.c_str());
-  }
+  WarnIgnoredKeys(*loaded);
   const fedml::api::Config& config = loaded->config;
-  std::printf(
-      "fedml %s: %s on %s (%s, %d clients, %d per round), model %s, %d rounds, %d workers\n",
-      FEDML_VERSION_STRING, config.federated_optimizer.c_str(), config.dataset.c_str(),
-      config.partition_method.c_str(), config.client_num_in_total, config.client_num_per_round,
-      config.model.c_str(), config.comm_round, config.worker_num);
-  std::fflush(stdout);
-
-  std::optional<fedml::api::MetricsFile> metrics;
-  if (!config.metrics_file.empty()) {
-    auto m = fedml::api::MetricsFile::Open(config.metrics_file);
-    if (!m.ok()) return Fail(m.status());
-    metrics = std::move(m).value();
-  }
-  fedml::api::ProgressDisplay progress(config.comm_round);
-  Status write_status;
-  fedml::api::SimulationHooks hooks;
-  hooks.on_progress = [&](std::int64_t r, int done, int total) {
-    progress.ClientDone(r, done, total);
-  };
-  hooks.on_round = [&](const fedml::api::RoundMetrics& m) {
-    progress.RoundDone(m);
-    if (metrics && write_status.ok()) write_status = metrics->Write(m);
-  };
+  PrintBanner(config, std::to_string(config.worker_num) + " workers");
+  RunReporter reporter(config);
+  if (Status st = reporter.Open(); !st.ok()) return Fail(st);
 #if FEDML_WITH_MPI
   fedml::Result<fedml::api::RunSummary> summary = fedml::Status::Internal("not run");
   if (backend == "mpi") {
-    auto run = fedml::api::RunMpiSimulation(config, MPI_COMM_WORLD, hooks);
+    auto run = fedml::api::RunMpiSimulation(config, MPI_COMM_WORLD, reporter.hooks());
     if (!run.ok()) return Fail(run.status());
     summary = std::move(run->value());
   } else {
-    summary = fedml::api::RunSimulation(config, hooks);
+    summary = fedml::api::RunSimulation(config, reporter.hooks());
   }
 #else
-  auto summary = fedml::api::RunSimulation(config, hooks);
+  auto summary = fedml::api::RunSimulation(config, reporter.hooks());
 #endif
-  if (!summary.ok()) return Fail(summary.status());
-  if (!write_status.ok()) return Fail(write_status);
-
-  std::string saved;
-  if (!config.model_file_cache_folder.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(config.model_file_cache_folder, ec);
-    const std::string path = config.model_file_cache_folder + "/final_model.pt";
-    Status st = ec ? Status::NotFound("cannot create '" + config.model_file_cache_folder + "'")
-                   : fedml::core::SaveStateForPyTorch(summary->final_model, path);
-    if (!st.ok()) return Fail(st);
-    saved = ", model saved to " + path;
-  }
-  std::printf("summary: %d rounds, final test_accuracy %.4f, %.1f s%s\n",
-              static_cast<int>(summary->rounds.size()), summary->final_accuracy,
-              summary->wall_seconds, saved.c_str());
-  return 0;
+  return reporter.Finish(summary);
 }
 
 // `fedml partition`: prints the partition's per-client label statistics, and optionally writes the
@@ -225,6 +258,112 @@ int RunPartition(const std::string& config_file, const std::string& plan_file,
   return 0;
 }
 
+#if FEDML_WITH_GRPC
+struct DeployFlags {
+  std::string certs_dir;
+  bool insecure = false;
+  bool mutual_tls = false;
+};
+
+fedml::Result<fedml::core::grpc_comm::Security> SecurityFrom(const DeployFlags& f) {
+  fedml::core::grpc_comm::Security sec;
+  sec.insecure = f.insecure;
+  sec.mutual_tls = f.mutual_tls;
+  sec.certs_dir = f.certs_dir;
+  if (f.insecure && f.mutual_tls) {
+    return Status::InvalidArgument("--insecure and --mtls exclude each other");
+  }
+  if (f.insecure) {
+    std::fprintf(stderr,
+                 "warning: --insecure: models, updates and client identities travel in plain "
+                 "text and any host can pose as a client; use it on a trusted network only\n");
+  } else if (f.certs_dir.empty()) {
+    return Status::InvalidArgument(
+        "--certs DIR is required (the folder `fedml certs --out DIR --clients N` writes); plain "
+        "text only with --insecure");
+  }
+  return sec;
+}
+
+fedml::Result<fedml::api::ConfigLoadResult> LoadWithOverrides(
+    const std::string& config_file, const std::vector<std::string>& extras) {
+  FEDML_ASSIGN_OR_RETURN(fedml::api::RawConfig overrides, ParseOverrides(extras));
+  FEDML_ASSIGN_OR_RETURN(fedml::api::ConfigLoadResult loaded,
+                         fedml::api::LoadConfig(config_file, overrides));
+  WarnIgnoredKeys(loaded);
+  return loaded;
+}
+
+int RunServerCommand(const std::string& config_file, const std::string& address, int port,
+                     const DeployFlags& flags, bool resume,
+                     const std::vector<std::string>& extras) {
+  auto loaded = LoadWithOverrides(config_file, extras);
+  if (!loaded.ok()) return Fail(loaded.status());
+  auto security = SecurityFrom(flags);
+  if (!security.ok()) return Fail(security.status());
+  const fedml::api::Config& config = loaded->config;
+  fedml::api::DeploymentServerArgs args;
+  args.address = address + ":" + std::to_string(port);
+  args.security = *security;
+  args.resume = resume;
+  args.on_listening = [&](int bound) {
+    std::printf("listening on %s:%d (%s)\n", address.c_str(), bound,
+                flags.insecure     ? "plain text"
+                : flags.mutual_tls ? "TLS, client certificates"
+                                   : "TLS, client tokens");
+    std::fflush(stdout);
+  };
+  PrintBanner(config, "server for " + std::to_string(config.client_num_in_total) + " clients");
+  RunReporter reporter(config);
+  if (Status st = reporter.Open(); !st.ok()) return Fail(st);
+  return reporter.Finish(fedml::api::RunDeploymentServer(config, args, reporter.hooks()));
+}
+
+int RunClientCommand(const std::string& config_file, const std::string& server, int client_id,
+                     const std::string& server_name, const DeployFlags& flags,
+                     const std::vector<std::string>& extras) {
+  auto loaded = LoadWithOverrides(config_file, extras);
+  if (!loaded.ok()) return Fail(loaded.status());
+  auto security = SecurityFrom(flags);
+  if (!security.ok()) return Fail(security.status());
+  fedml::api::DeploymentClientArgs args;
+  args.server = server;
+  args.client_id = client_id;
+  args.security = *security;
+  args.server_name = server_name;
+  std::printf("fedml %s: client %d of %s\n", FEDML_VERSION_STRING, client_id, server.c_str());
+  std::fflush(stdout);
+  const Status st = fedml::api::RunDeploymentClient(loaded->config, args);
+  if (!st.ok()) return Fail(st);
+  std::printf("client %d: the server finished the run\n", client_id);
+  return 0;
+}
+#endif
+
+int RunCerts(const std::string& out, int clients, const std::vector<std::string>& hosts,
+             bool overwrite) {
+  fedml::core::security::CertOptions options;
+  options.out_dir = out;
+  options.clients = clients;
+  for (const auto& h : hosts) {
+    if (std::find(options.server_names.begin(), options.server_names.end(), h) ==
+        options.server_names.end()) {
+      options.server_names.push_back(h);
+    }
+  }
+  const Status st = fedml::core::security::GenerateCredentials(options, overwrite);
+  if (!st.ok()) return Fail(st);
+  std::string names;
+  for (const auto& n : options.server_names) names += (names.empty() ? "" : ", ") + n;
+  std::printf(
+      "wrote a CA, a server certificate for %s and %d client certificates and tokens to %s\n"
+      "  server host: ca.pem server.pem server.key tokens.txt revoked.txt\n"
+      "  client N:    ca.pem client-N.pem client-N.key (mutual TLS) or client-N.token\n"
+      "keep ca.key offline; it only issues certificates\n",
+      names.c_str(), clients, out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,6 +387,56 @@ int main(int argc, char** argv) {
                           "clients as JSON");
     partition->allow_extras();
 
+#if FEDML_WITH_GRPC
+    std::string address = "0.0.0.0";
+    int port = 50051;
+    bool resume = false;
+    DeployFlags server_flags;
+    auto* server = app.add_subcommand(
+        "server", "Serve a federated run to edge clients over gRPC (TLS by default)");
+    server->add_option("--cf", config_file, "FedML-style YAML config file");
+    server->add_option("--address", address, "Address to listen on (default 0.0.0.0)");
+    server->add_option("--port", port, "TCP port (0 picks a free one)")
+        ->check(CLI::Range(0, 65535));
+    server->add_option("--certs", server_flags.certs_dir, "Folder written by `fedml certs`");
+    server->add_flag("--mtls", server_flags.mutual_tls, "Demand client certificates (mutual TLS)");
+    server->add_flag("--insecure", server_flags.insecure,
+                     "Plain text (warns; trusted networks only)");
+    server->add_flag("--resume", resume, "Continue from checkpoint_dir/checkpoint.fedml");
+    server->allow_extras();
+
+    std::string server_address = "localhost:50051";
+    std::string server_name;
+    int client_id = -1;
+    DeployFlags client_flags;
+    auto* client = app.add_subcommand("client", "Train as one edge client of a `fedml server`");
+    client->add_option("--cf", config_file, "FedML-style YAML config file");
+    client->add_option("--server", server_address, "HOST:PORT of the server");
+    client->add_option("--client_id", client_id, "This client's id (0-based)")->required();
+    client->add_option("--certs", client_flags.certs_dir,
+                       "Folder with ca.pem and this client's files");
+    client->add_option("--server_name", server_name, "TLS name on the server certificate");
+    client->add_flag("--mtls", client_flags.mutual_tls, "Present client-N.pem (mutual TLS)");
+    client->add_flag("--insecure", client_flags.insecure, "Plain text (warns)");
+    client->allow_extras();
+#endif
+
+    std::string certs_out;
+    int certs_clients = 0;
+    std::vector<std::string> certs_hosts;
+    bool certs_overwrite = false;
+    auto* certs = app.add_subcommand(
+        "certs", "Make a CA, a server certificate and client certificates and tokens (OpenSSL)");
+    certs->add_option("--out", certs_out, "Folder to write")->required();
+    certs->add_option("--clients", certs_clients, "Number of clients")
+        ->required()
+        ->check(CLI::Range(1, 1000000));
+    certs
+        ->add_option("--hosts", certs_hosts,
+                     "Extra server names (DNS or IP) besides localhost and 127.0.0.1")
+        ->delimiter(',');
+    certs->add_flag("--overwrite", certs_overwrite, "Replace an existing CA in --out");
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -255,6 +444,17 @@ int main(int argc, char** argv) {
     }
     if (simulate->parsed()) return RunSimulate(config_file, simulate->remaining());
     if (partition->parsed()) return RunPartition(config_file, plan_file, partition->remaining());
+    if (certs->parsed()) return RunCerts(certs_out, certs_clients, certs_hosts, certs_overwrite);
+#if FEDML_WITH_GRPC
+    if (server->parsed()) {
+      return RunServerCommand(config_file, address, port, server_flags, resume,
+                              server->remaining());
+    }
+    if (client->parsed()) {
+      return RunClientCommand(config_file, server_address, client_id, server_name, client_flags,
+                              client->remaining());
+    }
+#endif
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -23,7 +23,8 @@ std::string ToJson(const RoundMetrics& m) {
   os << ",\"test_loss\":" << (m.evaluated ? JsonNumber(m.test_loss) : "null");
   os << ",\"train_loss\":" << JsonNumber(m.train_loss);
   os << ",\"wall_seconds\":" << JsonNumber(m.wall_seconds);
-  os << ",\"clients\":" << m.clients << ",\"refused\":" << m.refused;
+  os << ",\"clients\":" << m.clients << ",\"refused\":" << m.refused
+     << ",\"dropped\":" << m.dropped;
   os << ",\"bytes_up\":" << m.bytes_up << ",\"bytes_down\":" << m.bytes_down;
   for (const auto& [k, v] : m.extra) os << ",\"" << k << "\":" << JsonNumber(v);
   os << "}";

@@ -5,6 +5,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -40,6 +41,7 @@ RoundController::RoundController(core::Communicator& comm,
       worker_alive_(static_cast<std::size_t>(comm.world_size()), true),
       worker_version_(static_cast<std::size_t>(comm.world_size()), -1) {
   if (!worker_alive_.empty()) worker_alive_[0] = false;  // rank 0 is this server
+  model_version_ = options_.start_model_version;
 }
 
 Status RoundController::SendFrame(int dst, const Message& msg, std::uint64_t* bytes) {
@@ -67,9 +69,18 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = Status::InvalidArgument("the server needs at least one worker rank (world size " +
                                      std::to_string(comm_.world_size()) + ")");
   }
-  for (std::int64_t round = 0; status.ok() && round < options_.comm_round; ++round) {
+  for (std::int64_t round = options_.start_round; status.ok() && round < options_.comm_round;
+       ++round) {
     RoundMetrics metrics;
     metrics.round = round + 1;
+    if (options_.fixed_clients) {
+      // Clients come and go: every rank is tried again each round (Send tells who is gone).
+      std::fill(worker_alive_.begin() + 1, worker_alive_.end(), true);
+    }
+    if (options_.wait_for_clients) {
+      status = options_.wait_for_clients(core::Clock::now() + options_.round_timeout);
+      if (!status.ok()) break;
+    }
     const auto t0 = core::Clock::now();
     status = RunRound(round, global, metrics);
     if (!status.ok()) break;
@@ -107,7 +118,8 @@ int RoundController::alive_workers() const {
 
 Status RoundController::SyncWorkers(std::int64_t round, const core::ModelState& global,
                                     RoundMetrics& metrics) {
-  std::optional<core::Bytes> frame;  // encoded once, copied per worker
+  if (options_.fixed_clients) return Status::Ok();  // the model travels in each task
+  std::optional<core::Bytes> frame;                 // encoded once, copied per worker
   for (int r = 1; r < comm_.world_size(); ++r) {
     if (!worker_alive_[r] || worker_version_[r] == model_version_) continue;
     if (!frame) {
@@ -134,7 +146,7 @@ Status RoundController::SyncWorkers(std::int64_t round, const core::ModelState& 
 }
 
 Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_type,
-                                 core::Deadline deadline,
+                                 core::Deadline deadline, const std::function<int(int)>& owner,
                                  const std::function<Message(int)>& make_task,
                                  const std::function<std::string(int)>& describe_task,
                                  const std::function<void(int, Message&&)>& on_result,
@@ -144,31 +156,63 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
   std::map<int, int> in_flight;                 // rank -> task
   std::map<int, core::Deadline> task_deadline;  // rank -> when its task is overdue
   std::map<int, Message> ready;                 // finished tasks waiting for an earlier one
+  std::set<int> dropped;                        // tasks given up for this round (fixed_clients)
   int next = 0;
 
+  // A task with an owner that cannot run it is dropped: with fixed clients nobody else holds
+  // that client's data. Tasks without an owner go back to the queue for another worker.
+  auto drop = [&](int task, const std::string& why) {
+    dropped.insert(task);
+    ++metrics.dropped;
+    std::fprintf(stderr, "warning: round %lld: %s dropped from the round: %s\n",
+                 static_cast<long long>(round) + 1, describe_task(task).c_str(), why.c_str());
+  };
+  auto drain = [&] {
+    bool drained = false;
+    for (;;) {
+      if (dropped.count(next)) {
+        ++next;
+      } else if (!ready.empty() && ready.begin()->first == next) {
+        on_result(next, std::move(ready.begin()->second));
+        ready.erase(ready.begin());
+        ++next;
+        drained = true;
+      } else {
+        return drained;
+      }
+    }
+  };
   // Replies that wait for an earlier task are capped at one per live worker: a worker that
   // finishes while the buffer is full idles until the slow task's reply drains it, so memory
   // stays O(workers x model) however many tasks the round has.
   // The task every buffered reply waits for (position `next`, at the queue's front when it was
-  // handed back by a lost worker) is always dispatched, or the round could not finish.
+  // handed back by a lost worker) is always dispatched, or the round could not finish. With fixed
+  // clients every client has one task, so there is nothing to cap.
   auto buffer_full = [&] {
-    return static_cast<int>(ready.size()) >= std::max(1, alive_workers()) &&
+    return !options_.fixed_clients &&
+           static_cast<int>(ready.size()) >= std::max(1, alive_workers()) &&
            !(!queue.empty() && queue.front() == next);
   };
   auto dispatch = [&](int rank) -> Status {
-    while (!queue.empty() && worker_alive_[rank] && !buffer_full()) {
-      Message task = make_task(queue.front());
+    while (worker_alive_[rank] && !buffer_full()) {
+      auto pick = std::find_if(queue.begin(), queue.end(), [&](int t) {
+        const int o = owner(t);
+        return o < 0 || o == rank;
+      });
+      if (pick == queue.end()) return Status::Ok();
+      const int task_index = *pick;
+      Message task = make_task(task_index);
       task.sender = 0;
       task.receiver = rank;
       task.round = round;
       task.model_version = model_version_;
       Status st = SendFrame(rank, task, &metrics.bytes_down);
       if (st.ok()) {
-        in_flight[rank] = queue.front();
+        in_flight[rank] = task_index;
         if (options_.worker_timeout.count() > 0) {
           task_deadline[rank] = core::Clock::now() + options_.worker_timeout;
         }
-        queue.pop_front();
+        queue.erase(pick);
         return st;
       }
       if (st.code() != StatusCode::kUnavailable) return st;
@@ -176,26 +220,53 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     }
     return Status::Ok();
   };
-  auto lose_worker = [&](int rank) -> Status {
+  // Owned tasks whose owner is gone can never run.
+  auto drop_orphans = [&] {
+    for (auto it = queue.begin(); it != queue.end();) {
+      const int o = owner(*it);
+      if (o >= 0 && !worker_alive_[o]) {
+        drop(*it, "rank " + std::to_string(o) + " is not connected");
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  auto dispatch_idle = [&]() -> Status {
+    for (int r = 1; r < comm_.world_size(); ++r) {
+      if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
+    }
+    drop_orphans();
+    return Status::Ok();
+  };
+  auto lose_worker = [&](int rank, const std::string& why) -> Status {
     worker_alive_[rank] = false;
     auto it = in_flight.find(rank);
     if (it != in_flight.end()) {
-      queue.push_front(it->second);  // its task goes to a living worker
+      if (owner(it->second) >= 0) {
+        drop(it->second, why);
+      } else {
+        queue.push_front(it->second);  // its task goes to a living worker
+      }
       in_flight.erase(it);
     }
-    if (alive_workers() == 0) {
+    if (alive_workers() == 0 && !options_.fixed_clients) {
       return Status::Unavailable("round " + std::to_string(round + 1) +
                                  ": every worker is gone (last lost: rank " + std::to_string(rank) +
                                  ")");
     }
-    for (int r = 1; r < comm_.world_size(); ++r) {
-      if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
-    }
-    return Status::Ok();
+    return dispatch_idle();
   };
 
-  for (int r = 1; r < comm_.world_size(); ++r) FEDML_RETURN_IF_ERROR(dispatch(r));
+  FEDML_RETURN_IF_ERROR(dispatch_idle());
+  drain();
   while (next < n) {
+    if (options_.fixed_clients && in_flight.empty() && queue.empty()) break;  // nothing can come
+    if (in_flight.empty() && alive_workers() == 0) {
+      for (int task : queue) drop(task, "no client is connected");
+      queue.clear();
+      break;
+    }
     // Wake for the earliest overdue task as well as for the round's deadline.
     core::Deadline wake = deadline;
     int overdue_rank = -1;
@@ -215,11 +286,20 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
                    static_cast<long long>(round) + 1, overdue_rank, describe_task(task).c_str(),
                    options_.worker_timeout.count() / 1000.0);
       task_deadline.erase(overdue_rank);
-      FEDML_RETURN_IF_ERROR(lose_worker(overdue_rank));
+      FEDML_RETURN_IF_ERROR(lose_worker(overdue_rank, "it did not answer within worker_timeout_s"));
+      drain();
       continue;
     }
     if (!env.ok()) {
       if (env.status().code() != StatusCode::kDeadlineExceeded) return env.status();
+      if (options_.fixed_clients) {  // stragglers lose this round; they are asked again next one
+        for (const auto& [rank, task] : in_flight) drop(task, "it missed the round deadline");
+        for (int task : queue) drop(task, "it never started");
+        in_flight.clear();
+        queue.clear();
+        drain();
+        break;
+      }
       std::string missing;
       for (const auto& [rank, task] : in_flight) {
         missing += (missing.empty() ? "" : ", ") + describe_task(task) + " on rank " +
@@ -252,15 +332,22 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     }
     if (msg.type == MessageType::kError) {
       const auto it = msg.attrs.find("error");
+      const std::string error = it == msg.attrs.end() ? "unknown error" : it->second;
       const auto task = in_flight.find(src);
+      if (options_.fixed_clients) {  // one client's failure is not the run's
+        FEDML_RETURN_IF_ERROR(lose_worker(src, "it failed: " + error));
+        drain();
+        continue;
+      }
       return Status::Aborted(
           "worker rank " + std::to_string(src) + " failed" +
           (task == in_flight.end() ? std::string() : " on " + describe_task(task->second)) + ": " +
-          (it == msg.attrs.end() ? "unknown error" : it->second));
+          error);
     }
     if (msg.type == MessageType::kHeartbeat) continue;
-    if (msg.type == MessageType::kFinish) {  // a worker leaving of its own accord
-      FEDML_RETURN_IF_ERROR(lose_worker(src));
+    if (msg.type == MessageType::kFinish) {  // a worker leaving of its own accord, or lost
+      FEDML_RETURN_IF_ERROR(lose_worker(src, "its rank left"));
+      drain();
       continue;
     }
     auto it = in_flight.find(src);
@@ -274,18 +361,7 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     task_deadline.erase(src);
     ready.emplace(task, std::move(msg));
     FEDML_RETURN_IF_ERROR(dispatch(src));
-    bool drained = false;
-    while (!ready.empty() && ready.begin()->first == next) {
-      on_result(next, std::move(ready.begin()->second));
-      ready.erase(ready.begin());
-      ++next;
-      drained = true;
-    }
-    if (drained) {  // workers idled by a full buffer get work again
-      for (int r = 1; r < comm_.world_size(); ++r) {
-        if (worker_alive_[r] && !in_flight.count(r)) FEDML_RETURN_IF_ERROR(dispatch(r));
-      }
-    }
+    if (drain()) FEDML_RETURN_IF_ERROR(dispatch_idle());  // workers idled by a full buffer
   }
   return Status::Ok();
 }
@@ -303,12 +379,16 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   double loss_weighted = 0.0;
   double loss_weight = 0.0;
   const core::Deadline deadline = core::Clock::now() + options_.round_timeout;
+  const auto client_rank = [&](int pos) {
+    return options_.fixed_clients ? static_cast<int>(sampled[pos]) + 1 : -1;
+  };
   FEDML_RETURN_IF_ERROR(Dispatch(
-      round, k, MessageType::kClientUpdate, deadline,
+      round, k, MessageType::kClientUpdate, deadline, client_rank,
       [&](int pos) {
         Message task;
         task.type = MessageType::kTrainTask;
         task.client_ids = {sampled[pos]};
+        if (options_.fixed_clients) task.model = global;
         return task;
       },
       [&](int pos) { return "client " + std::to_string(sampled[pos]); },
@@ -348,10 +428,13 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
       },
       metrics));
   const auto t_agg = core::Clock::now();
-  if (aggregator_->accepted() == 0) {
-    // Every update was refused: the global model stays as it was (and keeps its version).
-    std::fprintf(stderr, "warning: round %lld: no update was accepted; the global model is kept\n",
-                 static_cast<long long>(round) + 1);
+  if (aggregator_->accepted() < std::max(1, options_.min_clients)) {
+    // Too few updates: the global model stays as it was (and keeps its version).
+    std::fprintf(stderr,
+                 "warning: round %lld: %d update(s) accepted, fewer than min_clients=%d; the "
+                 "global model is kept\n",
+                 static_cast<long long>(round) + 1, aggregator_->accepted(),
+                 std::max(1, options_.min_clients));
   } else {
     FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
     ++model_version_;
@@ -367,14 +450,17 @@ Result<Evaluation> RoundController::EvaluateOnWorkers(std::int64_t round,
                                                       RoundMetrics& metrics) {
   FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
   const int shards = alive_workers();
+  if (shards == 0) return Status::Unavailable("no worker is connected to evaluate the model");
   double loss_sum = 0.0;
   double correct = 0.0;
   std::int64_t samples = 0;
   FEDML_RETURN_IF_ERROR(Dispatch(
       round, shards, MessageType::kEvalResult, core::Clock::now() + options_.round_timeout,
+      [](int) { return -1; },
       [&](int shard) {
         Message task;
         task.type = MessageType::kEvalTask;
+        if (options_.fixed_clients) task.model = global;
         task.attrs["shard"] = std::to_string(shard);
         task.attrs["num_shards"] = std::to_string(shards);
         return task;
@@ -396,6 +482,19 @@ Result<Evaluation> RoundController::EvaluateOnWorkers(std::int64_t round,
   if (samples <= 0) return Status::FailedPrecondition("the workers hold no test samples");
   return Evaluation{loss_sum / static_cast<double>(samples), correct / static_cast<double>(samples),
                     samples};
+}
+
+Result<Checkpoint> ReadCheckpoint(const std::string& dir) {
+  const std::string path = dir + "/checkpoint.fedml";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("no checkpoint at " + path);
+  core::Bytes frame((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto msg = core::Decode(frame);
+  if (!msg.ok() || msg->type != MessageType::kSyncModel) {
+    return Status::DataLoss("checkpoint " + path + " is damaged: " +
+                            (msg.ok() ? std::string("not a model frame") : msg.status().message()));
+  }
+  return Checkpoint{msg->round, msg->model_version, std::move(msg->model)};
 }
 
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,

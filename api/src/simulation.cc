@@ -56,6 +56,13 @@ Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const Simul
 
 Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks) {
+  return RunServer(config, comm, factory, hooks, ServerOptionsFrom(config), std::nullopt);
+}
+
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks,
+                             const ServerOptions& options,
+                             std::optional<core::ModelState> initial) {
   const auto t0 = core::Clock::now();
   algorithms::AggregatorOptions agg_options;
   // A simulation aggregates a few updates per round while training dominates, so the fold that
@@ -63,18 +70,17 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
   agg_options.fold_width = 2;
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
                          algorithms::CreateAggregator(config.federated_optimizer, agg_options));
-  core::ModelState initial;
-  {
+  if (!initial) {
     // The server's trainer (index worker_num) only provides the initial global model.
     FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer,
                            factory(config.worker_num));
     FEDML_ASSIGN_OR_RETURN(initial, server_trainer->GetState());
   }
   // Evaluation runs on the workers, one test shard each (no GlobalEvaluator).
-  RoundController controller(comm, std::move(aggregator), ServerOptionsFrom(config), {});
+  RoundController controller(comm, std::move(aggregator), options, {});
   if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
   if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
-  FEDML_ASSIGN_OR_RETURN(core::ModelState final_model, controller.Run(std::move(initial)));
+  FEDML_ASSIGN_OR_RETURN(core::ModelState final_model, controller.Run(std::move(*initial)));
   RunSummary summary;
   summary.rounds = controller.history();
   summary.final_model = std::move(final_model);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fedml/core/data/dataset.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using fedml::StatusCode;
@@ -22,25 +23,10 @@ namespace {
 
 const char* const kFashionDir = "/usr/share/datasets/fashion-mnist";
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
+// A fresh directory, removed at scope exit.
+class TempDir : public fedml::testing::TempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("fedml_data_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-  std::string path() const { return path_.string(); }
-
- private:
-  fs::path path_;
+  TempDir() : TempDir("fedml_data_test") {}
 };
 
 using Bytes = std::vector<std::uint8_t>;

@@ -2,7 +2,9 @@
 // and the error for a deadline that passed. Private to fedml_core.
 #pragma once
 
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -29,5 +31,53 @@ inline Status RecvDeadlineExceeded(int source) {
       (source == kAnySource ? std::string("any rank") : "rank " + std::to_string(source)) +
       " before the deadline");
 }
+
+/// An inbox with Communicator::Recv's contract: frames from one source come out in order, Recv
+/// waits until its deadline, Abort wakes every waiter with ABORTED. Thread-safe.
+class Mailbox {
+ public:
+  void Push(Envelope e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      box_.push_back(std::move(e));
+    }
+    cv_.notify_all();
+  }
+
+  Result<Envelope> Recv(int source, Deadline deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (!abort_.ok()) return abort_;
+      if (auto e = TakeFirstFrom(box_, source)) return std::move(*e);
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
+        if (!abort_.ok()) return abort_;
+        if (auto e = TakeFirstFrom(box_, source)) return std::move(*e);
+        return RecvDeadlineExceeded(source);
+      }
+    }
+  }
+
+  /// The first Abort's reason is kept; later calls change nothing.
+  void Abort(const Status& reason) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (abort_.ok()) {
+        abort_ = reason.ok() ? Status::Aborted("communicator aborted") : reason;
+      }
+    }
+    cv_.notify_all();
+  }
+
+  Status aborted() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return abort_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Envelope> box_;
+  Status abort_;
+};
 
 }  // namespace fedml::core::comm_detail

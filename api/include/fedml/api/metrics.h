@@ -16,12 +16,13 @@ struct RoundMetrics {
   bool evaluated = false;  // test_* hold values only when true
   double test_accuracy = 0.0;
   double test_loss = 0.0;
-  double train_loss = 0.0;              // sample-weighted mean over the round's clients
-  double wall_seconds = 0.0;            // this round's wall time
-  int clients = 0;                      // updates aggregated
-  int refused = 0;                      // updates refused (stale, invalid)
-  std::uint64_t bytes_up = 0;           // frames received by the server this round
-  std::uint64_t bytes_down = 0;         // frames sent by the server this round
+  double train_loss = 0.0;       // sample-weighted mean over the round's clients
+  double wall_seconds = 0.0;     // this round's wall time
+  int clients = 0;               // updates aggregated
+  int refused = 0;               // updates refused (stale, invalid)
+  int dropped = 0;               // clients dropped from the round (gone, failed, past the deadline)
+  std::uint64_t bytes_up = 0;    // frames received by the server this round
+  std::uint64_t bytes_down = 0;  // frames sent by the server this round
   std::map<std::string, double> extra;  // strategy-specific figures
 };
 

@@ -27,6 +27,20 @@ struct ServerOptions {
   /// (0 = off: only round_timeout applies).
   std::chrono::milliseconds worker_timeout{0};
   std::string checkpoint_dir;  // "" = no checkpoint
+  /// Deployment (gRPC edge clients): client N is rank N + 1 and holds its own data, so its task
+  /// goes to that rank only and carries the global model (a client that reconnected may hold
+  /// none). A client that is gone, fails or misses the round deadline loses its update for the
+  /// round and the round goes on; every rank is tried again next round. Off (simulation):
+  /// any worker trains any client, and a round that misses its deadline fails.
+  bool fixed_clients = false;
+  /// A round changes the global model only when at least this many updates were accepted.
+  int min_clients = 1;
+  /// Called before each round (deployment: wait until min_clients are connected). An error ends
+  /// the run.
+  std::function<Status(core::Deadline)> wait_for_clients;
+  /// Resume: the first round to run (0-based) and the version of `initial` given to Run.
+  std::int64_t start_round = 0;
+  std::int64_t start_model_version = 0;
   core::EncodeOptions encode;
   core::DecodeLimits decode;
 };
@@ -69,7 +83,9 @@ class RoundController {
   /// Hands tasks 0..n-1 (made by make_task) to live workers, at most one in flight each, and
   /// passes each reply of type `reply_type` to on_result in task order, whatever order the replies
   /// arrive in. A worker that is lost has its task handed to another. Bounded by `deadline`.
+  /// `owner(task)` is the only rank that may take a task (fixed_clients), or -1 for any rank.
   Status Dispatch(std::int64_t round, int n, core::MessageType reply_type, core::Deadline deadline,
+                  const std::function<int(int)>& owner,
                   const std::function<core::Message(int)>& make_task,
                   const std::function<std::string(int)>& describe_task,
                   const std::function<void(int, core::Message&&)>& on_result,
@@ -93,5 +109,15 @@ class RoundController {
 /// Writes `global` and its round atomically to `dir`/checkpoint.fedml (wire format).
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
                        const core::ModelState& global);
+
+struct Checkpoint {
+  std::int64_t round = 0;  // rounds completed
+  std::int64_t model_version = 0;
+  core::ModelState model;
+};
+
+/// Reads `dir`/checkpoint.fedml. NOT_FOUND when there is none; DATA_LOSS naming the file when it
+/// does not decode (the wire decoder validates it fully).
+Result<Checkpoint> ReadCheckpoint(const std::string& dir);
 
 }  // namespace fedml::api

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "fedml/api/client_manager.h"
@@ -46,6 +47,11 @@ Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const Simul
 /// FINISH to the workers before returning.
 Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks);
+/// The same with explicit controller options, and (when resuming) the global model to start
+/// from instead of the factory's initial one.
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks,
+                             const ServerOptions& options, std::optional<core::ModelState> initial);
 /// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
 /// LibTorch thread count (torch_threads, 1 by default).
 Status RunWorker(const Config& config, core::Communicator& comm,

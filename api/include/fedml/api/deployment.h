@@ -1,0 +1,45 @@
+// Deployment over gRPC: `fedml server` and `fedml client`. The server runs the same
+// RoundController as the simulation with fixed clients (client N is the process that proved it
+// is client N, and trains on its own data); the client runs the same ClientManager. TLS is on
+// unless `insecure` is set.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "fedml/api/simulation.h"
+#include "fedml/core/comm/grpc.h"
+
+namespace fedml::api {
+
+struct DeploymentServerArgs {
+  std::string address = "0.0.0.0:50051";  // host:port; port 0 picks one (reported by on_listening)
+  core::grpc_comm::Security security;
+  /// Continue from checkpoint_dir/checkpoint.fedml (written after every round) instead of
+  /// starting afresh. With the same config and seed the final model equals an uninterrupted run's.
+  bool resume = false;
+  std::function<void(int port)> on_listening;
+};
+
+/// Serves config.comm_round rounds to config.client_num_in_total clients (ids 0..N-1), sampling
+/// client_num_per_round of them per round with the seed. A round starts when min_clients are
+/// connected (or fails the run after round_timeout_s), drops clients that are gone, fail or miss
+/// the deadline, and keeps the model when fewer than min_clients updates arrived. The returned
+/// summary is the one the simulation gives.
+Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentServerArgs& args,
+                                       const SimulationHooks& hooks = {});
+
+struct DeploymentClientArgs {
+  std::string server = "localhost:50051";
+  int client_id = 0;
+  core::grpc_comm::Security security;
+  std::string server_name;  // TLS name to expect ("" = the host of `server`)
+};
+
+/// Trains as client `client_id` until the server says FINISH: with the built-in trainer on
+/// partition client_id of config.dataset (hooks.trainer_factory to bring your own trainer, called
+/// with client_id). Reconnects with backoff when the connection drops.
+Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& args,
+                           const SimulationHooks& hooks = {});
+
+}  // namespace fedml::api

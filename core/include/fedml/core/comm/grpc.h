@@ -1,0 +1,86 @@
+// gRPC communicators for deployment: one server process (rank 0) and edge clients on other hosts
+// (client id N is rank N + 1), over TLS by default. The service is core/proto/fedml_service.proto:
+// clients register, long-poll FetchTask for frames the server queued for them and stream their
+// replies with PushUpdate, so clients need no open port and reconnect on their own.
+//
+// Both sides implement fedml::core::Communicator, so the round controller and the client manager
+// run over them unchanged. Frames travel as chunks (chunk_bytes each), so models above
+// Protobuf's 2 GiB message limit go through without raising any gRPC limit.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "fedml/core/comm/communicator.h"
+
+namespace fedml::core::grpc_comm {
+
+/// Where the TLS material lives: the folder `fedml certs` writes (ca.pem, server.pem, server.key,
+/// client-<id>.pem/.key/.token, tokens.txt, revoked.txt).
+struct Security {
+  bool insecure = false;    // plain text (warned about by the CLI); certs_dir unused
+  bool mutual_tls = false;  // the server demands a client certificate signed by ca.pem
+  std::string certs_dir;    // required unless insecure
+};
+
+struct ServerOptions {
+  std::string address = "0.0.0.0:50051";  // port 0 picks a free port (see bound_port)
+  int num_clients = 1;                    // client ids 0..num_clients-1 (ranks 1..num_clients)
+  Security security;
+  std::size_t chunk_bytes = std::size_t{4} << 20;
+  std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;  // larger pushes: RESOURCE_EXHAUSTED
+  /// How long a FetchTask call waits for a frame before returning empty.
+  std::chrono::milliseconds fetch_wait{5000};
+  /// A client with no call in flight for this long is taken for gone: the server's Recv sees a
+  /// FINISH frame from its rank (as if it had left), and Send to it fails with UNAVAILABLE until
+  /// it registers again.
+  std::chrono::milliseconds liveness_timeout{15000};
+  /// How long the destructor waits for queued frames (FINISH) to be fetched.
+  std::chrono::milliseconds flush_timeout{5000};
+};
+
+/// Rank 0 of a deployment. Thread safety as Communicator; the gRPC threads it owns are stopped
+/// by the destructor (after flushing queued frames for at most flush_timeout).
+class ServerCommunicator : public Communicator {
+ public:
+  /// The TCP port the server listens on (useful with port 0).
+  virtual int bound_port() const = 0;
+  /// Waits until at least `n` clients are registered and live, or the deadline passes
+  /// (DEADLINE_EXCEEDED saying how many are there).
+  virtual Status WaitForClients(int n, Deadline deadline) = 0;
+  virtual int live_clients() const = 0;
+};
+
+/// Starts listening. Errors: INVALID_ARGUMENT / NOT_FOUND for bad options or certificate files,
+/// UNAVAILABLE when the address cannot be bound.
+Result<std::unique_ptr<ServerCommunicator>> StartServer(const ServerOptions& options);
+
+struct ClientOptions {
+  std::string server = "localhost:50051";  // host:port
+  int client_id = 0;
+  Security security;  // mutual_tls: present client-<id>.pem/.key; otherwise client-<id>.token
+  /// TLS name to check the server certificate against ("" = the host part of `server`).
+  std::string server_name;
+  std::size_t chunk_bytes = std::size_t{4} << 20;
+  std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;
+  /// First registration: keep retrying (with backoff) for this long before failing.
+  std::chrono::milliseconds connect_timeout{60000};
+  /// Reconnect backoff after a lost connection: starts at backoff_initial, doubles up to
+  /// backoff_max (with jitter); the client rejoins at whatever round the server is in.
+  std::chrono::milliseconds backoff_initial{200};
+  std::chrono::milliseconds backoff_max{5000};
+  /// Give up when the server has been unreachable this long (the Recv of the caller then fails
+  /// with UNAVAILABLE).
+  std::chrono::milliseconds reconnect_timeout{120000};
+};
+
+/// Registers with the server (retrying until connect_timeout) and starts the client's fetch
+/// thread. Errors: PERMISSION_DENIED / UNAUTHENTICATED when the server refuses these
+/// credentials (not retried), UNAVAILABLE naming the address and gRPC's reason when no
+/// connection could be made (a TLS handshake refused, no server, plain text against TLS).
+/// rank() is client_id + 1 and world_size() what the server said.
+Result<std::unique_ptr<Communicator>> ConnectClient(const ClientOptions& options);
+
+}  // namespace fedml::core::grpc_comm

@@ -1,0 +1,802 @@
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "comm/mailbox.h"
+#include "fedml/core/comm/grpc.h"
+#include "fedml/core/message.h"
+#include "fedml/core/security/credentials.h"
+#include "fedml/core/wire.h"
+#include "fedml_service.grpc.pb.h"
+
+namespace fedml::core::grpc_comm {
+
+namespace {
+
+using fedml::service::FederatedLearning;
+using fedml::service::FetchRequest;
+using fedml::service::FrameChunk;
+
+constexpr const char* kTokenKey = "x-fedml-token";
+constexpr const char* kClientIdKey = "x-fedml-client-id";
+// gRPC refuses messages over 4 MiB unless told otherwise; our chunks stay far below this.
+constexpr int kMaxGrpcMessage = 64 << 20;
+constexpr std::size_t kMaxChunkBytes = std::size_t{32} << 20;
+
+Status FromGrpc(const grpc::Status& st, const std::string& what) {
+  const std::string msg = what + ": " + st.error_message();
+  switch (st.error_code()) {
+    case grpc::StatusCode::OK:
+      return Status::Ok();
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Status::PermissionDenied(msg);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return Status::InvalidArgument(msg);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return Status::ResourceExhausted(msg);
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return Status::DeadlineExceeded(msg);
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return Status::FailedPrecondition(msg);
+    default:
+      return Status::Unavailable(msg);
+  }
+}
+
+// gRPC takes deadlines on the system clock; ours are steady_clock points.
+std::chrono::system_clock::time_point SystemDeadline(Deadline d) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(d - Clock::now());
+}
+
+Status CheckChunkBytes(std::size_t chunk_bytes) {
+  if (chunk_bytes == 0 || chunk_bytes > kMaxChunkBytes) {
+    return Status::InvalidArgument("chunk_bytes " + std::to_string(chunk_bytes) +
+                                   " is outside [1, " + std::to_string(kMaxChunkBytes) + "]");
+  }
+  return Status::Ok();
+}
+
+// Writes `frame` as FrameChunks through `write` (a ServerWriter's or ClientWriter's Write).
+template <class WriteFn>
+bool WriteFrame(const Bytes& frame, std::size_t chunk_bytes, WriteFn&& write) {
+  FrameChunk chunk;
+  std::size_t offset = 0;
+  do {
+    const std::size_t len = std::min(chunk_bytes, frame.size() - offset);
+    chunk.set_offset(offset);
+    chunk.set_frame_bytes(frame.size());
+    chunk.set_data(reinterpret_cast<const char*>(frame.data()) + offset, len);
+    if (!write(chunk)) return false;
+    offset += len;
+  } while (offset < frame.size());
+  return true;
+}
+
+// Rebuilds one frame from FrameChunks, refusing gaps, overlaps, overruns and oversize frames.
+class FrameReader {
+ public:
+  explicit FrameReader(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
+
+  /// OK while the chunk fits; the frame is done() when every announced byte arrived.
+  grpc::Status Add(const FrameChunk& c) {
+    if (!started_) {
+      if (c.offset() != 0) {
+        return {grpc::StatusCode::INVALID_ARGUMENT, "the first chunk starts at offset " +
+                                                        std::to_string(c.offset()) +
+                                                        "; a frame's chunks must start at 0"};
+      }
+      if (c.frame_bytes() > max_bytes_) {
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED, "a " + std::to_string(c.frame_bytes()) +
+                                                          "-byte frame is over the limit of " +
+                                                          std::to_string(max_bytes_) + " bytes"};
+      }
+      total_ = c.frame_bytes();
+      frame_.reserve(total_);
+      started_ = true;
+    } else if (c.frame_bytes() != total_) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "a chunk announces " + std::to_string(c.frame_bytes()) +
+                  " bytes where the frame has " + std::to_string(total_)};
+    }
+    if (c.offset() != frame_.size()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "a chunk at offset " + std::to_string(c.offset()) + " where " +
+                  std::to_string(frame_.size()) + " was expected (a gap or a repeat)"};
+    }
+    if (c.data().size() > total_ - frame_.size()) {
+      return {grpc::StatusCode::INVALID_ARGUMENT,
+              "chunks run past the announced " + std::to_string(total_) + " bytes"};
+    }
+    frame_.insert(frame_.end(), c.data().begin(), c.data().end());
+    return grpc::Status::OK;
+  }
+  bool started() const { return started_; }
+  bool done() const { return started_ && frame_.size() == total_; }
+  std::string progress() const {
+    return std::to_string(frame_.size()) + " of " + std::to_string(total_) + " bytes";
+  }
+  Bytes Take() { return std::move(frame_); }
+
+ private:
+  std::uint64_t max_bytes_;
+  bool started_ = false;
+  std::uint64_t total_ = 0;
+  Bytes frame_;
+};
+
+Bytes FinishFrameFrom(int rank) {
+  Message fin;
+  fin.type = MessageType::kFinish;
+  fin.sender = rank;
+  fin.attrs["reason"] = "connection lost";
+  auto frame = Encode(fin);
+  return frame.ok() ? std::move(frame).value() : Bytes{};
+}
+
+// ---- Server ------------------------------------------------------------------------------
+
+class GrpcServer;
+
+class ServiceImpl final : public FederatedLearning::Service {
+ public:
+  explicit ServiceImpl(GrpcServer& server) : server_(server) {}
+  grpc::Status Register(grpc::ServerContext* ctx, const fedml::service::RegisterRequest* req,
+                        fedml::service::RegisterReply* reply) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const fedml::service::HeartbeatRequest*,
+                         fedml::service::HeartbeatReply*) override;
+  grpc::Status FetchTask(grpc::ServerContext* ctx, const FetchRequest* req,
+                         grpc::ServerWriter<FrameChunk>* writer) override;
+  grpc::Status PushUpdate(grpc::ServerContext* ctx, grpc::ServerReader<FrameChunk>* reader,
+                          fedml::service::PushReply*) override;
+
+ private:
+  GrpcServer& server_;
+};
+
+class GrpcServer final : public ServerCommunicator {
+ public:
+  GrpcServer(ServerOptions options, std::optional<security::ClientRegistry> registry)
+      : options_(std::move(options)),
+        registry_(std::move(registry)),
+        clients_(static_cast<std::size_t>(options_.num_clients) + 1),
+        service_(*this) {}
+
+  Status Start() {
+    std::shared_ptr<grpc::ServerCredentials> creds;
+    if (options_.security.insecure) {
+      creds = grpc::InsecureServerCredentials();
+    } else {
+      const std::string& dir = options_.security.certs_dir;
+      FEDML_ASSIGN_OR_RETURN(std::string ca, security::ReadTextFile(dir + "/ca.pem"));
+      FEDML_ASSIGN_OR_RETURN(std::string cert, security::ReadTextFile(dir + "/server.pem"));
+      FEDML_ASSIGN_OR_RETURN(std::string key, security::ReadTextFile(dir + "/server.key"));
+      // Under mutual TLS a client without a certificate signed by ca.pem fails the handshake;
+      // otherwise a certificate is optional but, when shown, must still verify.
+      grpc::SslServerCredentialsOptions ssl(
+          options_.security.mutual_tls ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+      ssl.pem_root_certs = ca;
+      ssl.pem_key_cert_pairs.push_back({key, cert});
+      creds = grpc::SslServerCredentials(ssl);
+    }
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.address, creds, &port_);
+    builder.RegisterService(&service_);
+    builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
+    builder.SetMaxSendMessageSize(kMaxGrpcMessage);
+    server_ = builder.BuildAndStart();
+    if (!server_ || port_ == 0) {
+      return Status::Unavailable("cannot listen on " + options_.address +
+                                 " (address in use, or not an address of this host)");
+    }
+    monitor_ = std::thread([this] { MonitorLiveness(); });
+    return Status::Ok();
+  }
+
+  ~GrpcServer() override {
+    // Let connected clients fetch what is queued for them (FINISH), within flush_timeout.
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, Clock::now() + options_.flush_timeout, [this] {
+        for (std::size_t r = 1; r < clients_.size(); ++r) {
+          if (clients_[r].live && !clients_[r].outbox.empty()) return false;
+        }
+        return true;
+      });
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (server_) server_->Shutdown(SystemDeadline(Clock::now() + std::chrono::seconds(2)));
+    if (monitor_.joinable()) monitor_.join();
+    mailbox_.Abort(Status::Aborted("server stopped"));
+  }
+
+  int rank() const override { return 0; }
+  int world_size() const override { return options_.num_clients + 1; }
+  std::string backend() const override { return "grpc"; }
+  int bound_port() const override { return port_; }
+
+  Status Send(int dst, std::vector<std::uint8_t> payload) override {
+    if (dst <= 0 || dst > options_.num_clients) {
+      return Status::InvalidArgument("destination rank " + std::to_string(dst) +
+                                     " is outside [1, " + std::to_string(options_.num_clients) +
+                                     "]");
+    }
+    FEDML_RETURN_IF_ERROR(mailbox_.aborted());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!clients_[dst].live) {
+        return Status::Unavailable("client " + std::to_string(dst - 1) + " is not connected");
+      }
+      clients_[dst].outbox.push_back(std::move(payload));
+    }
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  Result<Envelope> Recv(int source, Deadline deadline) override {
+    return mailbox_.Recv(source, deadline);
+  }
+
+  void Abort(const Status& reason) override {
+    mailbox_.Abort(reason);
+    cv_.notify_all();
+  }
+
+  Status WaitForClients(int n, Deadline deadline) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_until(lock, deadline, [&] { return LiveLocked() >= n || stopping_; })) {
+      return Status::Ok();
+    }
+    return Status::DeadlineExceeded(std::to_string(LiveLocked()) + " of the " + std::to_string(n) +
+                                    " clients needed are connected");
+  }
+
+  int live_clients() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return LiveLocked();
+  }
+
+  // ---- called by ServiceImpl on gRPC threads ----
+
+  // The client id the call's credentials prove, or PERMISSION_DENIED/UNAUTHENTICATED.
+  grpc::Status Identify(grpc::ServerContext* ctx, int* id) {
+    Result<int> who = Status::PermissionDenied("no credentials");
+    const auto& md = ctx->client_metadata();
+    const auto auth = ctx->auth_context();
+    const auto cns =
+        auth ? auth->FindPropertyValues("x509_common_name") : std::vector<grpc::string_ref>{};
+    if (options_.security.insecure) {
+      auto it = md.find(kClientIdKey);
+      if (it == md.end()) {
+        return {grpc::StatusCode::UNAUTHENTICATED, "no " + std::string(kClientIdKey) + " metadata"};
+      }
+      try {
+        who = std::stoi(std::string(it->second.data(), it->second.size()));
+      } catch (const std::exception&) {
+        return {grpc::StatusCode::UNAUTHENTICATED, "a client id that is not a number"};
+      }
+    } else if (!cns.empty()) {
+      // A certificate the TLS layer verified against ca.pem: its common name is the identity.
+      who = security::ClientIdFromCommonName(std::string(cns[0].data(), cns[0].size()));
+    } else {
+      auto it = md.find(kTokenKey);
+      if (it == md.end()) {
+        return {grpc::StatusCode::UNAUTHENTICATED,
+                "no client certificate and no client token; give the client its certs folder"};
+      }
+      who = registry_->IdentifyByToken(std::string(it->second.data(), it->second.size()));
+    }
+    if (who.ok() && (*who < 0 || *who >= options_.num_clients)) {
+      who = Status::PermissionDenied("client " + std::to_string(*who) +
+                                     " is not one of this run's clients (0.." +
+                                     std::to_string(options_.num_clients - 1) + ")");
+    }
+    if (who.ok() && !options_.security.insecure) {
+      const Status allowed = registry_->CheckAllowed(*who);
+      if (!allowed.ok()) who = allowed;
+    }
+    if (!who.ok()) {
+      LogRefusal(ctx, who.status().message());
+      return {grpc::StatusCode::PERMISSION_DENIED, who.status().message()};
+    }
+    *id = *who;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status OnRegister(int id, std::uint32_t wire_version, int requested,
+                          fedml::service::RegisterReply* reply) {
+    if (requested != id) {
+      return {grpc::StatusCode::PERMISSION_DENIED, "these credentials are client " +
+                                                       std::to_string(id) + "'s, not client " +
+                                                       std::to_string(requested) + "'s"};
+    }
+    if (wire_version != kWireVersion) {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "client speaks wire version " + std::to_string(wire_version) + ", server " +
+                  std::to_string(kWireVersion)};
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ClientSlot& c = clients_[static_cast<std::size_t>(id) + 1];
+      c.live = true;
+      c.outbox.clear();  // a reconnecting client starts afresh; what was queued is stale
+      c.last_seen = Clock::now();
+    }
+    cv_.notify_all();
+    reply->set_rank(id + 1);
+    reply->set_world_size(world_size());
+    return grpc::Status::OK;
+  }
+
+  void Touch(int id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    clients_[static_cast<std::size_t>(id) + 1].last_seen = Clock::now();
+  }
+
+  grpc::Status OnFetch(grpc::ServerContext* ctx, int id, std::uint32_t wait_ms,
+                       grpc::ServerWriter<FrameChunk>* writer) {
+    const std::size_t rank = static_cast<std::size_t>(id) + 1;
+    std::unique_lock<std::mutex> lock(mu_);
+    ClientSlot& c = clients_[rank];
+    if (!c.live) {
+      return {grpc::StatusCode::FAILED_PRECONDITION, "register first (the server lost track)"};
+    }
+    ++c.calls;
+    c.last_seen = Clock::now();
+    const auto until =
+        Clock::now() + std::min(options_.fetch_wait, std::chrono::milliseconds(wait_ms));
+    // Wakes every 100 ms as well, to notice a client that hung up (ctx->IsCancelled()).
+    while (c.outbox.empty() && !stopping_ && c.live && Clock::now() < until &&
+           !ctx->IsCancelled()) {
+      cv_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(100)));
+    }
+    grpc::Status result = grpc::Status::OK;
+    if (ctx->IsCancelled()) {
+      MarkGoneLocked(rank, "its connection closed");
+    } else if (!c.outbox.empty() && c.live) {
+      Bytes frame = std::move(c.outbox.front());
+      c.outbox.pop_front();
+      lock.unlock();
+      const bool sent = WriteFrame(frame, options_.chunk_bytes,
+                                   [&](const FrameChunk& chunk) { return writer->Write(chunk); });
+      lock.lock();
+      if (!sent) {
+        c.outbox.push_front(std::move(frame));  // not delivered: kept for the next fetch
+        MarkGoneLocked(rank, "the connection broke while a frame was sent");
+      }
+    }
+    --c.calls;
+    c.last_seen = Clock::now();
+    cv_.notify_all();
+    return result;
+  }
+
+  grpc::Status OnPush(int id, grpc::ServerReader<FrameChunk>* reader) {
+    FrameReader frame(options_.max_frame_bytes);
+    FrameChunk chunk;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++clients_[static_cast<std::size_t>(id) + 1].calls;
+    }
+    grpc::Status st = grpc::Status::OK;
+    while (st.ok() && reader->Read(&chunk)) st = frame.Add(chunk);
+    if (st.ok() && !frame.done()) {
+      st = {grpc::StatusCode::INVALID_ARGUMENT,
+            frame.started() ? "the stream ended after " + frame.progress() + " (truncated)"
+                            : std::string("an empty stream")};
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ClientSlot& c = clients_[static_cast<std::size_t>(id) + 1];
+      --c.calls;
+      c.last_seen = Clock::now();
+    }
+    if (!st.ok()) {
+      std::fprintf(stderr, "warning: refused a push from client %d: %s\n", id,
+                   st.error_message().c_str());
+      return st;
+    }
+    mailbox_.Push(Envelope{id + 1, frame.Take()});
+    return grpc::Status::OK;
+  }
+
+ private:
+  struct ClientSlot {
+    bool live = false;
+    int calls = 0;  // RPCs in flight
+    Clock::time_point last_seen{};
+    std::deque<Bytes> outbox;
+  };
+
+  int LiveLocked() const {
+    return static_cast<int>(std::count_if(clients_.begin(), clients_.end(),
+                                          [](const ClientSlot& c) { return c.live; }));
+  }
+
+  // The round controller learns of a lost client as a FINISH from its rank.
+  void MarkGoneLocked(std::size_t rank, const char* why) {
+    ClientSlot& c = clients_[rank];
+    if (!c.live) return;
+    c.live = false;
+    c.outbox.clear();
+    std::fprintf(stderr, "warning: client %zu disconnected (%s)\n", rank - 1, why);
+    mailbox_.Push(Envelope{static_cast<int>(rank), FinishFrameFrom(static_cast<int>(rank))});
+  }
+
+  void MonitorLiveness() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(500));
+      const auto now = Clock::now();
+      for (std::size_t r = 1; r < clients_.size(); ++r) {
+        ClientSlot& c = clients_[r];
+        if (c.live && c.calls == 0 && now - c.last_seen > options_.liveness_timeout) {
+          MarkGoneLocked(r, "no call within liveness_timeout");
+        }
+      }
+    }
+  }
+
+  static void LogRefusal(grpc::ServerContext* ctx, const std::string& why) {
+    std::fprintf(stderr, "warning: refused a call from %s: %s\n", ctx->peer().c_str(), why.c_str());
+  }
+
+  const ServerOptions options_;
+  const std::optional<security::ClientRegistry> registry_;  // empty when insecure
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ClientSlot> clients_;  // index = rank; [0] unused
+  bool stopping_ = false;
+  comm_detail::Mailbox mailbox_;
+  ServiceImpl service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::thread monitor_;
+};
+
+grpc::Status ServiceImpl::Register(grpc::ServerContext* ctx,
+                                   const fedml::service::RegisterRequest* req,
+                                   fedml::service::RegisterReply* reply) {
+  int id = -1;
+  grpc::Status st = server_.Identify(ctx, &id);
+  if (!st.ok()) return st;
+  return server_.OnRegister(id, req->wire_version(), req->client_id(), reply);
+}
+
+grpc::Status ServiceImpl::Heartbeat(grpc::ServerContext* ctx,
+                                    const fedml::service::HeartbeatRequest*,
+                                    fedml::service::HeartbeatReply*) {
+  int id = -1;
+  grpc::Status st = server_.Identify(ctx, &id);
+  if (st.ok()) server_.Touch(id);
+  return st;
+}
+
+grpc::Status ServiceImpl::FetchTask(grpc::ServerContext* ctx, const FetchRequest* req,
+                                    grpc::ServerWriter<FrameChunk>* writer) {
+  int id = -1;
+  grpc::Status st = server_.Identify(ctx, &id);
+  if (!st.ok()) return st;
+  return server_.OnFetch(ctx, id, req->wait_ms(), writer);
+}
+
+grpc::Status ServiceImpl::PushUpdate(grpc::ServerContext* ctx,
+                                     grpc::ServerReader<FrameChunk>* reader,
+                                     fedml::service::PushReply*) {
+  int id = -1;
+  grpc::Status st = server_.Identify(ctx, &id);
+  if (!st.ok()) return st;
+  return server_.OnPush(id, reader);
+}
+
+// ---- Client ------------------------------------------------------------------------------
+
+class GrpcClient final : public Communicator {
+ public:
+  explicit GrpcClient(ClientOptions options) : options_(std::move(options)) {}
+
+  Status Connect() {
+    FEDML_RETURN_IF_ERROR(CheckChunkBytes(options_.chunk_bytes));
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxGrpcMessage);
+    args.SetMaxSendMessageSize(kMaxGrpcMessage);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options_.backoff_initial.count()));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
+    const Security& sec = options_.security;
+    const std::string prefix = sec.certs_dir + "/client-" + std::to_string(options_.client_id);
+    if (sec.insecure) {
+      creds = grpc::InsecureChannelCredentials();
+    } else {
+      grpc::SslCredentialsOptions ssl;
+      FEDML_ASSIGN_OR_RETURN(ssl.pem_root_certs, security::ReadTextFile(sec.certs_dir + "/ca.pem"));
+      if (sec.mutual_tls) {
+        FEDML_ASSIGN_OR_RETURN(ssl.pem_cert_chain, security::ReadTextFile(prefix + ".pem"));
+        FEDML_ASSIGN_OR_RETURN(ssl.pem_private_key, security::ReadTextFile(prefix + ".key"));
+      } else {
+        FEDML_ASSIGN_OR_RETURN(token_, security::ReadTextFile(prefix + ".token", /*trim=*/true));
+      }
+      creds = grpc::SslCredentials(ssl);
+      if (!options_.server_name.empty()) args.SetSslTargetNameOverride(options_.server_name);
+    }
+    channel_ = grpc::CreateCustomChannel(options_.server, creds, args);
+    stub_ = FederatedLearning::NewStub(channel_);
+    FEDML_RETURN_IF_ERROR(RegisterWithRetry(Clock::now() + options_.connect_timeout));
+    fetcher_ = std::thread([this] { FetchLoop(); });
+    sender_ = std::thread([this] { SendLoop(); });
+    return Status::Ok();
+  }
+
+  ~GrpcClient() override {
+    {
+      // Replies already queued (the last update) go out first, within a bound.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, Clock::now() + std::chrono::seconds(10),
+                     [this] { return (outbox_.empty() && !pushing_) || !mailbox_.aborted().ok(); });
+      stopping_ = true;
+      if (fetch_ctx_) fetch_ctx_->TryCancel();
+    }
+    cv_.notify_all();
+    if (fetcher_.joinable()) fetcher_.join();
+    if (sender_.joinable()) sender_.join();
+  }
+
+  int rank() const override { return options_.client_id + 1; }
+  int world_size() const override { return world_size_; }
+  std::string backend() const override { return "grpc"; }
+
+  Status Send(int dst, std::vector<std::uint8_t> payload) override {
+    if (dst != 0) {
+      return Status::InvalidArgument("a gRPC client sends only to the server (rank 0), not to " +
+                                     std::to_string(dst));
+    }
+    FEDML_RETURN_IF_ERROR(mailbox_.aborted());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(std::move(payload));
+    }
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  Result<Envelope> Recv(int source, Deadline deadline) override {
+    return mailbox_.Recv(source, deadline);
+  }
+
+  void Abort(const Status& reason) override {
+    mailbox_.Abort(reason);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fetch_ctx_) fetch_ctx_->TryCancel();
+    cv_.notify_all();
+  }
+
+ private:
+  void AddAuth(grpc::ClientContext& ctx) const {
+    if (options_.security.insecure) {
+      ctx.AddMetadata(kClientIdKey, std::to_string(options_.client_id));
+    } else if (!token_.empty()) {
+      ctx.AddMetadata(kTokenKey, token_);
+    }
+  }
+
+  static bool Fatal(grpc::StatusCode code) {
+    return code == grpc::StatusCode::PERMISSION_DENIED ||
+           code == grpc::StatusCode::UNAUTHENTICATED ||
+           code == grpc::StatusCode::INVALID_ARGUMENT ||
+           code == grpc::StatusCode::FAILED_PRECONDITION;
+  }
+
+  // Sleeps for the current backoff (or until stopped) and doubles it; false when stopping.
+  bool Backoff(std::chrono::milliseconds& delay) {
+    std::uniform_int_distribution<int> jitter(0, static_cast<int>(delay.count() / 4) + 1);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, delay + std::chrono::milliseconds(jitter(rng_)),
+                 [this] { return stopping_ || !mailbox_.aborted().ok(); });
+    delay = std::min(delay * 2, options_.backoff_max);
+    return !stopping_ && mailbox_.aborted().ok();
+  }
+
+  Status RegisterWithRetry(Deadline deadline) {
+    auto delay = options_.backoff_initial;
+    for (;;) {
+      grpc::ClientContext ctx;
+      AddAuth(ctx);
+      ctx.set_deadline(SystemDeadline(std::min(deadline, Clock::now() + std::chrono::seconds(10))));
+      ctx.set_wait_for_ready(true);
+      fedml::service::RegisterRequest req;
+      req.set_client_id(options_.client_id);
+      req.set_wire_version(kWireVersion);
+      fedml::service::RegisterReply reply;
+      const grpc::Status st = stub_->Register(&ctx, req, &reply);
+      if (st.ok()) {
+        world_size_ = reply.world_size();
+        return Status::Ok();
+      }
+      const std::string what =
+          "client " + std::to_string(options_.client_id) + " registering with " + options_.server;
+      if (Fatal(st.error_code())) return FromGrpc(st, what + " was refused");
+      if (Clock::now() >= deadline) {
+        return Status::Unavailable(
+            what + ": no connection within " +
+            std::to_string(options_.connect_timeout.count() / 1000) + " s (" + st.error_message() +
+            "); is the server up, and do both sides agree on TLS / --insecure and the CA?");
+      }
+      if (!Backoff(delay)) return Status::Aborted("stopped while connecting");
+    }
+  }
+
+  void FetchLoop() {
+    Deadline unreachable_since{};
+    auto delay = options_.backoff_initial;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || !mailbox_.aborted().ok()) return;
+      }
+      auto ctx = std::make_shared<grpc::ClientContext>();
+      AddAuth(*ctx);
+      const auto wait = std::chrono::milliseconds(5000);
+      ctx->set_deadline(SystemDeadline(Clock::now() + wait + std::chrono::seconds(30)));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        fetch_ctx_ = ctx;
+      }
+      FetchRequest req;
+      req.set_wait_ms(static_cast<std::uint32_t>(wait.count()));
+      auto reader = stub_->FetchTask(ctx.get(), req);
+      FrameReader frame(options_.max_frame_bytes);
+      FrameChunk chunk;
+      grpc::Status bad = grpc::Status::OK;
+      while (bad.ok() && reader->Read(&chunk)) bad = frame.Add(chunk);
+      if (!bad.ok()) ctx->TryCancel();
+      const grpc::Status st = reader->Finish();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        fetch_ctx_.reset();
+        if (stopping_) return;
+      }
+      if (st.ok() && bad.ok()) {
+        unreachable_since = {};
+        delay = options_.backoff_initial;
+        if (frame.done()) mailbox_.Push(Envelope{0, frame.Take()});
+        continue;
+      }
+      if (!bad.ok()) {
+        mailbox_.Abort(Status::DataLoss("malformed frame from the server: " + bad.error_message()));
+        return;
+      }
+      if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+          st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+        mailbox_.Abort(
+            FromGrpc(st, "the server refused client " + std::to_string(options_.client_id)));
+        return;
+      }
+      // Lost the server (restart, network): back off, register again, rejoin.
+      if (unreachable_since == Deadline{}) {
+        unreachable_since = Clock::now();
+        std::fprintf(stderr, "warning: client %d lost the server (%s); reconnecting\n",
+                     options_.client_id, st.error_message().c_str());
+      }
+      if (Clock::now() - unreachable_since > options_.reconnect_timeout) {
+        mailbox_.Abort(Status::Unavailable(
+            "client " + std::to_string(options_.client_id) + ": server " + options_.server +
+            " unreachable for " + std::to_string(options_.reconnect_timeout.count() / 1000) +
+            " s: " + st.error_message()));
+        return;
+      }
+      if (!Backoff(delay)) return;
+      const Status reg = RegisterWithRetry(Clock::now() + options_.backoff_max);
+      if (reg.code() == StatusCode::kPermissionDenied) {
+        mailbox_.Abort(reg);
+        return;
+      }
+    }
+  }
+
+  void SendLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return stopping_ || !outbox_.empty(); });
+      if (outbox_.empty()) return;  // stopping with nothing left
+      Bytes frame = std::move(outbox_.front());
+      outbox_.pop_front();
+      pushing_ = true;
+      lock.unlock();
+      Push(frame);
+      lock.lock();
+      pushing_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  // One frame as a PushUpdate stream; a connection failure is retried a few times (the server
+  // refuses it as late if the round moved on), a refusal is reported and dropped.
+  void Push(const Bytes& frame) {
+    auto delay = options_.backoff_initial;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      grpc::ClientContext ctx;
+      AddAuth(ctx);
+      ctx.set_wait_for_ready(true);
+      ctx.set_deadline(SystemDeadline(Clock::now() + std::chrono::minutes(30)));
+      fedml::service::PushReply reply;
+      auto writer = stub_->PushUpdate(&ctx, &reply);
+      WriteFrame(frame, options_.chunk_bytes,
+                 [&](const FrameChunk& c) { return writer->Write(c); });
+      writer->WritesDone();
+      const grpc::Status st = writer->Finish();
+      if (st.ok()) return;
+      if (Fatal(st.error_code()) || st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        std::fprintf(stderr, "error: the server refused client %d's update: %s\n",
+                     options_.client_id, st.error_message().c_str());
+        return;
+      }
+      if (!Backoff(delay)) return;
+    }
+    std::fprintf(stderr, "error: client %d could not deliver an update to %s\n", options_.client_id,
+                 options_.server.c_str());
+  }
+
+  const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<FederatedLearning::Stub> stub_;
+  std::string token_;  // never logged
+  int world_size_ = 0;
+  comm_detail::Mailbox mailbox_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Bytes> outbox_;
+  bool pushing_ = false;
+  bool stopping_ = false;
+  std::shared_ptr<grpc::ClientContext> fetch_ctx_;
+  std::mt19937 rng_{std::random_device{}()};
+  std::thread fetcher_;
+  std::thread sender_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ServerCommunicator>> StartServer(const ServerOptions& options) {
+  FEDML_RETURN_IF_ERROR(CheckChunkBytes(options.chunk_bytes));
+  if (options.num_clients < 1) {
+    return Status::InvalidArgument("a server needs at least 1 client (num_clients " +
+                                   std::to_string(options.num_clients) + ")");
+  }
+  std::optional<security::ClientRegistry> registry;
+  if (!options.security.insecure) {
+    if (options.security.certs_dir.empty()) {
+      return Status::InvalidArgument(
+          "TLS needs a certs folder (fedml certs --out DIR); plain text only with --insecure");
+    }
+    FEDML_ASSIGN_OR_RETURN(registry, security::ClientRegistry::Load(options.security.certs_dir));
+  }
+  auto server = std::make_unique<GrpcServer>(options, std::move(registry));
+  FEDML_RETURN_IF_ERROR(server->Start());
+  return std::unique_ptr<ServerCommunicator>(std::move(server));
+}
+
+Result<std::unique_ptr<Communicator>> ConnectClient(const ClientOptions& options) {
+  if (!options.security.insecure && options.security.certs_dir.empty()) {
+    return Status::InvalidArgument(
+        "TLS needs the certs folder the server's `fedml certs` wrote; plain text only with "
+        "--insecure");
+  }
+  auto client = std::make_unique<GrpcClient>(options);
+  FEDML_RETURN_IF_ERROR(client->Connect());
+  return std::unique_ptr<Communicator>(std::move(client));
+}
+
+}  // namespace fedml::core::grpc_comm
