@@ -1,7 +1,4 @@
 # Every dependency is a Debian 12 package (scripts/setup.sh installs them); nothing is downloaded.
-# -pthread on every target: gRPC compiles fedml_core with it, and the targets that reuse its
-# precompiled header must be compiled the same way (GCC refuses the PCH otherwise).
-set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 if(FEDML_WITH_TORCH)
   find_package(Torch REQUIRED)

@@ -320,8 +320,8 @@ int RunServerCommand(const std::string& config_file, const std::string& address,
 }
 
 int RunClientCommand(const std::string& config_file, const std::string& server, int client_id,
-                     const std::string& server_name, const DeployFlags& flags,
-                     const std::vector<std::string>& extras) {
+                     const std::string& server_name, const std::string& data_dir,
+                     const DeployFlags& flags, const std::vector<std::string>& extras) {
   auto loaded = LoadWithOverrides(config_file, extras);
   if (!loaded.ok()) return Fail(loaded.status());
   auto security = SecurityFrom(flags);
@@ -331,6 +331,7 @@ int RunClientCommand(const std::string& config_file, const std::string& server, 
   args.client_id = client_id;
   args.security = *security;
   args.server_name = server_name;
+  args.data_dir = data_dir;
   std::printf("fedml %s: client %d of %s\n", FEDML_VERSION_STRING, client_id, server.c_str());
   std::fflush(stdout);
   const Status st = fedml::api::RunDeploymentClient(loaded->config, args);
@@ -416,6 +417,10 @@ int main(int argc, char** argv) {
     client->add_option("--certs", client_flags.certs_dir,
                        "Folder with ca.pem and this client's files");
     client->add_option("--server_name", server_name, "TLS name on the server certificate");
+    std::string data_dir;
+    client->add_option("--data_dir", data_dir,
+                       "This client's own data (IDX files of the config's data set) instead of "
+                       "partition N");
     client->add_flag("--mtls", client_flags.mutual_tls, "Present client-N.pem (mutual TLS)");
     client->add_flag("--insecure", client_flags.insecure, "Plain text (warns)");
     client->allow_extras();
@@ -451,8 +456,8 @@ int main(int argc, char** argv) {
                               server->remaining());
     }
     if (client->parsed()) {
-      return RunClientCommand(config_file, server_address, client_id, server_name, client_flags,
-                              client->remaining());
+      return RunClientCommand(config_file, server_address, client_id, server_name, data_dir,
+                              client_flags, client->remaining());
     }
 #endif
     return 2;

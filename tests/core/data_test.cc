@@ -26,7 +26,7 @@ const char* const kFashionDir = "/usr/share/datasets/fashion-mnist";
 // A fresh directory, removed at scope exit.
 class TempDir : public fedml::testing::TempDir {
  public:
-  TempDir() : TempDir("fedml_data_test") {}
+  TempDir() : fedml::testing::TempDir("fedml_data_test") {}
 };
 
 using Bytes = std::vector<std::uint8_t>;

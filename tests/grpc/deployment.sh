@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `fedml server` and 4 `fedml client` processes on loopback, over TLS with certificates from
-# `fedml certs`: the per-round test accuracy equals the in-process simulation's; a resumed server
-# ends with the same model as an uninterrupted one; bad credentials are refused on both sides.
+# `fedml certs`: the per-round test accuracy equals the in-process simulation's; a client killed
+# with SIGKILL mid-round costs only its update; a server killed after round 2 and resumed ends
+# with the same model as an uninterrupted one, its clients reconnecting by themselves; bad
+# credentials are refused on both sides.
 #   deployment.sh FEDML_BINARY WORKDIR
 set -uo pipefail
 fedml="$1"; work="$2"
@@ -11,20 +13,45 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in *.log; do echo "== $f"; tr '\r' '\n' < "$f" | tail -20; done; exit 1; }
 
-common=(--dataset synthetic --model lr --client_num_in_total 4 --client_num_per_round 4
-        --random_seed 7 --round_timeout_s 60)
+# Enough local epochs that a client trains for a second or more: long enough to be killed mid-task,
+# and a round outlasts the time a test needs to notice its predecessor ended.
+common=(--dataset synthetic --model mlp --epochs 600 --client_num_in_total 4
+        --client_num_per_round 4 --random_seed 7 --round_timeout_s 120)
 "$fedml" certs --out certs --clients 4 > certs.log || fail "fedml certs"
 "$fedml" certs --out other_ca --clients 4 > other_ca.log || fail "fedml certs (second CA)"
+
+# FILE's lines as they are written (tail -f wakes on each write), for at most 120 s; as a process
+# substitution nobody waits for it, and it holds none of the test's output open.
+follow() { exec timeout 120 tail -n +1 -s 0.1 -f "$1" 2>/dev/null; }
 
 # Starts a server in the background; sets $port and $server_pid once it listens (tail -f wakes
 # on each new line of its log, so nothing sleeps).
 start_server() {
   local log="$1"; shift
-  timeout 300 "$fedml" server "${common[@]}" --port 0 "$@" > "$log" 2>&1 &
+  local port_arg=0
+  if [[ "${*: -2:1}" == "--port_reuse" ]]; then port_arg="${*: -1}"; set -- "${@:1:$#-2}"; fi
+  timeout 300 "$fedml" server "${common[@]}" --port "$port_arg" "$@" > "$log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
-  port=$(timeout 60 tail -n +1 -f "$log" | grep -m1 -o "listening on [^ ]*" | sed 's/.*://')
+  port=$(grep -m1 -o "listening on [^ ]*" <(follow "$log") | sed 's/.*://')
   [[ -n "$port" ]] || fail "server did not start"
+}
+# SIGKILL for a process started under `timeout` (the process itself, then the wrapper).
+kill_hard() { pkill -KILL -P "$1"; kill -KILL "$1" 2>/dev/null; }
+
+# Waits (without polling) until FILE has a line matching PATTERN; fails after 120 s.
+await_line() {
+  grep -m1 -q -- "$2" <(follow "$1") || fail "no '$2' in $1"
+}
+start_clients() {  # start_clients TAG EXTRA... ; sets client_pids
+  local tag="$1"; shift
+  client_pids=()
+  for c in 0 1 2 3; do
+    timeout 300 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id "$c" \
+      --certs certs "$@" > "client$c.$tag.log" 2>&1 &
+    client_pids+=($!)
+    pids+=($!)
+  done
 }
 run_clients() {  # run_clients TAG EXTRA... ; waits for all four
   local tag="$1"; shift
@@ -48,20 +75,39 @@ a=$(grep -o '"test_accuracy":[^,]*' sim.jsonl); b=$(grep -o '"test_accuracy":[^,
 [[ "$a" == "$b" && $(wc -l < tls.jsonl) -eq 3 ]] || fail "accuracies differ: sim [$a] grpc [$b]"
 echo "TLS: 3 rounds with 4 clients, per-round test_accuracy equals the simulation's"
 
-# 2. Mutual TLS; the server stops after round 2, then resumes from its checkpoint.
-start_server mtls1.log --certs certs --mtls --min_clients 4 --comm_round 2 --checkpoint_dir ck \
-  --model_file_cache_folder ""
-run_clients mtls1 --mtls
-wait "$server_pid" || fail "mTLS server exited with $?"
+# 2. A client killed with SIGKILL while it trains: the round (which started with all four)
+#    finishes with the other three and aggregates them (min_clients 3).
+start_server kill_client.log --certs certs --min_available_clients 4 --min_clients 3 \
+  --comm_round 1 --metrics_file kill_client.jsonl --model_file_cache_folder ""
+start_clients kill_client
+await_line client3.kill_client.log "round 1: training"
+kill_hard "${client_pids[3]}"
+for c in 0 1 2; do wait "${client_pids[$c]}" || fail "client $c exited with $? after client 3 died"; done
+wait "$server_pid" || fail "server exited with $? after client 3 was killed"
+grep -q "round 1: trained" client3.kill_client.log && fail "client 3 was not killed mid-round"
+grep -q '"round":1,.*"clients":3,"refused":0,"dropped":1' kill_client.jsonl ||
+  fail "round 1 should have 3 updates and 1 dropped: $(head -1 kill_client.jsonl)"
+echo "client 3 killed while training: the round finished with the other 3"
+
+# 3. Mutual TLS; the server is killed with SIGKILL after round 2 and restarted with --resume on
+#    the same port; the same client processes reconnect and the final model equals run 1's.
+start_server mtls1.log --certs certs --mtls --min_clients 4 --comm_round 3 --checkpoint_dir ck \
+  --model_file_cache_folder resumed
+start_clients mtls --mtls
+await_line mtls1.log "round 2/3  clients 4"
+kill_hard "$server_pid"
+wait "$server_pid" 2>/dev/null
+grep -q "round 3/3" mtls1.log && fail "the server finished round 3 before it was killed"
 start_server mtls2.log --certs certs --mtls --min_clients 4 --comm_round 3 --checkpoint_dir ck \
-  --resume --model_file_cache_folder resumed
-run_clients mtls2 --mtls
+  --resume --model_file_cache_folder resumed --port_reuse "$port"
+for c in 0 1 2 3; do wait "${client_pids[$c]}" || fail "client $c exited with $? across the restart"; done
 wait "$server_pid" || fail "resumed server exited with $?"
 grep -q "resuming after round 2" mtls2.log || fail "no resume message"
+grep -q "reconnecting" client0.mtls.log || fail "client 0 did not notice the restart"
 cmp -s full/final_model.pt resumed/final_model.pt || fail "resumed final model differs"
-echo "mTLS: stopped after round 2 and resumed: the final model equals the uninterrupted run's"
+echo "mTLS: server killed after round 2, resumed, clients reconnected: final model equals run 1's"
 
-# 3. Refusals: each client must fail fast with a clear message; the server keeps serving.
+# 4. Refusals: each client must fail fast with a clear message; the server keeps serving.
 start_server refuse.log --certs certs --mtls --min_clients 4 --comm_round 1 \
   --model_file_cache_folder ""
 refused() {  # refused NAME PATTERN ARGS...
@@ -81,7 +127,7 @@ run_clients refuse_ok --mtls   # the server still serves the real clients
 wait "$server_pid" || fail "server exited with $? after refusals"
 echo "the server served its clients after refusing the three"
 
-# 4. A revoked client (token authentication, no mTLS) is refused and told why.
+# 5. A revoked client (token authentication, no mTLS) is refused and told why.
 echo 2 >> certs/revoked.txt
 start_server revoked.log --certs certs --min_clients 1 --comm_round 1 --model_file_cache_folder ""
 if timeout 60 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id 2 \

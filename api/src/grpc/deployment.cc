@@ -1,11 +1,90 @@
 #include "fedml/api/deployment.h"
 
 #include <cstdio>
+#include <numeric>
+
+#include "fedml/api/federated_data.h"
+#include "fedml/api/torch_trainer.h"
 
 namespace fedml::api {
 
+namespace {
+
+// What an operator watching a client wants to see, and (with whole_test_set) the evaluation of a
+// client with its own data: all of its test samples, whatever shard the server asked for, since
+// the server weighs every client's answer by its sample count.
+class ClientTrainerView final : public ClientTrainer {
+ public:
+  ClientTrainerView(std::unique_ptr<ClientTrainer> inner, bool verbose, bool whole_test_set)
+      : inner_(std::move(inner)), verbose_(verbose), whole_test_set_(whole_test_set) {}
+  Status SetState(const core::ModelState& s) override { return inner_->SetState(s); }
+  Result<core::ModelState> GetState() override { return inner_->GetState(); }
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    if (verbose_) {
+      std::printf("round %lld: training\n", static_cast<long long>(task.round) + 1);
+      std::fflush(stdout);
+    }
+    const auto t0 = core::Clock::now();
+    auto update = inner_->Train(task);
+    if (verbose_ && update.ok()) {
+      const auto loss = update->metrics.find("train_loss");
+      std::printf("round %lld: trained on %lld samples, train_loss %.4f, %.2f s\n",
+                  static_cast<long long>(task.round) + 1,
+                  static_cast<long long>(update->num_samples),
+                  loss == update->metrics.end() ? 0.0 : loss->second,
+                  std::chrono::duration<double>(core::Clock::now() - t0).count());
+      std::fflush(stdout);
+    }
+    return update;
+  }
+  Result<Evaluation> Evaluate(const EvalTask& task) override {
+    EvalTask mine = task;
+    if (whole_test_set_) {
+      mine.shard = 0;
+      mine.num_shards = 1;
+    }
+    return inner_->Evaluate(mine);
+  }
+
+ private:
+  std::unique_ptr<ClientTrainer> inner_;
+  bool verbose_;
+  bool whole_test_set_;
+};
+
+// The built-in trainer over a client's own folder: every training sample is client_id's.
+Result<ClientTrainerFactory> LocalDataFactory(const Config& config, const std::string& dir,
+                                              int client_id) {
+  if (config.dataset == "synthetic") {
+    return Status::InvalidArgument(
+        "--data_dir holds files of an IDX data set (mnist, fashion_mnist); synthetic data are "
+        "generated, not read");
+  }
+  Config local = config;
+  local.data_cache_dir = dir;
+  auto data = std::make_shared<FederatedData>();
+  data->name = config.dataset;
+  FEDML_ASSIGN_OR_RETURN(core::data::TrainTest tt,
+                         core::data::LoadMnistFormat(dir, config.dataset));
+  data->train = std::move(tt.train);
+  data->test = std::move(tt.test);
+  data->partition.client_indices.resize(static_cast<std::size_t>(config.client_num_in_total));
+  auto& mine = data->partition.client_indices[static_cast<std::size_t>(client_id)];
+  mine.resize(data->train.size());
+  std::iota(mine.begin(), mine.end(), std::int64_t{0});
+  std::shared_ptr<const FederatedData> shared = data;
+  return TorchTrainerFactory(local, shared, BuiltinModelFactory(local, shared));
+}
+
+}  // namespace
+
 Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentServerArgs& args,
                                        const SimulationHooks& hooks) {
+  if (config.min_available_clients > config.client_num_in_total) {
+    return Status::InvalidArgument(
+        "min_available_clients " + std::to_string(config.min_available_clients) +
+        " is more than client_num_in_total " + std::to_string(config.client_num_in_total));
+  }
   if (config.min_clients > config.client_num_per_round) {
     return Status::InvalidArgument("min_clients " + std::to_string(config.min_clients) +
                                    " is more than client_num_per_round " +
@@ -47,9 +126,11 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                          core::grpc_comm::StartServer(comm_options));
   if (args.on_listening) args.on_listening(comm->bound_port());
   core::grpc_comm::ServerCommunicator* server = comm.get();
-  options.wait_for_clients = [server, &config](core::Deadline deadline) {
-    return server->WaitForClients(config.min_clients, deadline)
-        .WithContext("waiting for min_clients=" + std::to_string(config.min_clients));
+  const int available =
+      config.min_available_clients > 0 ? config.min_available_clients : config.min_clients;
+  options.wait_for_clients = [server, available](core::Deadline deadline) {
+    return server->WaitForClients(available, deadline)
+        .WithContext("waiting for min_available_clients=" + std::to_string(available));
   };
   return RunServer(server_config, *comm, factory, hooks, options, std::move(initial));
 }
@@ -62,8 +143,12 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
                                    ") (client_num_in_total)");
   }
   // The trainer first: a client whose data is missing should not take a seat on the server.
-  FEDML_ASSIGN_OR_RETURN(ClientTrainerFactory factory, TrainerFactoryFor(config, hooks));
-  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> trainer, factory(args.client_id));
+  const bool local = !args.data_dir.empty() && !hooks.trainer_factory;
+  FEDML_ASSIGN_OR_RETURN(ClientTrainerFactory factory,
+                         local ? LocalDataFactory(config, args.data_dir, args.client_id)
+                               : TrainerFactoryFor(config, hooks));
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> inner, factory(args.client_id));
+  auto trainer = std::make_unique<ClientTrainerView>(std::move(inner), args.verbose, local);
   core::grpc_comm::ClientOptions options;
   options.server = args.server;
   options.client_id = args.client_id;

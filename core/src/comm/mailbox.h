@@ -2,6 +2,7 @@
 // and the error for a deadline that passed. Private to fedml_core.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -55,6 +56,15 @@ class Mailbox {
         return RecvDeadlineExceeded(source);
       }
     }
+  }
+
+  /// Removes every queued envelope `pred` matches; returns how many.
+  template <class Pred>
+  int EraseIf(Pred pred) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto before = box_.size();
+    box_.erase(std::remove_if(box_.begin(), box_.end(), pred), box_.end());
+    return static_cast<int>(before - box_.size());
   }
 
   /// The first Abort's reason is kept; later calls change nothing.

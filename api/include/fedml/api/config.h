@@ -59,9 +59,11 @@ struct Config {
   // A worker that holds one task longer than this is taken for dead: its client goes to another
   // worker and it gets no more tasks (0 = only the round deadline applies).
   double worker_timeout_s = 0.0;
-  // Deployment: a round starts once this many clients are connected and changes the global
-  // model only when at least this many updates arrive before its deadline.
+  // Deployment: a round changes the global model only when at least this many updates arrive
+  // before its deadline, and starts once min_available_clients clients are connected
+  // (0 = min_clients).
   int min_clients = 1;
+  int min_available_clients = 0;
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";

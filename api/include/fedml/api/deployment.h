@@ -22,8 +22,9 @@ struct DeploymentServerArgs {
 };
 
 /// Serves config.comm_round rounds to config.client_num_in_total clients (ids 0..N-1), sampling
-/// client_num_per_round of them per round with the seed. A round starts when min_clients are
-/// connected (or fails the run after round_timeout_s), drops clients that are gone, fail or miss
+/// client_num_per_round of them per round with the seed. A round starts when
+/// min_available_clients (default min_clients) are connected (or fails the run after
+/// round_timeout_s), drops clients that are gone, fail or miss
 /// the deadline, and keeps the model when fewer than min_clients updates arrived. The returned
 /// summary is the one the simulation gives.
 Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentServerArgs& args,
@@ -34,11 +35,17 @@ struct DeploymentClientArgs {
   int client_id = 0;
   core::grpc_comm::Security security;
   std::string server_name;  // TLS name to expect ("" = the host of `server`)
+  /// A real edge client's own data: a folder with the config's data set files (IDX, as
+  /// data_cache_dir). Every training sample there is this client's, and it evaluates on all of
+  /// its own test samples. Empty: partition client_id of config.dataset (trials on one machine).
+  std::string data_dir;
+  /// Print a line per task on stdout (what `fedml client` shows).
+  bool verbose = true;
 };
 
 /// Trains as client `client_id` until the server says FINISH: with the built-in trainer on
-/// partition client_id of config.dataset (hooks.trainer_factory to bring your own trainer, called
-/// with client_id). Reconnects with backoff when the connection drops.
+/// partition client_id of config.dataset or on data_dir (hooks.trainer_factory to bring your own
+/// trainer, called with client_id). Reconnects with backoff when the connection drops.
 Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& args,
                            const SimulationHooks& hooks = {});
 

@@ -333,6 +333,10 @@ class GrpcServer final : public ServerCommunicator {
       c.live = true;
       c.outbox.clear();  // a reconnecting client starts afresh; what was queued is stale
       c.last_seen = Clock::now();
+      // A "lost" notice the controller has not read yet is stale now: it would drop the task
+      // this new connection is about to get.
+      const Bytes lost = FinishFrameFrom(id + 1);
+      mailbox_.EraseIf([&](const Envelope& e) { return e.source == id + 1 && e.payload == lost; });
     }
     cv_.notify_all();
     reply->set_rank(id + 1);
