@@ -616,11 +616,14 @@ class GrpcClient final : public Communicator {
 
   Status RegisterWithRetry(Deadline deadline) {
     auto delay = options_.backoff_initial;
+    std::string reason;  // the last failure that was not just the deadline
     for (;;) {
       grpc::ClientContext ctx;
       AddAuth(ctx);
       ctx.set_deadline(SystemDeadline(std::min(deadline, Clock::now() + std::chrono::seconds(10))));
-      ctx.set_wait_for_ready(true);
+      // Fail fast while the channel cannot connect, so the last error names the reason (a TLS
+      // handshake refused, connection refused) rather than a deadline; this loop does the retrying.
+      ctx.set_wait_for_ready(false);
       fedml::service::RegisterRequest req;
       req.set_client_id(options_.client_id);
       req.set_wire_version(kWireVersion);
@@ -633,10 +636,12 @@ class GrpcClient final : public Communicator {
       const std::string what =
           "client " + std::to_string(options_.client_id) + " registering with " + options_.server;
       if (Fatal(st.error_code())) return FromGrpc(st, what + " was refused");
+      if (st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) reason = st.error_message();
       if (Clock::now() >= deadline) {
         return Status::Unavailable(
             what + ": no connection within " +
-            std::to_string(options_.connect_timeout.count() / 1000) + " s (" + st.error_message() +
+            std::to_string(options_.connect_timeout.count() / 1000) + " s (" +
+            (reason.empty() ? st.error_message() : reason) +
             "); is the server up, and do both sides agree on TLS / --insecure and the CA?");
       }
       if (!Backoff(delay)) return Status::Aborted("stopped while connecting");
