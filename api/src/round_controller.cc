@@ -73,31 +73,37 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
        ++round) {
     RoundMetrics metrics;
     metrics.round = round + 1;
-    if (options_.fixed_clients) {
-      // Clients come and go: every rank is tried again each round (Send tells who is gone).
-      std::fill(worker_alive_.begin() + 1, worker_alive_.end(), true);
-    }
     if (options_.wait_for_clients) {
       status = options_.wait_for_clients(core::Clock::now() + options_.round_timeout);
       if (!status.ok()) break;
     }
+    RefreshConnected();
     const auto t0 = core::Clock::now();
     status = RunRound(round, global, metrics);
     if (!status.ok()) break;
     const bool last = round + 1 == options_.comm_round;
     if (last || (round + 1) % options_.frequency_of_the_test == 0) {
       const auto t_eval = core::Clock::now();
+      RefreshConnected();
       auto eval = evaluator_ ? evaluator_(global) : EvaluateOnWorkers(round, global, metrics);
       metrics.extra["eval_seconds"] =
           std::chrono::duration<double>(core::Clock::now() - t_eval).count();
-      if (!eval.ok()) {
+      if (!eval.ok() && options_.fixed_clients && !evaluator_) {
+        // Deployment: no client to evaluate on (or none answered) is a round without a test
+        // figure, not the end of the run.
+        std::fprintf(stderr, "warning: round %lld: not evaluated: %s\n",
+                     static_cast<long long>(round) + 1, eval.status().message().c_str());
+        eval = Status::Ok();
+      } else if (!eval.ok()) {
         status = eval.status().WithContext("evaluating the global model after round " +
                                            std::to_string(round + 1));
         break;
       }
-      metrics.evaluated = true;
-      metrics.test_accuracy = eval->accuracy;
-      metrics.test_loss = eval->loss;
+      if (eval.ok()) {
+        metrics.evaluated = true;
+        metrics.test_accuracy = eval->accuracy;
+        metrics.test_loss = eval->loss;
+      }
     }
     if (!options_.checkpoint_dir.empty()) {
       status = WriteCheckpoint(options_.checkpoint_dir, round + 1, model_version_, global);
@@ -110,6 +116,14 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
   FinishWorkers();
   if (!status.ok()) return status;
   return global;
+}
+
+void RoundController::RefreshConnected() {
+  if (!options_.fixed_clients) return;
+  // Clients come and go: every connected rank is tried again (Send also tells who is gone).
+  for (int r = 1; r < comm_.world_size(); ++r) {
+    worker_alive_[r] = !options_.is_connected || options_.is_connected(r);
+  }
 }
 
 int RoundController::alive_workers() const {
@@ -334,15 +348,25 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
       const auto it = msg.attrs.find("error");
       const std::string error = it == msg.attrs.end() ? "unknown error" : it->second;
       const auto task = in_flight.find(src);
-      if (options_.fixed_clients) {  // one client's failure is not the run's
+      if (options_.fixed_clients && msg.attrs.count("refused_update")) {
+        // The transport refused this client's update (too large, malformed): its task ends
+        // refused and the client stays in the run.
+        if (task == in_flight.end()) {
+          ++metrics.refused;  // an update nobody asked for
+          continue;
+        }
+        msg.type = MessageType::kInvalid;
+        msg.round = round;
+      } else if (options_.fixed_clients) {  // one client's failure is not the run's
         FEDML_RETURN_IF_ERROR(lose_worker(src, "it failed: " + error));
         drain();
         continue;
+      } else {
+        return Status::Aborted(
+            "worker rank " + std::to_string(src) + " failed" +
+            (task == in_flight.end() ? std::string() : " on " + describe_task(task->second)) +
+            ": " + error);
       }
-      return Status::Aborted(
-          "worker rank " + std::to_string(src) + " failed" +
-          (task == in_flight.end() ? std::string() : " on " + describe_task(task->second)) + ": " +
-          error);
     }
     if (msg.type == MessageType::kHeartbeat) continue;
     if (msg.type == MessageType::kFinish) {  // a worker leaving of its own accord, or lost

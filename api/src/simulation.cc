@@ -24,6 +24,7 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   o.worker_timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(config.worker_timeout_s * 1000));
   o.checkpoint_dir = config.checkpoint_dir;
+  o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
   return o;
 }
 

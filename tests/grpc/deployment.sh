@@ -140,3 +140,26 @@ timeout 60 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id
   --certs certs > ok_client.log 2>&1 || fail "client 1 after the revoked one"
 wait "$server_pid" || fail "server after revocation"
 echo "revoked client 2 refused on both sides; client 1 served"
+
+# 6. An update over the server's max_update_mb is refused before it is read; the client is told
+#    the sizes, the round ends without it at once, and the server finishes the run.
+big=(--dataset fashion_mnist --model cnn --client_num_in_total 100 --client_num_per_round 1
+     --random_seed 7 --round_timeout_s 120)
+timeout 300 "$fedml" server "${big[@]}" --port 0 --insecure --min_clients 1 --comm_round 1 \
+  --max_update_mb 1 --model_file_cache_folder "" > big.log 2>&1 &
+server_pid=$!; pids+=("$server_pid")
+port=$(grep -m1 -o "listening on [^ ]*" <(follow big.log) | sed 's/.*://')
+[[ -n "$port" ]] || fail "server did not start"
+# The one client round 1 samples (the partition plan says which).
+"$fedml" partition "${big[@]}" --comm_round 1 --plan_file plan.json > /dev/null 2>&1 ||
+  fail "fedml partition"
+sampled=$(grep -o '"rounds": *\[\[[0-9]*' plan.json | grep -o '[0-9]*$')
+[[ -n "$sampled" ]] || fail "no sampled client in plan.json"
+timeout 300 "$fedml" client "${big[@]}" --server "localhost:$port" --client_id "$sampled" \
+  --insecure > big_client.log 2>&1 || fail "the client of the oversized update exited with $?"
+wait "$server_pid" || fail "server exited with $? after refusing the oversized update"
+grep -q "refused client $sampled's update: a [0-9]*-byte frame is over the limit of 1048576 bytes" \
+  big_client.log || fail "the client was not told why its update was refused"
+grep -q "update of client $sampled refused: .*refused by the server" big.log ||
+  fail "the round did not record the refusal"
+echo "an update over max_update_mb=1 was refused with both sizes; the server finished the run"

@@ -9,6 +9,7 @@
 
 #include "fedml/core/comm/grpc.h"
 #include "fedml/core/security/credentials.h"
+#include "fedml/core/wire.h"
 #include "fedml_service.grpc.pb.h"
 #include "temp_dir.h"
 
@@ -152,12 +153,23 @@ TEST_CASE("malformed pushes are refused with a reason and the server keeps servi
   CHECK(stranger.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK_THAT(stranger.error_message(), Catch::Contains("not one of this run's clients"));
 
-  // None of it reached the server's inbox; the good client's frame does.
+  // None of the bytes reached the server's inbox: each refusal arrives as an ERROR from the
+  // pusher's rank (so a round controller ends that client's task at once), in order.
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    auto note = (*server)->Recv(2, Soon());
+    REQUIRE(note.ok());
+    auto msg = Decode(note->payload);
+    REQUIRE(msg.ok());
+    CHECK(msg->type == MessageType::kError);
+    CHECK_THAT(msg->attrs["error"],
+               Catch::Contains("refused by the server") && Catch::Contains(c.says));
+  }
+  // The good client's frame arrives intact.
   const auto frame = Pattern(200000, 5);
   REQUIRE((*good)->Send(0, frame).ok());
-  auto got = (*server)->Recv(kAnySource, Soon());
+  auto got = (*server)->Recv(1, Soon());
   REQUIRE(got.ok());
-  CHECK(got->source == 1);
   CHECK(got->payload == frame);
 }
 

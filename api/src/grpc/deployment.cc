@@ -122,12 +122,14 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   comm_options.address = args.address;
   comm_options.num_clients = config.client_num_in_total;
   comm_options.security = args.security;
+  comm_options.max_frame_bytes = options.decode.max_frame_bytes;
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<core::grpc_comm::ServerCommunicator> comm,
                          core::grpc_comm::StartServer(comm_options));
   if (args.on_listening) args.on_listening(comm->bound_port());
   core::grpc_comm::ServerCommunicator* server = comm.get();
   const int available =
       config.min_available_clients > 0 ? config.min_available_clients : config.min_clients;
+  options.is_connected = [server](int rank) { return server->is_live(rank); };
   options.wait_for_clients = [server, available](core::Deadline deadline) {
     return server->WaitForClients(available, deadline)
         .WithContext("waiting for min_available_clients=" + std::to_string(available));

@@ -64,6 +64,9 @@ struct Config {
   // (0 = min_clients).
   int min_clients = 1;
   int min_available_clients = 0;
+  // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push
+  // is refused before it is read.
+  int max_update_mb = 16384;
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";

@@ -38,6 +38,9 @@ struct ServerOptions {
   /// Called before each round (deployment: wait until min_clients are connected). An error ends
   /// the run.
   std::function<Status(core::Deadline)> wait_for_clients;
+  /// With fixed_clients: which ranks are connected now (asked before a round's tasks and before
+  /// its evaluation, so evaluation shards go to connected clients only). Empty: every rank.
+  std::function<bool(int rank)> is_connected;
   /// Resume: the first round to run (0-based) and the version of `initial` given to Run.
   std::int64_t start_round = 0;
   std::int64_t start_model_version = 0;
@@ -92,6 +95,8 @@ class RoundController {
                   RoundMetrics& metrics);
   Status SendFrame(int dst, const core::Message& msg, std::uint64_t* bytes);
   void FinishWorkers();
+  /// fixed_clients: marks the connected ranks alive and the others not.
+  void RefreshConnected();
   int alive_workers() const;
 
   core::Communicator& comm_;

@@ -135,6 +135,18 @@ class FrameReader {
   Bytes frame_;
 };
 
+// What the round controller reads when a client's push was refused: an ERROR from its rank, so
+// the client's task ends now (with the reason) instead of at the round deadline.
+Bytes RefusedFrameFrom(int rank, const std::string& why) {
+  Message err;
+  err.type = MessageType::kError;
+  err.sender = rank;
+  err.attrs["error"] = "its update was refused by the server: " + why;
+  err.attrs["refused_update"] = "1";  // the client is fine; only this update is not
+  auto frame = Encode(err);
+  return frame.ok() ? std::move(frame).value() : Bytes{};
+}
+
 Bytes FinishFrameFrom(int rank) {
   Message fin;
   fin.type = MessageType::kFinish;
@@ -266,6 +278,12 @@ class GrpcServer final : public ServerCommunicator {
   int live_clients() const override {
     std::lock_guard<std::mutex> lock(mu_);
     return LiveLocked();
+  }
+
+  bool is_live(int rank) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rank > 0 && rank <= options_.num_clients &&
+           clients_[static_cast<std::size_t>(rank)].live;
   }
 
   // ---- called by ServiceImpl on gRPC threads ----
@@ -410,6 +428,7 @@ class GrpcServer final : public ServerCommunicator {
     if (!st.ok()) {
       std::fprintf(stderr, "warning: refused a push from client %d: %s\n", id,
                    st.error_message().c_str());
+      mailbox_.Push(Envelope{id + 1, RefusedFrameFrom(id + 1, st.error_message())});
       return st;
     }
     mailbox_.Push(Envelope{id + 1, frame.Take()});

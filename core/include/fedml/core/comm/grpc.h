@@ -51,6 +51,8 @@ class ServerCommunicator : public Communicator {
   /// (DEADLINE_EXCEEDED saying how many are there).
   virtual Status WaitForClients(int n, Deadline deadline) = 0;
   virtual int live_clients() const = 0;
+  /// Whether the client at `rank` is registered and its connection alive.
+  virtual bool is_live(int rank) const = 0;
 };
 
 /// Starts listening. Errors: INVALID_ARGUMENT / NOT_FOUND for bad options or certificate files,
