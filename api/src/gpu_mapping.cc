@@ -32,9 +32,11 @@ Result<std::vector<GpuSlot>> LoadGpuMapping(const std::string& path, const std::
   std::vector<GpuSlot> slots;
   for (const auto& entry : hosts) {
     const auto host = entry.first.as<std::string>();
+    std::string at = where;  // "gpu_mapping_file F, key K: host H"
+    at += ": host ";
+    at += host;
     if (!entry.second.IsSequence()) {
-      return Status::InvalidArgument(where + ": host " + host +
-                                     " must list one process count per GPU, e.g. [1, 2]");
+      return Status::InvalidArgument(at + " must list one process count per GPU, e.g. [1, 2]");
     }
     for (std::size_t gpu = 0; gpu < entry.second.size(); ++gpu) {
       int count = -1;
@@ -44,8 +46,9 @@ Result<std::vector<GpuSlot>> LoadGpuMapping(const std::string& path, const std::
         count = -1;
       }
       if (count < 0) {
-        return Status::InvalidArgument(where + ": host " + host + ", GPU " + std::to_string(gpu) +
-                                       ": the process count must be an integer >= 0");
+        at += ", GPU ";
+        at += std::to_string(gpu);
+        return Status::InvalidArgument(at + ": the process count must be an integer >= 0");
       }
       for (int i = 0; i < count; ++i) slots.push_back(GpuSlot{host, static_cast<int>(gpu)});
     }

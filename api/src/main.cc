@@ -148,6 +148,15 @@ class RunReporter {
   Status write_status_;
 };
 
+#if FEDML_WITH_MPI
+// Lives until main has the exit code, so that a stuck MPI_Finalize (a dead rank) still ends the
+// process with the code the run earned.
+std::unique_ptr<fedml::core::mpi::Environment>& MpiEnvironment() {
+  static std::unique_ptr<fedml::core::mpi::Environment> env;
+  return env;
+}
+#endif
+
 int RunSimulate(const std::string& config_file, const std::vector<std::string>& extras) {
   auto overrides = ParseOverrides(extras);
   if (!overrides.ok()) return Fail(overrides.status());
@@ -155,7 +164,7 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
   if (!loaded.ok()) return Fail(loaded.status());
   const std::string backend = fedml::api::NormalizedBackend(loaded->config.backend);
 #if FEDML_WITH_MPI
-  std::unique_ptr<fedml::core::mpi::Environment> mpi_env;
+  std::unique_ptr<fedml::core::mpi::Environment>& mpi_env = MpiEnvironment();
   int rank = 0;
   if (backend == "mpi") {
     auto env = fedml::core::mpi::Environment::Create(nullptr, nullptr);
@@ -447,7 +456,16 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
       return app.exit(e) == 0 ? 0 : 2;
     }
-    if (simulate->parsed()) return RunSimulate(config_file, simulate->remaining());
+    if (simulate->parsed()) {
+      const int code = RunSimulate(config_file, simulate->remaining());
+#if FEDML_WITH_MPI
+      if (MpiEnvironment()) {
+        MpiEnvironment()->set_exit_code_if_stuck(code);
+        MpiEnvironment().reset();  // MPI_Finalize, bounded
+      }
+#endif
+      return code;
+    }
     if (partition->parsed()) return RunPartition(config_file, plan_file, partition->remaining());
     if (certs->parsed()) return RunCerts(certs_out, certs_clients, certs_hosts, certs_overwrite);
 #if FEDML_WITH_GRPC

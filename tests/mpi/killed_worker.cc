@@ -41,27 +41,29 @@ class DyingTrainer : public ClientTrainer {
 
 }  // namespace
 
-// MPI_Finalize is collective over the job; with a rank dead and no ULFM in Debian's OpenMPI it can
-// wait forever for the dead rank (seen on a loaded machine), so the survivors leave without it
-// once their work is done and their output is flushed; mpirun --enable-recovery accepts that.
-[[noreturn]] void ExitWithoutFinalize(int code) {
-  std::fflush(nullptr);
-  std::_Exit(code);
+int RunTest(int argc, char** argv, std::unique_ptr<core::mpi::Environment>& env);
+
+// With a rank dead, MPI_Finalize can wait for it forever (seen on a loaded machine); the
+// Environment's watchdog then ends the process after finalize_timeout with the test's result.
+int main(int argc, char** argv) {
+  std::unique_ptr<core::mpi::Environment> env;
+  const int code = RunTest(argc, argv, env);
+  if (env) {
+    env->finalize_timeout = std::chrono::seconds(10);
+    env->set_exit_code_if_stuck(code);
+    env.reset();
+  }
+  return code;
 }
 
-int RunTest(int argc, char** argv);
-
-int main(int argc, char** argv) { ExitWithoutFinalize(RunTest(argc, argv)); }
-
-int RunTest(int argc, char** argv) {
-  // Released, never destroyed: see ExitWithoutFinalize.
+int RunTest(int argc, char** argv, std::unique_ptr<core::mpi::Environment>& env_out) {
   auto env = core::mpi::Environment::Create(&argc, &argv);
   if (!env.ok() || argc != 3) {
     std::fprintf(stderr, "usage: mpirun -np K killed_worker KILL_RANK KILL_AT_TASK (%s)\n",
                  env.status().ToString().c_str());
     return 2;
   }
-  (void)env->release();
+  env_out = std::move(env).value();  // main finalises MPI, once the result is known
   const int kill_rank = std::atoi(argv[1]);
   const int kill_at = std::atoi(argv[2]);
   int rank = 0;

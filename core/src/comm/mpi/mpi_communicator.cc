@@ -1,5 +1,7 @@
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <list>
@@ -368,7 +370,31 @@ Environment::~Environment() {
   if (!owns_) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  // A watchdog, not a second MPI thread: MPI_Finalize stays on the thread that initialised MPI.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  const auto timeout = finalize_timeout;
+  const int code = exit_code_if_stuck_;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, timeout, [&] { return done; })) {
+      std::fprintf(stderr,
+                   "warning: MPI_Finalize did not return within %.0f s (is a rank dead?); "
+                   "exiting without it\n",
+                   std::chrono::duration<double>(timeout).count());
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
+  });
+  MPI_Finalize();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
 }
 
 Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options options) {

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 
@@ -19,17 +20,26 @@ namespace fedml::core::mpi {
 /// Initialises MPI (MPI_Init_thread with MPI_THREAD_SERIALIZED) unless it already is, and
 /// finalises it on destruction if it initialised it. Create one per process, before any
 /// communicator, and destroy it after them. Not copyable.
+///
+/// MPI_Finalize is collective: with a rank dead (a job run with mpirun --enable-recovery) it can
+/// wait forever for it, and Debian's OpenMPI has no fault tolerance to tell it otherwise. So the
+/// destructor gives it finalize_timeout; past that it prints why and ends the process with
+/// exit_code_if_stuck (nothing is lost by then: results are written before it runs).
 class Environment {
  public:
   /// FAILED_PRECONDITION when the MPI library cannot provide MPI_THREAD_SERIALIZED.
   static Result<std::unique_ptr<Environment>> Create(int* argc, char*** argv);
   ~Environment();
+  /// The process's exit status should MPI_Finalize not return in time (0 by default).
+  void set_exit_code_if_stuck(int code) { exit_code_if_stuck_ = code; }
+  std::chrono::milliseconds finalize_timeout{30000};
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
 
  private:
   explicit Environment(bool owns) : owns_(owns) {}
   bool owns_;
+  int exit_code_if_stuck_ = 0;
 };
 
 struct Options {
