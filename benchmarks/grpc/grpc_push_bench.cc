@@ -1,7 +1,7 @@
 // Pushing a model from a client to the server over fedml's gRPC communicators on loopback, against
 // a plain TCP socket transfer of the same bytes in the same run; and the peak memory of both sides.
 //
-//   build/bin/grpc_push_bench [--mb 100] [--large 1024,3072] [--chunk_kb 4096]
+//   build/bin/grpc_push_bench [--mb 100] [--large 1024,3072] [--chunk_kb 1024]
 //
 // Every transfer runs in two fresh processes (sender and receiver), so each side's peak resident
 // memory (VmHWM) belongs to that transfer alone. Time runs from the sender starting its send to
@@ -31,7 +31,7 @@ using namespace fedml::core;
 
 namespace {
 
-std::size_t g_chunk_bytes = std::size_t{4} << 20;  // --chunk_kb
+std::size_t g_chunk_bytes = std::size_t{1} << 20;  // --chunk_kb (the communicators' default)
 
 // Peak resident set of this process in bytes.
 double PeakRss() {
