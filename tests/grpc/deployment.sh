@@ -163,3 +163,24 @@ grep -q "refused client $sampled's update: a [0-9]*-byte frame is over the limit
 grep -q "update of client $sampled refused: .*refused by the server" big.log ||
   fail "the round did not record the refusal"
 echo "an update over max_update_mb=1 was refused with both sizes; the server finished the run"
+
+# 7. A real edge client with its own data folder (--data_dir): it trains on every sample there
+#    and evaluates on all of its own test samples.
+own=(--dataset fashion_mnist --model lr --client_num_in_total 2 --client_num_per_round 1
+     --random_seed 3 --round_timeout_s 120)
+timeout 300 "$fedml" server "${own[@]}" --port 0 --certs certs --min_clients 1 --comm_round 1 \
+  --metrics_file own.jsonl --model_file_cache_folder "" > own.log 2>&1 &
+server_pid=$!; pids+=("$server_pid")
+port=$(grep -m1 -o "listening on [^ ]*" <(follow own.log) | sed 's/.*://')
+[[ -n "$port" ]] || fail "server did not start"
+"$fedml" partition "${own[@]}" --comm_round 1 --plan_file own_plan.json > /dev/null 2>&1 ||
+  fail "fedml partition"
+sampled=$(grep -o '"rounds": *\[\[[0-9]*' own_plan.json | grep -o '[0-9]*$')
+timeout 300 "$fedml" client "${own[@]}" --server "localhost:$port" --client_id "$sampled" \
+  --certs certs --data_dir /usr/share/datasets/fashion-mnist > own_client.log 2>&1 ||
+  fail "the client with its own data exited with $?"
+wait "$server_pid" || fail "server exited with $? (own data)"
+grep -q "round 1: trained on 60000 samples" own_client.log ||
+  fail "the client did not train on all 60000 samples of its folder"
+grep -q '"clients":1' own.jsonl || fail "its update was not aggregated"
+echo "client $sampled with its own data folder trained on all 60000 samples there"
