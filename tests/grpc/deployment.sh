@@ -17,6 +17,7 @@ fail() { echo "FAIL: $*"; for f in *.log; do echo "== $f"; tr '\r' '\n' < "$f" |
 # and a round outlasts the time a test needs to notice its predecessor ended.
 common=(--dataset synthetic --model mlp --epochs 600 --client_num_in_total 4
         --client_num_per_round 4 --random_seed 7 --round_timeout_s 120)
+cfg=("${common[@]}")
 "$fedml" certs --out certs --clients 4 > certs.log || fail "fedml certs"
 "$fedml" certs --out other_ca --clients 4 > other_ca.log || fail "fedml certs (second CA)"
 
@@ -26,15 +27,22 @@ follow() { exec timeout 120 tail -n +1 -s 0.1 -f "$1" 2>/dev/null; }
 
 # Starts a server in the background; sets $port and $server_pid once it listens (tail -f wakes
 # on each new line of its log, so nothing sleeps).
+# The config is "${cfg[@]}" (the common one unless a section sets another).
 start_server() {
   local log="$1"; shift
   local port_arg=0
   if [[ "${*: -2:1}" == "--port_reuse" ]]; then port_arg="${*: -1}"; set -- "${@:1:$#-2}"; fi
-  timeout 300 "$fedml" server "${common[@]}" --port "$port_arg" "$@" > "$log" 2>&1 &
+  timeout 300 "$fedml" server "${cfg[@]}" --port "$port_arg" "$@" > "$log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
   port=$(grep -m1 -o "listening on [^ ]*" <(follow "$log") | sed 's/.*://')
   [[ -n "$port" ]] || fail "server did not start"
+}
+# The one client that round 1 of "${cfg[@]}" samples (from the partition plan).
+round1_client() {
+  "$fedml" partition "${cfg[@]}" --comm_round 1 --plan_file "$1" > /dev/null 2>&1 ||
+    fail "fedml partition"
+  grep -o '"rounds": *\[\[[0-9]*' "$1" | grep -o '[0-9]*$'
 }
 # SIGKILL for a process started under `timeout` (the process itself, then the wrapper).
 kill_hard() { pkill -KILL -P "$1"; kill -KILL "$1" 2>/dev/null; }
@@ -143,19 +151,13 @@ echo "revoked client 2 refused on both sides; client 1 served"
 
 # 6. An update over the server's max_update_mb is refused before it is read; the client is told
 #    the sizes, the round ends without it at once, and the server finishes the run.
-big=(--dataset fashion_mnist --model cnn --client_num_in_total 100 --client_num_per_round 1
+cfg=(--dataset fashion_mnist --model cnn --client_num_in_total 100 --client_num_per_round 1
      --random_seed 7 --round_timeout_s 120)
-timeout 300 "$fedml" server "${big[@]}" --port 0 --insecure --min_clients 1 --comm_round 1 \
-  --max_update_mb 1 --model_file_cache_folder "" > big.log 2>&1 &
-server_pid=$!; pids+=("$server_pid")
-port=$(grep -m1 -o "listening on [^ ]*" <(follow big.log) | sed 's/.*://')
-[[ -n "$port" ]] || fail "server did not start"
-# The one client round 1 samples (the partition plan says which).
-"$fedml" partition "${big[@]}" --comm_round 1 --plan_file plan.json > /dev/null 2>&1 ||
-  fail "fedml partition"
-sampled=$(grep -o '"rounds": *\[\[[0-9]*' plan.json | grep -o '[0-9]*$')
+start_server big.log --insecure --min_clients 1 --comm_round 1 --max_update_mb 1 \
+  --model_file_cache_folder ""
+sampled=$(round1_client plan.json)
 [[ -n "$sampled" ]] || fail "no sampled client in plan.json"
-timeout 300 "$fedml" client "${big[@]}" --server "localhost:$port" --client_id "$sampled" \
+timeout 300 "$fedml" client "${cfg[@]}" --server "localhost:$port" --client_id "$sampled" \
   --insecure > big_client.log 2>&1 || fail "the client of the oversized update exited with $?"
 wait "$server_pid" || fail "server exited with $? after refusing the oversized update"
 grep -q "refused client $sampled's update: a [0-9]*-byte frame is over the limit of 1048576 bytes" \
@@ -166,17 +168,12 @@ echo "an update over max_update_mb=1 was refused with both sizes; the server fin
 
 # 7. A real edge client with its own data folder (--data_dir): it trains on every sample there
 #    and evaluates on all of its own test samples.
-own=(--dataset fashion_mnist --model lr --client_num_in_total 2 --client_num_per_round 1
+cfg=(--dataset fashion_mnist --model lr --client_num_in_total 2 --client_num_per_round 1
      --random_seed 3 --round_timeout_s 120)
-timeout 300 "$fedml" server "${own[@]}" --port 0 --certs certs --min_clients 1 --comm_round 1 \
-  --metrics_file own.jsonl --model_file_cache_folder "" > own.log 2>&1 &
-server_pid=$!; pids+=("$server_pid")
-port=$(grep -m1 -o "listening on [^ ]*" <(follow own.log) | sed 's/.*://')
-[[ -n "$port" ]] || fail "server did not start"
-"$fedml" partition "${own[@]}" --comm_round 1 --plan_file own_plan.json > /dev/null 2>&1 ||
-  fail "fedml partition"
-sampled=$(grep -o '"rounds": *\[\[[0-9]*' own_plan.json | grep -o '[0-9]*$')
-timeout 300 "$fedml" client "${own[@]}" --server "localhost:$port" --client_id "$sampled" \
+start_server own.log --certs certs --min_clients 1 --comm_round 1 --metrics_file own.jsonl \
+  --model_file_cache_folder ""
+sampled=$(round1_client own_plan.json)
+timeout 300 "$fedml" client "${cfg[@]}" --server "localhost:$port" --client_id "$sampled" \
   --certs certs --data_dir /usr/share/datasets/fashion-mnist > own_client.log 2>&1 ||
   fail "the client with its own data exited with $?"
 wait "$server_pid" || fail "server exited with $? (own data)"
