@@ -156,8 +156,7 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
   options.client_id = args.client_id;
   options.security = args.security;
   options.server_name = args.server_name;
-  options.connect_timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 1000));
+  options.connect_timeout = ServerOptionsFrom(config).round_timeout;  // round_timeout_s
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<core::Communicator> comm,
                          core::grpc_comm::ConnectClient(options));
   return RunWorker(config, *comm, std::move(trainer));
