@@ -1,0 +1,170 @@
+// Robust aggregation cost against FedAvg, one thread, measured in the same run.
+//
+// One round (Begin + N Accumulate + Finalize) of N updates of P floats for FedAvg (default
+// options) and for every robust rule; each figure is the best of R rounds. Updates are generated
+// once. Accumulate takes its update by move, so each round's N copies are made before its clock
+// starts. Rules that need f use f = 10 where n allows it, otherwise the largest f the rule
+// allows (krum/multikrum: n >= 2f + 3; bulyan: n >= 4f + 3); trimmed_mean uses beta = 0.1.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fedml/algorithms/fedavg.h"
+#include "fedml/algorithms/robust.h"
+#include "fedml/core/model_state.h"
+#include "fedml/core/random.h"
+
+namespace {
+
+using fedml::algorithms::Aggregator;
+using fedml::algorithms::ClientUpdate;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  int clients = 50;
+  long long params = 1000000;
+  int reps = 3;
+};
+
+void Usage(const char* argv0) {
+  std::fprintf(stderr, "usage: %s [--clients N] [--params P] [--reps R]\n", argv0);
+}
+
+bool Parse(int argc, char** argv, Args* a) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) {
+      Usage(argv[0]);
+      return false;
+    }
+    const long long v = std::atoll(argv[++i]);
+    if (v <= 0) {
+      std::fprintf(stderr, "%s must be a positive integer\n", flag.c_str());
+      return false;
+    }
+    if (flag == "--clients") {
+      a->clients = static_cast<int>(v);
+    } else if (flag == "--params") {
+      a->params = v;
+    } else if (flag == "--reps") {
+      a->reps = static_cast<int>(v);
+    } else {
+      Usage(argv[0]);
+      return false;
+    }
+  }
+  return true;
+}
+
+struct Timing {
+  double best_s = 1e30;
+  std::string note;  // the rule's round figures, e.g. geo_median's iteration count
+  bool ok = true;
+};
+
+// Best of `reps` rounds of `agg` over copies of `updates` made outside the timed region.
+Timing TimeRounds(Aggregator& agg, const fedml::core::ModelState& global,
+                  const std::vector<ClientUpdate>& updates, int reps, float* checksum) {
+  Timing t;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<ClientUpdate> copies = updates;
+    const auto t0 = Clock::now();
+    fedml::Status st = agg.Begin(global, {});
+    for (ClientUpdate& u : copies) {
+      if (st.ok()) st = agg.Accumulate(std::move(u));
+    }
+    fedml::Result<fedml::core::ModelState> result =
+        st.ok() ? agg.Finalize() : fedml::Result<fedml::core::ModelState>(st);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!result.ok()) {
+      std::fprintf(stderr, "%s failed: %s\n", agg.name().c_str(),
+                   result.status().ToString().c_str());
+      t.ok = false;
+      return t;
+    }
+    *checksum += result->data()[0];
+    t.best_s = std::min(t.best_s, s);
+  }
+  for (const auto& [name, value] : agg.RoundFigures()) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s=%g", t.note.empty() ? "" : " ", name.c_str(), value);
+    t.note += buf;
+  }
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  if (!Parse(argc, argv, &args)) return 2;
+
+  // The model: one big tensor and a few small ones, as in aggregation_bench.
+  const std::int64_t p = args.params;
+  const std::int64_t small = std::min<std::int64_t>(1000, p / 4);
+  const std::vector<std::vector<std::int64_t>> shapes = {
+      {small}, {p - 3 * small}, {small}, {small}};
+  fedml::core::Rng rng(42);
+  std::vector<ClientUpdate> updates(static_cast<std::size_t>(args.clients));
+  for (int c = 0; c < args.clients; ++c) {
+    ClientUpdate& u = updates[static_cast<std::size_t>(c)];
+    u.client_id = c;
+    u.round = 0;
+    u.num_samples = 100 + static_cast<std::int64_t>(rng.UniformInt(1000));
+    for (std::size_t t = 0; t < shapes.size(); ++t) {
+      std::vector<float> v(static_cast<std::size_t>(shapes[t][0]));
+      for (float& x : v) x = static_cast<float>(rng.Uniform() - 0.5);
+      fedml::Status st = u.state.Add("t" + std::to_string(t), shapes[t], v.data());
+      if (!st.ok()) {
+        std::fprintf(stderr, "%s\n", st.ToString().c_str());
+        return 1;
+      }
+    }
+  }
+  const fedml::core::ModelState global = fedml::core::ModelState::ZerosLike(updates[0].state);
+
+  float checksum = 0.0f;
+  fedml::algorithms::FedAvg fedavg;
+  const Timing base = TimeRounds(fedavg, global, updates, args.reps, &checksum);
+  if (!base.ok) return 1;
+
+  const int n = args.clients;
+  const int f_krum = std::min(10, (n - 3) / 2);
+  const int f_bulyan = std::min(10, (n - 3) / 4);
+  std::printf("robust aggregation, one round: N=%d clients, P=%lld parameters, best of %d\n", n,
+              static_cast<long long>(p), args.reps);
+  std::printf("%-20s %12s %10s  %s\n", "rule", "s/round", "x FedAvg", "notes");
+  std::printf("%-20s %12.4f %10.2f\n", "FedAvg", base.best_s, 1.0);
+  for (const std::string& rule : fedml::algorithms::DefenseTypeNames()) {
+    fedml::algorithms::RobustOptions options;
+    options.defense_type = rule;
+    options.beta = 0.1;
+    int f = 0;
+    if (rule == "krum" || rule == "multikrum") f = f_krum;
+    if (rule == "bulyan") f = f_bulyan;
+    if (f < 0) {
+      std::printf("%-20s %12s %10s  n too small\n", rule.c_str(), "-", "-");
+      continue;
+    }
+    options.byzantine_client_num = f;
+    auto agg = fedml::algorithms::CreateRobustAggregator(options);
+    if (!agg.ok()) {
+      std::fprintf(stderr, "%s\n", agg.status().ToString().c_str());
+      return 1;
+    }
+    const Timing t = TimeRounds(**agg, global, updates, args.reps, &checksum);
+    if (!t.ok) return 1;
+    std::string note = t.note;
+    if (rule == "krum" || rule == "multikrum" || rule == "bulyan") {
+      note = "f=" + std::to_string(f) + (note.empty() ? "" : " ") + note;
+    }
+    std::printf("%-20s %12.4f %10.2f  %s\n", rule.c_str(), t.best_s, t.best_s / base.best_s,
+                note.c_str());
+  }
+  std::printf("(checksum %g)\n", checksum);
+  return 0;
+}
