@@ -37,6 +37,11 @@ std::string DTypeName(DType dtype) {
 
 bool IsValidDType(std::uint32_t raw) { return raw >= 1 && raw <= 10; }
 
+bool IsFloatingPoint(DType dtype) {
+  return dtype == DType::kFloat32 || dtype == DType::kFloat64 || dtype == DType::kFloat16 ||
+         dtype == DType::kBFloat16;
+}
+
 std::size_t DTypeSize(DType dtype) {
   switch (dtype) {
     case DType::kFloat64:

@@ -705,4 +705,14 @@ Result<std::string> ReadTextFile(const std::string& path, bool trim) {
   return text;
 }
 
+Result<std::uint64_t> SecureRandomU64() {
+  unsigned char bytes[8];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    return Status::Internal("OpenSSL's RAND_bytes failed to produce a secret seed");
+  }
+  std::uint64_t v = 0;
+  for (unsigned char b : bytes) v = (v << 8) | b;
+  return v;
+}
+
 }  // namespace fedml::core::security

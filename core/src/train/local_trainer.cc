@@ -21,10 +21,15 @@ static torch::Tensor LabelsTensor(const data::Dataset& data) {
 Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Dataset& data,
                                    const std::vector<std::int64_t>& indices,
                                    const LocalTrainOptions& options, std::uint64_t seed,
-                                   const torch::Device& device) {
+                                   const torch::Device& device,
+                                   const LocalTrainAdjustments& adjustments) {
   if (indices.empty()) return Status::InvalidArgument("client has no training samples");
   if (options.epochs < 1 || options.batch_size < 1 || !(options.learning_rate > 0)) {
     return Status::InvalidArgument("local training needs epochs >= 1, batch_size >= 1, lr > 0");
+  }
+  if (!(options.proximal_mu >= 0)) {
+    return Status::InvalidArgument("fedprox_mu must be >= 0, got " +
+                                   std::to_string(options.proximal_mu));
   }
   for (auto i : indices) {
     if (i < 0 || static_cast<std::size_t>(i) >= data.size()) {
@@ -50,8 +55,20 @@ Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Data
                                                     .momentum(options.momentum)
                                                     .weight_decay(options.weight_decay));
     }
+    const std::vector<torch::Tensor> params = module->parameters();
+    if (!adjustments.gradient_offset.empty() &&
+        adjustments.gradient_offset.size() != params.size()) {
+      throw std::invalid_argument("gradient_offset has " +
+                                  std::to_string(adjustments.gradient_offset.size()) +
+                                  " tensors for " + std::to_string(params.size()) + " parameters");
+    }
+    std::vector<torch::Tensor> start;  // FedProx's anchor
+    if (options.proximal_mu > 0) {
+      for (const torch::Tensor& p : params) start.push_back(p.detach().clone());
+    }
     const torch::Tensor features = FeaturesTensor(data);
-    const torch::Tensor labels = LabelsTensor(data);
+    torch::Tensor labels = LabelsTensor(data);
+    if (adjustments.flip_labels) labels = (data.num_classes - 1) - labels;
     Rng rng(seed);
     std::vector<std::int64_t> order = indices;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
@@ -65,6 +82,15 @@ Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Data
         opt->zero_grad();
         torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(x), y);
         loss.backward();
+        if (!start.empty() || !adjustments.gradient_offset.empty()) {
+          torch::NoGradGuard no_grad;
+          for (std::size_t i = 0; i < params.size(); ++i) {
+            torch::Tensor grad = params[i].mutable_grad();
+            if (!grad.defined()) continue;  // a parameter the loss does not reach
+            if (!start.empty()) grad.add_(params[i] - start[i], options.proximal_mu);
+            if (!adjustments.gradient_offset.empty()) grad.add_(adjustments.gradient_offset[i]);
+          }
+        }
         opt->step();
         const double l = loss.item<double>();
         loss_sum += l * static_cast<double>(end - begin);

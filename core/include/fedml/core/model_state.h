@@ -34,6 +34,9 @@ enum class DType : std::uint8_t {
 std::string DTypeName(DType dtype);
 /// True for the values listed in DType.
 bool IsValidDType(std::uint32_t raw);
+/// True for the floating-point dtypes (float32/64, float16, bfloat16): the tensors an optimizer
+/// steps and an attack or DP noise touches; integer buffers (counters) are left alone.
+bool IsFloatingPoint(DType dtype);
 /// Bytes per element of `dtype` on the wire (little-endian).
 std::size_t DTypeSize(DType dtype);
 

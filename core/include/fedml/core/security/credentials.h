@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -113,5 +114,10 @@ class ClientRegistry {
 /// Reads a whole file (PEM, token) into a string. With `trim`, trailing whitespace (the newline
 /// of a .token file) is stripped. NOT_FOUND naming the path and the reason if it cannot be read.
 Result<std::string> ReadTextFile(const std::string& path, bool trim = false);
+
+/// 64 bits from OpenSSL's CSPRNG (RAND_bytes), for seeds that must stay secret: the DP noise of a
+/// deployed server or client, which anyone who knows the run's random_seed could otherwise
+/// subtract. INTERNAL when OpenSSL's generator fails.
+Result<std::uint64_t> SecureRandomU64();
 
 }  // namespace fedml::core::security

@@ -19,6 +19,18 @@ struct LocalTrainOptions {
   double learning_rate = 0.05;
   double momentum = 0.0;
   double weight_decay = 0.0;
+  /// FedProx (Li et al. 2020): adds (mu / 2) ||w - w_start||^2 to the loss, as its gradient
+  /// mu (w - w_start) on every parameter, w_start the weights TrainLocal began from. >= 0.
+  double proximal_mu = 0.0;
+};
+
+/// Per-call changes to local training that strategies and the attack harness ask for.
+struct LocalTrainAdjustments {
+  /// Added to each parameter's gradient before every step, in module->parameters() order
+  /// (SCAFFOLD's c - c_i); empty: none. Each tensor has its parameter's shape.
+  std::vector<torch::Tensor> gradient_offset;
+  /// Train on y -> num_classes - 1 - y (a simulated label-flipping attacker).
+  bool flip_labels = false;
 };
 
 struct LocalTrainStats {
@@ -44,7 +56,8 @@ struct EvalStats {
 Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Dataset& data,
                                    const std::vector<std::int64_t>& indices,
                                    const LocalTrainOptions& options, std::uint64_t seed,
-                                   const torch::Device& device);
+                                   const torch::Device& device,
+                                   const LocalTrainAdjustments& adjustments = {});
 
 /// Evaluates `model` on all of `data` (indices empty) or on `indices`, in batches, without
 /// gradients.
