@@ -2,42 +2,149 @@
 
 #include <utility>
 
+#include "fedml/algorithms/fednova.h"
+#include "fedml/algorithms/scaffold.h"
+
 namespace fedml::algorithms {
 namespace {
 
-using Factory = Result<std::unique_ptr<Aggregator>> (*)(const AggregatorOptions&);
-
-Result<std::unique_ptr<Aggregator>> MakeFedAvg(const AggregatorOptions& options) {
-  if (options.fold_width < 1 || options.fold_width > kMaxFoldWidth) {
-    return Status::InvalidArgument("FedAvg: fold_width is " + std::to_string(options.fold_width) +
-                                   "; allowed: 1.." + std::to_string(kMaxFoldWidth));
-  }
-  FedAvgOptions fedavg;
-  fedavg.fold_width = options.fold_width;
-  return std::unique_ptr<Aggregator>(std::make_unique<FedAvg>(fedavg));
-}
+// How a strategy's averaging stage is made, and which server step it implies.
+enum class Averaging { kMean, kFedNova, kScaffold };
 
 struct Entry {
   const char* name;
-  Factory factory;
+  Averaging averaging;
+  const char* server_type;  // forced server optimizer, or nullptr: options.server as given
+  const char* summary;      // for docs and errors
 };
 
 // Every strategy this build offers. Add a row here when a strategy lands.
 constexpr Entry kStrategies[] = {
-    {"FedAvg", &MakeFedAvg},
+    {"FedAvg", Averaging::kMean, nullptr, "sample-weighted mean (McMahan et al. 2017)"},
+    {"FedOpt", Averaging::kMean, nullptr, "mean, then server_optimizer (Reddi et al. 2021)"},
+    {"FedAvgM", Averaging::kMean, "sgd", "mean, then server momentum"},
+    {"FedAdagrad", Averaging::kMean, "adagrad", "mean, then server Adagrad"},
+    {"FedAdam", Averaging::kMean, "adam", "mean, then server Adam"},
+    {"FedYogi", Averaging::kMean, "yogi", "mean, then server Yogi"},
+    {"FedProx", Averaging::kMean, nullptr, "mean of proximal local training (Li et al. 2020)"},
+    {"SCAFFOLD", Averaging::kScaffold, nullptr, "control variates (Karimireddy et al. 2020)"},
+    {"FedNova", Averaging::kFedNova, nullptr, "normalised averaging (Wang et al. 2020)"},
+};
+
+Status CheckFoldWidth(int fold_width) {
+  if (fold_width < 1 || fold_width > kMaxFoldWidth) {
+    return Status::InvalidArgument("fold_width is " + std::to_string(fold_width) +
+                                   "; allowed: 1.." + std::to_string(kMaxFoldWidth));
+  }
+  return Status::Ok();
+}
+
+// Reports local DP's epsilon: each client that takes part in a round releases one Gaussian
+// mechanism of its own data, so its budget is composed over the rounds without subsampling
+// (q = 1), an upper bound for every client whatever rounds it was sampled in.
+class LocalDpAccounting final : public Aggregator {
+ public:
+  LocalDpAccounting(std::unique_ptr<Aggregator> inner, DpOptions dp)
+      : inner_(std::move(inner)), dp_(dp) {}
+  std::string name() const override { return inner_->name() + "+LDP"; }
+  bool is_linear() const override { return inner_->is_linear(); }
+  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
+  Status Begin(const core::ModelState& g, const RoundInfo& i) override {
+    return inner_->Begin(g, i);
+  }
+  Status Accumulate(ClientUpdate u) override { return inner_->Accumulate(std::move(u)); }
+  Result<core::ModelState> Finalize() override {
+    FEDML_ASSIGN_OR_RETURN(core::ModelState out, inner_->Finalize());
+    ++rounds_;
+    return out;
+  }
+  int accepted() const override { return inner_->accepted(); }
+  std::map<std::string, core::ModelState> TaskExtras(std::int64_t id) const override {
+    return inner_->TaskExtras(id);
+  }
+  std::map<std::string, double> RoundFigures() const override {
+    std::map<std::string, double> f = inner_->RoundFigures();
+    auto eps = DpEpsilon(1.0, dp_.noise_multiplier, rounds_, dp_.delta);
+    f["dp_epsilon"] = eps.ok() ? *eps : -1.0;
+    f["dp_delta"] = dp_.delta;
+    return f;
+  }
+
+ private:
+  std::unique_ptr<Aggregator> inner_;
+  DpOptions dp_;
+  std::int64_t rounds_ = 0;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
                                                      const AggregatorOptions& options) {
+  const Entry* entry = nullptr;
   for (const Entry& e : kStrategies) {
-    if (name == e.name) return e.factory(options);
+    if (name == e.name) entry = &e;
   }
-  std::string allowed;
-  for (const std::string& n : AggregatorNames()) allowed += (allowed.empty() ? "" : ", ") + n;
-  return Status::InvalidArgument("unknown federated_optimizer '" + name + "'; allowed: " + allowed +
-                                 " (names are case-sensitive)");
+  if (!entry) {
+    std::string allowed;
+    for (const std::string& n : AggregatorNames()) allowed += (allowed.empty() ? "" : ", ") + n;
+    return Status::InvalidArgument("unknown federated_optimizer '" + name +
+                                   "'; allowed: " + allowed + " (names are case-sensitive)");
+  }
+  FEDML_RETURN_IF_ERROR(CheckFoldWidth(options.fold_width));
+
+  ServerOptimizerOptions server = options.server;
+  if (entry->server_type) {
+    if (options.server_optimizer_given && server.type != entry->server_type) {
+      return Status::InvalidArgument("federated_optimizer " + name + " is server_optimizer " +
+                                     entry->server_type + ", but server_optimizer " + server.type +
+                                     " is given; use federated_optimizer FedOpt to choose it");
+    }
+    server.type = entry->server_type;
+    if (name == std::string("FedAvgM") && server.momentum <= 0) {
+      return Status::InvalidArgument(
+          "FedAvgM needs server_momentum in (0, 1) (0.9 is usual); 0 is FedAvg");
+    }
+  }
+  FEDML_RETURN_IF_ERROR(ValidateServerOptimizer(server));
+
+  const bool replaces_mean = options.enable_defense || options.central_dp;
+  if (replaces_mean && entry->averaging != Averaging::kMean) {
+    return Status::InvalidArgument(
+        std::string(options.enable_defense ? "a defense (" + options.defense.defense_type + ")"
+                                           : std::string("central DP")) +
+        " replaces the mean, but " + name +
+        " has its own averaging; combine it with FedAvg, FedProx or the FedOpt family");
+  }
+  if (options.enable_defense && options.central_dp) {
+    return Status::InvalidArgument(
+        "central DP and a defense both replace the mean; use one, or local DP with the defense");
+  }
+
+  std::unique_ptr<Aggregator> averaging;
+  if (options.enable_defense) {
+    FEDML_ASSIGN_OR_RETURN(averaging, CreateRobustAggregator(options.defense));
+  } else if (options.central_dp) {
+    FEDML_ASSIGN_OR_RETURN(averaging, CreateCentralDpAggregator(options.dp));
+  } else if (entry->averaging == Averaging::kFedNova) {
+    if (!(options.client_momentum >= 0 && options.client_momentum < 1)) {
+      return Status::InvalidArgument("FedNova: client momentum must be in [0, 1)");
+    }
+    averaging = std::make_unique<FedNova>(FedNovaOptions{options.client_momentum});
+  } else if (entry->averaging == Averaging::kScaffold) {
+    if (options.client_num_in_total < 1) {
+      return Status::InvalidArgument("SCAFFOLD needs client_num_in_total >= 1");
+    }
+    averaging = std::make_unique<Scaffold>(
+        ScaffoldOptions{options.client_num_in_total, options.fold_width});
+  } else {
+    averaging = std::make_unique<FedAvg>(FedAvgOptions{options.fold_width});
+  }
+  if (options.local_dp) {
+    averaging = std::make_unique<LocalDpAccounting>(std::move(averaging), options.dp);
+  }
+  if (server.is_identity()) return averaging;
+  return std::unique_ptr<Aggregator>(
+      std::make_unique<ServerOptimizer>(std::move(averaging), server));
 }
 
 std::vector<std::string> AggregatorNames() {

@@ -872,6 +872,7 @@ class KrumRule final : public AllUpdatesRule {
     order.resize(m);
     std::sort(order.begin(), order.end());  // summed in arrival order
     std::vector<const float*> chosen;
+    chosen.reserve(order.size());
     for (std::size_t i : order) chosen.push_back(rows[i]);
     core::ModelState out = std::move(global_);  // the result: g's layout, values overwritten
     MeanOfUpdates(chosen.data(), chosen.size(), out.numel(), out.data());

@@ -57,6 +57,16 @@ class Aggregator {
   virtual Result<core::ModelState> Finalize() = 0;
   /// Updates accepted since Begin.
   virtual int accepted() const = 0;
+
+  /// Side payloads the training task of `client_id` carries to the client this round, asked
+  /// after Begin (SCAFFOLD: the server's and the client's control variates). The controller
+  /// copies them into the task; most strategies send none.
+  virtual std::map<std::string, core::ModelState> TaskExtras(std::int64_t /*client_id*/) const {
+    return {};
+  }
+  /// Figures of the round last finalized (for example "dp_epsilon"), merged into the round's
+  /// metrics under these names. Asked after Finalize.
+  virtual std::map<std::string, double> RoundFigures() const { return {}; }
 };
 
 }  // namespace fedml::algorithms
