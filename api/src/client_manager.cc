@@ -133,6 +133,7 @@ Status ClientManager::HandleTrain(Message& msg) {
       task.model_version = model_version_;
       task.seed = core::DeriveSeed(options_.random_seed, {static_cast<std::uint64_t>(msg.round),
                                                           static_cast<std::uint64_t>(client)});
+      task.extras = msg.extras;  // copied: a task may name several clients
       const auto t0 = core::Clock::now();
       auto update = trainer_->Train(task);
       if (update.ok()) {

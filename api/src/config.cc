@@ -23,13 +23,17 @@
 #include <system_error>
 #include <variant>
 
+#include "fedml/algorithms/registry.h"
+#include "fedml/algorithms/robust.h"
+#include "fedml/algorithms/server_optimizer.h"
+
 namespace fedml::api {
 namespace {
 
 // FedML's sections, in the order its example files use (and ConfigToYaml writes).
-constexpr const char* kSections[] = {"common_args", "data_args",       "model_args",
-                                     "train_args",  "validation_args", "device_args",
-                                     "comm_args",   "tracking_args"};
+constexpr const char* kSections[] = {
+    "common_args", "data_args",       "model_args",  "train_args", "defense_args", "attack_args",
+    "dp_args",     "validation_args", "device_args", "comm_args",  "tracking_args"};
 
 // Where MNIST lives when the config names `dataset: mnist` but no data_cache_dir: the
 // Config default points at Fashion-MNIST, which would silently load the wrong images.
@@ -121,6 +125,24 @@ Check<double> InHalfOpen(double lo, double hi) {
   };
 }
 
+// lo <= v <= hi.
+Check<double> InClosed(double lo, double hi) {
+  return [lo, hi](const std::string& name, const double& v) {
+    if (v >= lo && v <= hi) return Status::Ok();
+    return Status::InvalidArgument(name + " must be in [" + DoubleText(lo) + ", " + DoubleText(hi) +
+                                   "], got " + DoubleText(v));
+  };
+}
+
+// lo < v < hi.
+Check<double> InOpen(double lo, double hi) {
+  return [lo, hi](const std::string& name, const double& v) {
+    if (v > lo && v < hi) return Status::Ok();
+    return Status::InvalidArgument(name + " must be in (" + DoubleText(lo) + ", " + DoubleText(hi) +
+                                   "), got " + DoubleText(v));
+  };
+}
+
 // `note` follows the list of allowed values (why the list is what it is), may be empty.
 Check<std::string> OneOf(std::vector<std::string> allowed, std::string note = "") {
   return [allowed = std::move(allowed), note = std::move(note)](const std::string& name,
@@ -195,7 +217,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(PathKey("model_args", "model_file_cache_folder", &C::model_file_cache_folder));
     // train_args
     k.push_back(Key("train_args", "federated_optimizer", &C::federated_optimizer,
-                    OneOf({"FedAvg"}, " (the only federated optimizer this build implements)")));
+                    OneOf(algorithms::AggregatorNames(), " (names are case-sensitive)")));
     k.push_back(Key("train_args", "client_num_in_total", &C::client_num_in_total, AtLeast(1)));
     k.push_back(Key("train_args", "client_num_per_round", &C::client_num_per_round, AtLeast(1)));
     k.push_back(Key("train_args", "comm_round", &C::comm_round, AtLeast(1)));
@@ -206,6 +228,41 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("train_args", "learning_rate", &C::learning_rate, GreaterThan(0.0)));
     k.push_back(Key("train_args", "momentum", &C::momentum, InHalfOpen(0.0, 1.0)));
     k.push_back(Key("train_args", "weight_decay", &C::weight_decay, AtLeast(0.0)));
+    k.push_back(Key("train_args", "server_optimizer", &C::server_optimizer,
+                    OneOf(algorithms::ServerOptimizerNames())));
+    k.push_back(Key("train_args", "server_lr", &C::server_lr, GreaterThan(0.0)));
+    k.push_back(Key("train_args", "server_momentum", &C::server_momentum, InHalfOpen(0.0, 1.0)));
+    k.push_back(Key("train_args", "beta1", &C::beta1, InHalfOpen(0.0, 1.0)));
+    k.push_back(Key("train_args", "beta2", &C::beta2, InHalfOpen(0.0, 1.0)));
+    k.push_back(Key("train_args", "tau", &C::tau, GreaterThan(0.0)));
+    k.push_back(Key("train_args", "fedprox_mu", &C::fedprox_mu, AtLeast(0.0)));
+    // defense_args
+    k.push_back(Key("defense_args", "enable_defense", &C::enable_defense));
+    k.push_back(Key<std::string>("defense_args", "defense_type", &C::defense_type,
+                                 [](const std::string& name, const std::string& v) {
+                                   if (v.empty()) return Status::Ok();  // checked if enabled
+                                   return OneOf(algorithms::DefenseTypeNames())(name, v);
+                                 }));
+    k.push_back(Key("defense_args", "byzantine_client_num", &C::byzantine_client_num, AtLeast(0)));
+    k.push_back(Key("defense_args", "krum_param_m", &C::krum_param_m, AtLeast(0)));
+    k.push_back(Key("defense_args", "beta", &C::beta, InHalfOpen(0.0, 0.5)));
+    k.push_back(Key("defense_args", "norm_bound", &C::norm_bound, GreaterThan(0.0)));
+    // attack_args
+    k.push_back(Key("attack_args", "enable_attack", &C::enable_attack));
+    k.push_back(Key("attack_args", "attack_type", &C::attack_type,
+                    OneOf({"byzantine", "label_flipping", "free_rider"})));
+    k.push_back(Key("attack_args", "attack_mode", &C::attack_mode,
+                    OneOf({"random", "zero", "flip", "scaled_flip"})));
+    k.push_back(Key("attack_args", "ratio_of_poisoned_client", &C::ratio_of_poisoned_client,
+                    InClosed(0.0, 1.0)));
+    k.push_back(Key("attack_args", "attack_scale", &C::attack_scale, GreaterThan(0.0)));
+    // dp_args
+    k.push_back(Key("dp_args", "enable_dp", &C::enable_dp));
+    k.push_back(Key("dp_args", "dp_solution_type", &C::dp_solution_type, OneOf({"cdp", "ldp"})));
+    k.push_back(Key("dp_args", "epsilon", &C::epsilon, AtLeast(0.0)));
+    k.push_back(Key("dp_args", "delta", &C::delta, InOpen(0.0, 1.0)));
+    k.push_back(Key("dp_args", "clipping_norm", &C::clipping_norm, GreaterThan(0.0)));
+    k.push_back(Key("dp_args", "noise_multiplier", &C::noise_multiplier, AtLeast(0.0)));
     // validation_args
     k.push_back(
         Key("validation_args", "frequency_of_the_test", &C::frequency_of_the_test, AtLeast(1)));
@@ -534,10 +591,16 @@ class YamlFlattener {
                                      " must be a single value, got a " + NodeKind(value));
     }
     const int line = key.Mark().line + 1;
-    if (auto it = lines_.find(name); it != lines_.end()) {
+    // FedML's files give byzantine_client_num in both defense_args and attack_args: a repeat
+    // with the same value says nothing new; a different value would be silently lost.
+    if (auto it = lines_.find(name);
+        it != lines_.end() && scalar && values_.count(name) && values_[name] == text) {
+      return Status::Ok();
+    } else if (it != lines_.end()) {
       return Status::InvalidArgument(Where(path_, key.Mark()) + ": " + name +
                                      " is already given at line " + std::to_string(it->second) +
-                                     "; a key may appear once, in any one section");
+                                     " with another value; a key may appear in several sections "
+                                     "only with the same value");
     }
     lines_[name] = line;
     // An unknown key's value is kept as text only so that BuildConfig can name the key.
@@ -556,6 +619,71 @@ class YamlFlattener {
   RawConfig values_;
   std::map<std::string, int> lines_;
 };
+
+// Checks between keys of the algorithm sections, which no single key's check can see.
+Status CheckAlgorithmKeys(const Config& c) {
+  const std::string& opt = c.federated_optimizer;
+  if (c.enable_defense && c.defense_type.empty()) {
+    return Status::InvalidArgument(
+        "enable_defense is true but no defense_type is given; allowed: " +
+        Join(algorithms::DefenseTypeNames(), ", "));
+  }
+  if (c.enable_defense) {
+    // Checked here as well as by the rule itself, so that a run cannot fail on its first round.
+    const int n = c.client_num_per_round;
+    const int f = c.byzantine_client_num;
+    const std::string& d = c.defense_type;
+    const int need = d == "bulyan" ? 4 * f + 3 : (d == "krum" || d == "multikrum") ? 2 * f + 3 : 0;
+    if (n < need) {
+      return Status::InvalidArgument(
+          d + " needs client_num_per_round >= " + (d == "bulyan" ? "4f + 3" : "2f + 3") +
+          " (byzantine_client_num f = " + std::to_string(f) + ": at least " + std::to_string(need) +
+          "), got " + std::to_string(n));
+    }
+    if (d == "multikrum" && c.krum_param_m > n) {
+      return Status::InvalidArgument("krum_param_m (" + std::to_string(c.krum_param_m) +
+                                     ") must be <= client_num_per_round (" + std::to_string(n) +
+                                     ")");
+    }
+  }
+  if (c.enable_defense && (opt == "SCAFFOLD" || opt == "FedNova")) {
+    return Status::InvalidArgument(
+        "defense_type " + c.defense_type + " cannot replace " + opt +
+        "'s own averaging; defenses combine with FedAvg, FedProx and the FedOpt family");
+  }
+  if (c.enable_dp && c.dp_solution_type == "cdp" &&
+      (c.enable_defense || opt == "SCAFFOLD" || opt == "FedNova")) {
+    return Status::InvalidArgument(
+        "central DP (dp_solution_type cdp) clips and averages on the server, which " +
+        std::string(c.enable_defense ? "defense_type " + c.defense_type : opt) +
+        " would replace; combine cdp with FedAvg, FedProx or the FedOpt family, or use ldp");
+  }
+  if (c.enable_dp && c.epsilon == 0.0 && c.noise_multiplier == 0.0) {
+    return Status::InvalidArgument(
+        "enable_dp needs the privacy target epsilon (> 0; the noise is derived for comm_round "
+        "rounds) or noise_multiplier (> 0)");
+  }
+  if (c.enable_attack && c.byzantine_client_num == 0 && c.ratio_of_poisoned_client == 0.0) {
+    return Status::InvalidArgument(
+        "enable_attack needs byzantine_client_num (attackers in each round) or "
+        "ratio_of_poisoned_client (a fixed fraction of all clients) > 0");
+  }
+  if (c.enable_attack && c.byzantine_client_num > c.client_num_per_round) {
+    return Status::InvalidArgument(
+        "byzantine_client_num (" + std::to_string(c.byzantine_client_num) +
+        ") must be <= client_num_per_round (" + std::to_string(c.client_num_per_round) + ")");
+  }
+  if (opt == "FedProx" && c.fedprox_mu <= 0.0) {
+    return Status::InvalidArgument(
+        "federated_optimizer FedProx needs fedprox_mu > 0 (0 is FedAvg)");
+  }
+  if (opt == "SCAFFOLD" && c.client_optimizer != "sgd") {
+    return Status::InvalidArgument(
+        "SCAFFOLD's control variates assume local SGD; client_optimizer is '" + c.client_optimizer +
+        "'");
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -614,6 +742,7 @@ Result<Config> BuildConfig(const RawConfig& file_values, const RawConfig& overri
         "client_num_per_round (" + std::to_string(config.client_num_per_round) +
         ") must be <= client_num_in_total (" + std::to_string(config.client_num_in_total) + ")");
   }
+  FEDML_RETURN_IF_ERROR(CheckAlgorithmKeys(config));
   return config;
 }
 

@@ -412,6 +412,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         Message task;
         task.type = MessageType::kTrainTask;
         task.client_ids = {sampled[pos]};
+        task.extras = aggregator_->TaskExtras(sampled[pos]);
         if (options_.fixed_clients) task.model = global;
         return task;
       },
@@ -462,6 +463,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   } else {
     FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
     ++model_version_;
+    for (const auto& [name, value] : aggregator_->RoundFigures()) metrics.extra[name] = value;
   }
   metrics.extra["train_phase_seconds"] =
       std::chrono::duration<double>(t_agg - (deadline - options_.round_timeout)).count();

@@ -6,9 +6,11 @@
 
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
+#include "fedml/api/client_pipeline.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/torch_trainer.h"
 #include "fedml/core/comm/inproc.h"
+#include "fedml/core/security/credentials.h"
 
 namespace fedml::api {
 
@@ -34,6 +36,45 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
   // Between two messages a worker may wait out a whole round plus the evaluation after it.
   o.idle_timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 2000));
+  return o;
+}
+
+Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config) {
+  algorithms::AggregatorOptions o;
+  // A simulation aggregates a few updates per round while training dominates, so the fold that
+  // buys aggregation bandwidth (FedAvgOptions) is kept narrow here to save model copies.
+  o.fold_width = 2;
+  o.client_num_in_total = config.client_num_in_total;
+  o.client_momentum = config.client_optimizer == "sgd" ? config.momentum : 0.0;
+  o.server.type = config.server_optimizer;
+  o.server.lr = config.server_lr;
+  o.server.momentum = config.server_momentum;
+  o.server.beta1 = config.beta1;
+  o.server.beta2 = config.beta2;
+  o.server.tau = config.tau;
+  o.server_optimizer_given = config.server_optimizer != Config{}.server_optimizer;
+  o.enable_defense = config.enable_defense;
+  o.defense.defense_type = config.defense_type;
+  o.defense.byzantine_client_num = config.byzantine_client_num;
+  o.defense.krum_param_m = config.krum_param_m;
+  o.defense.beta = config.beta;
+  o.defense.norm_bound = config.norm_bound;
+  if (config.enable_dp) {
+    o.central_dp = config.dp_solution_type == "cdp";
+    o.local_dp = config.dp_solution_type == "ldp";
+    o.dp.clipping_norm = config.clipping_norm;
+    o.dp.delta = config.delta;
+    o.dp.seed = config.random_seed;
+    o.dp.sampling_rate = o.central_dp ? static_cast<double>(config.client_num_per_round) /
+                                            static_cast<double>(config.client_num_in_total)
+                                      : 1.0;
+    o.dp.noise_multiplier = config.noise_multiplier;
+    if (o.dp.noise_multiplier == 0.0) {  // calibrated to reach epsilon after comm_round rounds
+      FEDML_ASSIGN_OR_RETURN(o.dp.noise_multiplier,
+                             algorithms::DpNoiseMultiplierFor(o.dp.sampling_rate, config.comm_round,
+                                                              config.epsilon, config.delta));
+    }
+  }
   return o;
 }
 
@@ -65,10 +106,11 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ServerOptions& options,
                              std::optional<core::ModelState> initial) {
   const auto t0 = core::Clock::now();
-  algorithms::AggregatorOptions agg_options;
-  // A simulation aggregates a few updates per round while training dominates, so the fold that
-  // buys aggregation bandwidth (FedAvgOptions) is kept narrow here to save model copies.
-  agg_options.fold_width = 2;
+  FEDML_ASSIGN_OR_RETURN(algorithms::AggregatorOptions agg_options, AggregatorOptionsFrom(config));
+  if (options.fixed_clients && agg_options.central_dp) {
+    // Deployment: the clients know the run's seed, so the server's DP noise must not come from it.
+    FEDML_ASSIGN_OR_RETURN(agg_options.dp.seed, core::security::SecureRandomU64());
+  }
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
                          algorithms::CreateAggregator(config.federated_optimizer, agg_options));
   if (!initial) {
@@ -93,9 +135,12 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 }
 
 Status RunWorker(const Config& config, core::Communicator& comm,
-                 std::unique_ptr<ClientTrainer> trainer) {
+                 std::unique_ptr<ClientTrainer> trainer,
+                 std::optional<std::uint64_t> noise_secret) {
   torch::set_num_threads(TorchThreadsPerWorker(config));
-  ClientManager manager(comm, std::move(trainer), WorkerOptionsFrom(config));
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> wrapped,
+                         WrapClientTrainer(config, std::move(trainer), noise_secret));
+  ClientManager manager(comm, std::move(wrapped), WorkerOptionsFrom(config));
   return manager.Run();
 }
 

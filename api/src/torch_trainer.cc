@@ -1,5 +1,6 @@
 #include "fedml/api/torch_trainer.h"
 
+#include "fedml/algorithms/scaffold.h"
 #include "fedml/core/train/models.h"
 #include "fedml/core/train/torch_bridge.h"
 
@@ -7,11 +8,13 @@ namespace fedml::api {
 
 TorchClientTrainer::TorchClientTrainer(torch::nn::AnyModule model,
                                        std::shared_ptr<const FederatedData> data,
-                                       core::LocalTrainOptions options, torch::Device device)
+                                       core::LocalTrainOptions options, torch::Device device,
+                                       bool scaffold)
     : model_(std::move(model)),
       data_(std::move(data)),
       options_(std::move(options)),
-      device_(device) {
+      device_(device),
+      scaffold_(scaffold) {
   model_.ptr()->to(device_);
 }
 
@@ -31,11 +34,63 @@ Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
                                    std::to_string(data_->partition.num_clients()) + " clients)");
   }
   const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
+  core::LocalTrainAdjustments adjust;
+  adjust.flip_labels = task.flip_labels;
+  core::ModelState start;
+  const core::ModelState* server_c = nullptr;
+  if (scaffold_) {
+    const auto c = task.extras.find(algorithms::kScaffoldServerC);
+    const auto ci = task.extras.find(algorithms::kScaffoldClientC);
+    if (c == task.extras.end() || ci == task.extras.end()) {
+      return Status::InvalidArgument(
+          "SCAFFOLD client: the task carries no control variates; is the server running "
+          "federated_optimizer SCAFFOLD?");
+    }
+    FEDML_ASSIGN_OR_RETURN(start, core::StateFromModule(*model_.ptr()));
+    FEDML_RETURN_IF_ERROR(start.CheckSameLayout(c->second, "SCAFFOLD: server control variate"));
+    FEDML_RETURN_IF_ERROR(start.CheckSameLayout(ci->second, "SCAFFOLD: client control variate"));
+    server_c = &c->second;
+    FEDML_RETURN_IF_ERROR(core::CatchTorch("SCAFFOLD correction", [&] {
+      for (const auto& item : model_.ptr()->named_parameters()) {
+        const std::string& name = item.key();
+        const torch::Tensor& param = item.value();
+        const float* cs = c->second.TensorData(name);
+        const float* cc = ci->second.TensorData(name);
+        const auto n = static_cast<std::int64_t>(param.numel());
+        torch::Tensor offset =
+            torch::from_blob(const_cast<float*>(cs), {n}, torch::kFloat).clone() -
+            torch::from_blob(const_cast<float*>(cc), {n}, torch::kFloat);
+        adjust.gradient_offset.push_back(offset.view(param.sizes()).to(device_, param.dtype()));
+      }
+    }));
+  } else if (!task.extras.empty()) {
+    return Status::InvalidArgument("the task carries strategy payloads (" +
+                                   task.extras.begin()->first +
+                                   ") this client does not implement; check federated_optimizer");
+  }
   FEDML_ASSIGN_OR_RETURN(
       core::LocalTrainStats stats,
-      core::TrainLocal(model_, data_->train, indices, options_, task.seed, device_));
+      core::TrainLocal(model_, data_->train, indices, options_, task.seed, device_, adjust));
   LocalUpdate update;
   FEDML_ASSIGN_OR_RETURN(update.state, core::StateFromModule(*model_.ptr()));
+  if (scaffold_) {
+    // delta_c_i = c_i+ - c_i = -c + (x - y_i) / (K lr), on parameters; zero on buffers.
+    core::ModelState delta = core::ModelState::ZerosLike(start);
+    const double scale = 1.0 / (static_cast<double>(stats.steps) * options_.learning_rate);
+    for (const auto& item : model_.ptr()->named_parameters()) {
+      const int t = start.Find(item.key());
+      const core::TensorSpec& spec = start.specs()[static_cast<std::size_t>(t)];
+      const float* x = start.data() + spec.offset;
+      const float* y = update.state.data() + spec.offset;
+      const float* c = server_c->data() + spec.offset;
+      float* d = delta.data() + spec.offset;
+      for (std::size_t i = 0; i < spec.numel(); ++i) {
+        d[i] = static_cast<float>(-static_cast<double>(c[i]) +
+                                  (static_cast<double>(x[i]) - static_cast<double>(y[i])) * scale);
+      }
+    }
+    update.extras[algorithms::kScaffoldDeltaC] = std::move(delta);
+  }
   update.num_samples = stats.num_samples;
   update.metrics["train_loss"] = stats.mean_loss;
   update.metrics["steps"] = static_cast<double>(stats.steps);
@@ -69,6 +124,7 @@ core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config) {
   o.learning_rate = config.learning_rate;
   o.momentum = config.momentum;
   o.weight_decay = config.weight_decay;
+  o.proximal_mu = config.federated_optimizer == "FedProx" ? config.fedprox_mu : 0.0;
   return o;
 }
 
@@ -86,12 +142,13 @@ ClientTrainerFactory TorchTrainerFactory(const Config& config,
   if (device_name.empty()) {
     device_name = config.using_gpu ? "cuda:" + std::to_string(config.gpu_id) : "cpu";
   }
-  return [options, device_name, data = std::move(data),
+  const bool scaffold = config.federated_optimizer == "SCAFFOLD";
+  return [options, device_name, scaffold, data = std::move(data),
           model_factory = std::move(model_factory)](int) -> Result<std::unique_ptr<ClientTrainer>> {
     FEDML_ASSIGN_OR_RETURN(torch::Device device, core::ParseDevice(device_name));
     FEDML_ASSIGN_OR_RETURN(torch::nn::AnyModule model, model_factory());
     return std::unique_ptr<ClientTrainer>(
-        std::make_unique<TorchClientTrainer>(std::move(model), data, options, device));
+        std::make_unique<TorchClientTrainer>(std::move(model), data, options, device, scaffold));
   };
 }
 

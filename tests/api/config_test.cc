@@ -342,7 +342,7 @@ TEST_CASE("each range rule is enforced and says what is allowed", "[config]") {
       {"model", "resnet18", "model must be one of lr, mlp, cnn; got 'resnet18'"},
       {"client_optimizer", "adagrad", "client_optimizer must be one of sgd, adam; got 'adagrad'"},
       {"backend", "MQTT_S3", "backend must be one of sp, inproc, MPI, mpi, GRPC, grpc"},
-      {"federated_optimizer", "FedProx", "federated_optimizer must be one of FedAvg"},
+      {"federated_optimizer", "FedProxy", "federated_optimizer must be one of FedAvg, FedOpt"},
       {"training_type", "vertical",
        "training_type must be one of simulation, cross_silo, cross_device; got 'vertical'"},
       {"device", "gpu", "device must be '' (derived from using_gpu and gpu_id), 'cpu' or 'cuda:N'"},
@@ -500,7 +500,7 @@ TEST_CASE("KnownKeys lists every key once, sorted, and no ignored key", "[config
   const std::vector<std::string> keys = KnownKeys();
   CHECK(std::is_sorted(keys.begin(), keys.end()));
   CHECK(std::adjacent_find(keys.begin(), keys.end()) == keys.end());
-  CHECK(keys.size() == 39);
+  CHECK(keys.size() == 63);
   for (const std::string& k : keys) {
     CAPTURE(k);
     CHECK(IsKnownKey(k));

@@ -10,9 +10,11 @@
 #include "fedml/api/client_manager.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
+#include "scripted_trainer.h"
 
 using namespace fedml;
 using namespace fedml::api;
+using fedml::testing::ScriptedTrainer;
 
 namespace {
 
@@ -22,33 +24,6 @@ core::ModelState Model(std::int64_t width, float value) {
   REQUIRE(s.Add("w", {2, width}, w.data()).ok());
   return s;
 }
-
-// A trainer that adds 1 to every weight, or misbehaves in one way.
-class ScriptedTrainer : public ClientTrainer {
- public:
-  enum class Kind { kGood, kWrongShape, kNaN, kFail };
-  explicit ScriptedTrainer(Kind kind) : kind_(kind) {}
-  Status SetState(const core::ModelState& s) override {
-    state_ = s;
-    return Status::Ok();
-  }
-  Result<core::ModelState> GetState() override { return state_; }
-  Result<LocalUpdate> Train(const TrainTask&) override {
-    LocalUpdate u;
-    u.num_samples = 10;
-    u.state = state_;
-    for (std::size_t i = 0; i < u.state.numel(); ++i) u.state.data()[i] += 1.0f;
-    if (kind_ == Kind::kWrongShape) u.state = Model(5, 1.0f);
-    if (kind_ == Kind::kNaN) u.state.data()[0] = std::numeric_limits<float>::quiet_NaN();
-    if (kind_ == Kind::kFail) return Status::Internal("disk on fire");
-    return u;
-  }
-  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
-
- private:
-  Kind kind_;
-  core::ModelState state_;
-};
 
 }  // namespace
 

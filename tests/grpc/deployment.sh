@@ -135,7 +135,25 @@ run_clients refuse_ok --mtls   # the server still serves the real clients
 wait "$server_pid" || fail "server exited with $? after refusals"
 echo "the server served its clients after refusing the three"
 
-# 5. A revoked client (token authentication, no mTLS) is refused and told why.
+# 5. Strategies with client-side parts run in deployment as in simulation: SCAFFOLD (control
+#    variates travel in every task and update) under a server step, and FedAdam over Multi-Krum
+#    with one simulated attacker; per-round test accuracy equals the simulation's.
+for variant in "--federated_optimizer SCAFFOLD --server_lr 0.8" \
+               "--federated_optimizer FedAdam --server_lr 0.05 --enable_defense true --defense_type multikrum --krum_param_m 3 --enable_attack true --attack_mode scaled_flip --ratio_of_poisoned_client 0.25"; do
+  read -r -a extra <<< "$variant --epochs 20 --comm_round 2"
+  start_server strategy.log --certs certs --min_clients 4 --metrics_file strategy.jsonl \
+    --model_file_cache_folder "" "${extra[@]}"
+  run_clients strategy "${extra[@]}"
+  wait "$server_pid" || fail "server with $variant exited with $?"
+  "$fedml" simulate "${common[@]}" "${extra[@]}" --worker_num 4 --metrics_file strategy_sim.jsonl \
+    --model_file_cache_folder "" > strategy_sim.log 2>&1 || fail "simulation with $variant"
+  a=$(grep -o '"test_accuracy":[^,]*' strategy_sim.jsonl)
+  b=$(grep -o '"test_accuracy":[^,]*' strategy.jsonl)
+  [[ "$a" == "$b" && $(wc -l < strategy.jsonl) -eq 2 ]] || fail "$variant: sim [$a] grpc [$b]"
+  echo "$variant: per-round test_accuracy over gRPC equals the simulation's"
+done
+
+# 6. A revoked client (token authentication, no mTLS) is refused and told why.
 echo 2 >> certs/revoked.txt
 start_server revoked.log --certs certs --min_clients 1 --comm_round 1 --model_file_cache_folder ""
 if timeout 60 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id 2 \
@@ -149,7 +167,7 @@ timeout 60 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id
 wait "$server_pid" || fail "server after revocation"
 echo "revoked client 2 refused on both sides; client 1 served"
 
-# 6. An update over the server's max_update_mb is refused before it is read; the client is told
+# 7. An update over the server's max_update_mb is refused before it is read; the client is told
 #    the sizes, the round ends without it at once, and the server finishes the run.
 cfg=(--dataset fashion_mnist --model cnn --client_num_in_total 100 --client_num_per_round 1
      --random_seed 7 --round_timeout_s 120)
@@ -166,7 +184,7 @@ grep -q "update of client $sampled refused: .*refused by the server" big.log ||
   fail "the round did not record the refusal"
 echo "an update over max_update_mb=1 was refused with both sizes; the server finished the run"
 
-# 7. A real edge client with its own data folder (--data_dir): it trains on every sample there
+# 8. A real edge client with its own data folder (--data_dir): it trains on every sample there
 #    and evaluates on all of its own test samples.
 cfg=(--dataset fashion_mnist --model lr --client_num_in_total 2 --client_num_per_round 1
      --random_seed 3 --round_timeout_s 120)

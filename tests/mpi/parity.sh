@@ -22,6 +22,23 @@ for k in 3 4; do
   [[ $(wc -l < "$work/mpi$k.jsonl") -eq 3 ]] || { echo "expected 3 rounds from -np $k"; exit 1; }
   echo "mpirun -np $k: per-round test_accuracy, test_loss and train_loss equal the in-process run"
 done
+# Strategies with server state (SCAFFOLD's control variates, FedAdam's moments) and a robust
+# rule under a simulated attack give the same answer under mpirun too.
+for variant in "--federated_optimizer SCAFFOLD" \
+               "--federated_optimizer FedAdam --server_lr 0.03" \
+               "--enable_defense true --defense_type multikrum --byzantine_client_num 2 --enable_attack true --attack_mode flip"; do
+  # shellcheck disable=SC2086
+  "$fedml" simulate "${common[@]}" $variant --backend inproc --worker_num 2 \
+    --metrics_file "$work/v_inproc.jsonl" >/dev/null
+  # shellcheck disable=SC2086
+  timeout 300 "$mpiexec" --oversubscribe --allow-run-as-root -np 3 \
+    "$fedml" simulate "${common[@]}" $variant --backend MPI --metrics_file "$work/v_mpi.jsonl" \
+    > "$work/v_mpi.log" 2>&1 || { echo "mpirun with $variant failed:"; cat "$work/v_mpi.log"; exit 1; }
+  a=$(grep -o '"test_accuracy":[^,]*' "$work/v_inproc.jsonl")
+  b=$(grep -o '"test_accuracy":[^,]*' "$work/v_mpi.jsonl")
+  [[ "$a" == "$b" ]] || { echo "$variant: test_accuracy differs:"; echo "$a"; echo "--"; echo "$b"; exit 1; }
+  echo "$variant: mpirun -np 3 equals the in-process run"
+done
 # worker_num that disagrees with the rank count is refused with what to run.
 if "$mpiexec" --oversubscribe --allow-run-as-root -np 3 "$fedml" simulate "${common[@]}" \
     --backend MPI --worker_num 5 > "$work/bad.log" 2>&1; then

@@ -3,9 +3,15 @@
 #pragma once
 
 #include "fedml/algorithms/aggregator.h"
+#include "fedml/algorithms/dp.h"
 #include "fedml/algorithms/fedavg.h"
+#include "fedml/algorithms/fednova.h"
 #include "fedml/algorithms/registry.h"
+#include "fedml/algorithms/robust.h"
+#include "fedml/algorithms/scaffold.h"
+#include "fedml/algorithms/server_optimizer.h"
 #include "fedml/api/client_manager.h"
+#include "fedml/api/client_pipeline.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
 #include "fedml/api/federated_data.h"

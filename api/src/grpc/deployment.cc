@@ -1,4 +1,5 @@
 #include "fedml/api/deployment.h"
+#include "fedml/core/security/credentials.h"
 
 #include <cstdio>
 #include <numeric>
@@ -159,7 +160,9 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
   options.connect_timeout = ServerOptionsFrom(config).round_timeout;  // round_timeout_s
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<core::Communicator> comm,
                          core::grpc_comm::ConnectClient(options));
-  return RunWorker(config, *comm, std::move(trainer));
+  // Local DP noise from a secret the server cannot know (the run's seed is in its config).
+  FEDML_ASSIGN_OR_RETURN(std::uint64_t noise_secret, core::security::SecureRandomU64());
+  return RunWorker(config, *comm, std::move(trainer), noise_secret);
 }
 
 }  // namespace fedml::api

@@ -19,6 +19,13 @@ struct TrainTask {
   std::int64_t client_id = 0;      // whose data to train on
   std::int64_t model_version = 0;  // version of the state last given to SetState
   std::uint64_t seed = 0;          // DeriveSeed(run seed, {round, client_id}): use it for shuffles
+  /// Side payloads from the server's strategy (SCAFFOLD: "scaffold_c" and "scaffold_c_i", see
+  /// fedml/algorithms/scaffold.h). A trainer that does not implement the strategy that sent
+  /// them should refuse the task rather than ignore them.
+  std::map<std::string, core::ModelState> extras;
+  /// Set by the attack harness (fedml/api/attack.h) for a simulated label-flipping attacker:
+  /// train on labels y -> num_classes - 1 - y. A trainer that cannot must refuse the task.
+  bool flip_labels = false;
 };
 
 /// The result of TrainTask: the client's local model after training.

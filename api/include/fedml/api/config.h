@@ -43,6 +43,38 @@ struct Config {
   double learning_rate = 0.05;
   double momentum = 0.0;
   double weight_decay = 0.0;
+  // Server optimizer on the aggregated pseudo-gradient (fedml/algorithms/server_optimizer.h):
+  // federated_optimizer FedOpt uses server_optimizer; FedAvgM, FedAdam, FedAdagrad and FedYogi
+  // name it themselves. sgd with server_lr 1 and server_momentum 0 is plain averaging.
+  std::string server_optimizer = "sgd";  // sgd | adagrad | adam | yogi
+  double server_lr = 1.0;
+  double server_momentum = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double tau = 1e-3;
+  double fedprox_mu = 0.0;  // FedProx's proximal weight (federated_optimizer FedProx)
+  // defense_args (fedml/algorithms/robust.h)
+  bool enable_defense = false;
+  std::string defense_type = "";  // wise_median | trimmed_mean | krum | multikrum | bulyan | ...
+  // The attackers tolerated (defense), and with attack_type byzantine the attackers in each
+  // round: one key, as in FedML.
+  int byzantine_client_num = 0;
+  int krum_param_m = 0;     // multikrum: updates averaged (0 = n - f)
+  double beta = 0.1;        // trimmed_mean: fraction trimmed at each end
+  double norm_bound = 5.0;  // norm_diff_clipping
+  // attack_args (fedml/api/attack.h): simulated attackers, for evaluating defenses
+  bool enable_attack = false;
+  std::string attack_type = "byzantine";  // byzantine | label_flipping | free_rider
+  std::string attack_mode = "random";     // byzantine: random | zero | flip | scaled_flip
+  double ratio_of_poisoned_client = 0.0;  // a fixed set of this fraction of all clients
+  double attack_scale = 10.0;             // scaled_flip: x = g - attack_scale (x_honest - g)
+  // dp_args (fedml/algorithms/dp.h)
+  bool enable_dp = false;
+  std::string dp_solution_type = "cdp";  // cdp (on the server) | ldp (on each client)
+  double epsilon = 0.0;                  // target after comm_round rounds (0: set noise_multiplier)
+  double delta = 1e-5;
+  double clipping_norm = 1.0;
+  double noise_multiplier = 0.0;  // 0: derived from epsilon
   // validation_args
   int frequency_of_the_test = 1;
   // device_args

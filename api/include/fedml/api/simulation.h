@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
@@ -39,6 +40,9 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
 /// ServerOptions / WorkerOptions from a config.
 ServerOptions ServerOptionsFrom(const Config& config);
 WorkerOptions WorkerOptionsFrom(const Config& config);
+/// The server's strategy pipeline settings (fedml/algorithms/registry.h) from train_args,
+/// defense_args and dp_args; the DP noise multiplier is derived from epsilon when not given.
+Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config);
 
 /// The pieces every runner (threads, MPI processes) is made of.
 /// hooks.trainer_factory, or the built-in TorchClientTrainer over config.dataset.
@@ -53,8 +57,11 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks,
                              const ServerOptions& options, std::optional<core::ModelState> initial);
 /// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
-/// LibTorch thread count (torch_threads, 1 by default).
+/// LibTorch thread count (torch_threads, 1 by default). Wraps `trainer` with the config's local
+/// DP and simulated attack (fedml/api/client_pipeline.h).
+/// `noise_secret` as WrapClientTrainer's (deployed clients pass one).
 Status RunWorker(const Config& config, core::Communicator& comm,
-                 std::unique_ptr<ClientTrainer> trainer);
+                 std::unique_ptr<ClientTrainer> trainer,
+                 std::optional<std::uint64_t> noise_secret = std::nullopt);
 
 }  // namespace fedml::api

@@ -14,10 +14,16 @@ namespace fedml::api {
 /// Trains any module with a `forward(Tensor) -> Tensor` (wrapped in an AnyModule) with
 /// cross-entropy on the client's partition of `data`. Owns its module; shares `data` read-only
 /// with the other workers.
+///
+/// Client-side strategies: options.proximal_mu > 0 is FedProx; `scaffold` makes it a SCAFFOLD
+/// client, which needs the control variates in every task's extras (fedml/algorithms/scaffold.h),
+/// corrects each gradient by c - c_i and returns delta_c_i (the paper's option II, on the
+/// parameters; buffers carry zero). Honours TrainTask::flip_labels.
 class TorchClientTrainer final : public ClientTrainer {
  public:
   TorchClientTrainer(torch::nn::AnyModule model, std::shared_ptr<const FederatedData> data,
-                     core::LocalTrainOptions options, torch::Device device = torch::kCPU);
+                     core::LocalTrainOptions options, torch::Device device = torch::kCPU,
+                     bool scaffold = false);
 
   Status SetState(const core::ModelState& state) override;
   Result<core::ModelState> GetState() override;
@@ -34,6 +40,7 @@ class TorchClientTrainer final : public ClientTrainer {
   std::shared_ptr<const FederatedData> data_;
   core::LocalTrainOptions options_;
   torch::Device device_;
+  bool scaffold_ = false;
 };
 
 /// Builds a module for worker `worker_index`.
@@ -48,7 +55,8 @@ ClientTrainerFactory TorchTrainerFactory(const Config& config,
                                          std::shared_ptr<const FederatedData> data,
                                          ModelFactory model_factory);
 
-/// LocalTrainOptions from the train_args of `config`.
+/// LocalTrainOptions from the train_args of `config` (proximal_mu is fedprox_mu under
+/// federated_optimizer FedProx, else 0).
 core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config);
 
 }  // namespace fedml::api

@@ -1,0 +1,149 @@
+#include "fedml/api/client_pipeline.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "fedml/api/round_controller.h"
+#include "fedml/core/random.h"
+
+namespace fedml::api {
+namespace {
+
+// Domain tags for DeriveSeed, so attack draws never coincide with other draws of the run.
+constexpr std::uint64_t kAttackTag = 0x61747461636bULL;  // "attack"
+constexpr std::uint64_t kLdpTag = 0x6c6470ULL;           // "ldp"
+
+class PipelineTrainer final : public ClientTrainer {
+ public:
+  PipelineTrainer(std::unique_ptr<ClientTrainer> inner, AttackOptions attack,
+                  std::optional<algorithms::DpOptions> ldp, std::optional<std::uint64_t> secret)
+      : inner_(std::move(inner)), attack_(std::move(attack)), ldp_(ldp), secret_(secret) {}
+
+  Status SetState(const core::ModelState& state) override { return inner_->SetState(state); }
+  Result<core::ModelState> GetState() override { return inner_->GetState(); }
+  Result<Evaluation> Evaluate(const EvalTask& task) override { return inner_->Evaluate(task); }
+
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    const bool attacker = IsAttacker(attack_, task.round, task.client_id);
+    FEDML_ASSIGN_OR_RETURN(core::ModelState global, inner_->GetState());
+    TrainTask t = task;
+    t.flip_labels = attacker && attack_.type == "label_flipping";
+    FEDML_ASSIGN_OR_RETURN(LocalUpdate update, inner_->Train(t));
+    if (attacker && attack_.type != "label_flipping") {
+      FEDML_RETURN_IF_ERROR(Attack(global, task, update));
+      update.metrics["attacker"] = 1.0;
+      return update;
+    }
+    if (attacker) update.metrics["attacker"] = 1.0;
+    if (ldp_) {
+      core::Rng rng(
+          secret_ ? core::DeriveSeed(*secret_, {kLdpTag, static_cast<std::uint64_t>(task.round),
+                                                static_cast<std::uint64_t>(task.client_id)})
+                  : core::DeriveSeed(task.seed, {kLdpTag}));
+      FEDML_RETURN_IF_ERROR(algorithms::ApplyLocalDp(update.state, global, *ldp_, rng));
+    }
+    return update;
+  }
+
+ private:
+  Status Attack(const core::ModelState& g, const TrainTask& task, LocalUpdate& update) {
+    FEDML_RETURN_IF_ERROR(g.CheckSameLayout(update.state, "attack: the trained update"));
+    if (attack_.type == "free_rider") {
+      update.state = g;
+      return Status::Ok();
+    }
+    core::Rng rng(core::DeriveSeed(task.seed, {kAttackTag}));
+    float* x = update.state.data();
+    const float* gv = g.data();
+    for (const core::TensorSpec& spec : g.specs()) {
+      if (!core::IsFloatingPoint(spec.dtype)) continue;  // FedML's is_weight_param: not counters
+      for (std::size_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
+        const double gi = gv[i];
+        const double xi = x[i];
+        double out;
+        if (attack_.mode == "zero") {
+          out = 0.0;
+        } else if (attack_.mode == "random") {
+          out = 2.0 * rng.Uniform() - 1.0;
+        } else if (attack_.mode == "flip") {
+          out = gi + (gi - xi);
+        } else {  // scaled_flip
+          out = gi - attack_.scale * (xi - gi);
+        }
+        x[i] = static_cast<float>(out);
+      }
+    }
+    return Status::Ok();
+  }
+
+  std::unique_ptr<ClientTrainer> inner_;
+  AttackOptions attack_;
+  std::optional<algorithms::DpOptions> ldp_;
+  std::optional<std::uint64_t> secret_;
+};
+
+}  // namespace
+
+AttackOptions AttackOptionsFrom(const Config& c) {
+  AttackOptions o;
+  o.enabled = c.enable_attack;
+  o.type = c.attack_type;
+  o.mode = c.attack_mode;
+  o.byzantine_client_num = c.byzantine_client_num;
+  o.ratio_of_poisoned_client = c.ratio_of_poisoned_client;
+  o.scale = c.attack_scale;
+  o.client_num_in_total = c.client_num_in_total;
+  o.client_num_per_round = c.client_num_per_round;
+  o.seed = c.random_seed;
+  return o;
+}
+
+bool IsAttacker(const AttackOptions& o, std::int64_t round, std::int64_t client_id) {
+  if (!o.enabled) return false;
+  if (o.byzantine_client_num > 0) {
+    const std::vector<std::int64_t> sampled =
+        SampleClients(o.seed, round, o.client_num_in_total, o.client_num_per_round);
+    core::Rng rng(core::DeriveSeed(o.seed, {kAttackTag, static_cast<std::uint64_t>(round)}));
+    const int f = std::min<int>(o.byzantine_client_num, static_cast<int>(sampled.size()));
+    for (std::int64_t pos :
+         rng.SampleWithoutReplacement(static_cast<std::int64_t>(sampled.size()), f)) {
+      if (sampled[static_cast<std::size_t>(pos)] == client_id) return true;
+    }
+    return false;
+  }
+  const auto count = static_cast<std::int64_t>(
+      std::llround(o.ratio_of_poisoned_client * static_cast<double>(o.client_num_in_total)));
+  core::Rng rng(core::DeriveSeed(o.seed, {kAttackTag}));
+  for (std::int64_t c : rng.SampleWithoutReplacement(o.client_num_in_total, count)) {
+    if (c == client_id) return true;
+  }
+  return false;
+}
+
+Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& c) {
+  if (!c.enable_dp || c.dp_solution_type != "ldp") return std::optional<algorithms::DpOptions>();
+  algorithms::DpOptions dp;
+  dp.clipping_norm = c.clipping_norm;
+  dp.delta = c.delta;
+  dp.sampling_rate = 1.0;  // each client's own release, in every round it takes part in
+  dp.seed = c.random_seed;
+  dp.noise_multiplier = c.noise_multiplier;
+  if (dp.noise_multiplier == 0.0) {
+    FEDML_ASSIGN_OR_RETURN(dp.noise_multiplier,
+                           algorithms::DpNoiseMultiplierFor(1.0, c.comm_round, c.epsilon, c.delta));
+  }
+  return std::optional<algorithms::DpOptions>(dp);
+}
+
+Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(
+    const Config& config, std::unique_ptr<ClientTrainer> trainer,
+    std::optional<std::uint64_t> noise_secret) {
+  FEDML_ASSIGN_OR_RETURN(std::optional<algorithms::DpOptions> ldp, LocalDpOptionsFrom(config));
+  const AttackOptions attack = AttackOptionsFrom(config);
+  if (!attack.enabled && !ldp) return trainer;
+  return std::unique_ptr<ClientTrainer>(
+      std::make_unique<PipelineTrainer>(std::move(trainer), attack, ldp, noise_secret));
+}
+
+}  // namespace fedml::api
