@@ -283,6 +283,17 @@ class CentralDpAggregator final : public Aggregator {
   int accepted() const override { return accepted_; }
 
   std::map<std::string, double> RoundFigures() const override { return last_; }
+  // The accountant's count travels in the checkpoint, so a resumed run keeps its budget.
+  std::map<std::string, core::ModelState> SaveState() const override {
+    return {{"dp_rounds", CounterState(static_cast<double>(rounds_))}};
+  }
+  Status RestoreState(const std::map<std::string, core::ModelState>& state) override {
+    const auto it = state.find("dp_rounds");
+    if (it == state.end()) return Status::Ok();
+    FEDML_ASSIGN_OR_RETURN(double rounds, CounterValue(it->second, it->first));
+    rounds_ = static_cast<std::int64_t>(rounds);
+    return Status::Ok();
+  }
 
  private:
   DpOptions options_;

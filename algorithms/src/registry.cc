@@ -62,6 +62,19 @@ class LocalDpAccounting final : public Aggregator {
   std::map<std::string, core::ModelState> TaskExtras(std::int64_t id) const override {
     return inner_->TaskExtras(id);
   }
+  std::map<std::string, core::ModelState> SaveState() const override {
+    std::map<std::string, core::ModelState> s = inner_->SaveState();
+    s["ldp_rounds"] = CounterState(static_cast<double>(rounds_));
+    return s;
+  }
+  Status RestoreState(const std::map<std::string, core::ModelState>& state) override {
+    FEDML_RETURN_IF_ERROR(inner_->RestoreState(state));
+    const auto it = state.find("ldp_rounds");
+    if (it == state.end()) return Status::Ok();
+    FEDML_ASSIGN_OR_RETURN(double rounds, CounterValue(it->second, it->first));
+    rounds_ = static_cast<std::int64_t>(rounds);
+    return Status::Ok();
+  }
   std::map<std::string, double> RoundFigures() const override {
     std::map<std::string, double> f = inner_->RoundFigures();
     auto eps = DpEpsilon(1.0, dp_.noise_multiplier, rounds_, dp_.delta);
@@ -77,6 +90,20 @@ class LocalDpAccounting final : public Aggregator {
 };
 
 }  // namespace
+
+core::ModelState CounterState(double value) {
+  core::ModelState s;
+  const float v = static_cast<float>(value);
+  (void)s.Add("counter", {1}, &v);
+  return s;
+}
+
+Result<double> CounterValue(const core::ModelState& state, const std::string& name) {
+  if (state.num_tensors() != 1 || state.numel() != 1 || state.specs()[0].name != "counter") {
+    return Status::InvalidArgument("strategy state '" + name + "' is not a counter");
+  }
+  return static_cast<double>(state.data()[0]);
+}
 
 Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
                                                      const AggregatorOptions& options) {

@@ -72,4 +72,34 @@ Result<core::ModelState> Scaffold::Finalize() {
   return mean;
 }
 
+std::map<std::string, core::ModelState> Scaffold::SaveState() const {
+  std::map<std::string, core::ModelState> state;
+  if (server_c_.empty()) return state;
+  state[kScaffoldServerC] = server_c_;
+  for (const auto& [id, c] : client_c_) {
+    state[std::string(kScaffoldClientC) + "/" + std::to_string(id)] = c;
+  }
+  return state;
+}
+
+Status Scaffold::RestoreState(const std::map<std::string, core::ModelState>& state) {
+  const auto c = state.find(kScaffoldServerC);
+  if (c == state.end()) return Status::Ok();
+  std::map<std::int64_t, core::ModelState> clients;
+  const std::string prefix = std::string(kScaffoldClientC) + "/";
+  for (const auto& [name, value] : state) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    FEDML_RETURN_IF_ERROR(c->second.CheckSameLayout(value, "SCAFFOLD: the checkpoint's " + name));
+    try {
+      clients[std::stoll(name.substr(prefix.size()))] = value;
+    } catch (const std::exception&) {
+      return Status::InvalidArgument("SCAFFOLD: the checkpoint names a control variate '" + name +
+                                     "' without a client id");
+    }
+  }
+  server_c_ = c->second;
+  client_c_ = std::move(clients);
+  return Status::Ok();
+}
+
 }  // namespace fedml::algorithms

@@ -112,4 +112,34 @@ std::map<std::string, double> ServerOptimizer::RoundFigures() const {
   return figures;
 }
 
+std::map<std::string, core::ModelState> ServerOptimizer::SaveState() const {
+  std::map<std::string, core::ModelState> state = inner_->SaveState();
+  if (global_.empty() || m_.size() != global_.numel()) return state;  // no round yet
+  core::ModelState m = core::ModelState::ZerosLike(global_);
+  m.flat() = m_;
+  state["server_opt_m"] = std::move(m);
+  if (!v_.empty()) {
+    core::ModelState v = core::ModelState::ZerosLike(global_);
+    v.flat() = v_;
+    state["server_opt_v"] = std::move(v);
+  }
+  return state;
+}
+
+Status ServerOptimizer::RestoreState(const std::map<std::string, core::ModelState>& state) {
+  FEDML_RETURN_IF_ERROR(inner_->RestoreState(state));
+  const auto m = state.find("server_opt_m");
+  if (m == state.end()) return Status::Ok();
+  const bool adaptive = options_.type != "sgd";
+  const auto v = state.find("server_opt_v");
+  if (adaptive != (v != state.end()) || (adaptive && v->second.numel() != m->second.numel())) {
+    return Status::InvalidArgument(name() + ": the checkpoint's server optimizer state is not " +
+                                   options_.type + "'s (was server_optimizer changed?)");
+  }
+  // Begin keeps moments whose size fits the global model it is given.
+  m_ = m->second.flat();
+  v_ = adaptive ? v->second.flat() : std::vector<float>();
+  return Status::Ok();
+}
+
 }  // namespace fedml::algorithms

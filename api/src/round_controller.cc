@@ -69,6 +69,10 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = Status::InvalidArgument("the server needs at least one worker rank (world size " +
                                      std::to_string(comm_.world_size()) + ")");
   }
+  if (status.ok() && !options_.start_strategy_state.empty()) {
+    status = aggregator_->RestoreState(options_.start_strategy_state)
+                 .WithContext("restoring the strategy's state from the checkpoint");
+  }
   for (std::int64_t round = options_.start_round; status.ok() && round < options_.comm_round;
        ++round) {
     RoundMetrics metrics;
@@ -106,7 +110,8 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
       }
     }
     if (!options_.checkpoint_dir.empty()) {
-      status = WriteCheckpoint(options_.checkpoint_dir, round + 1, model_version_, global);
+      status = WriteCheckpoint(options_.checkpoint_dir, round + 1, model_version_, global,
+                               aggregator_->SaveState());
       if (!status.ok()) break;
     }
     metrics.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
@@ -520,11 +525,12 @@ Result<Checkpoint> ReadCheckpoint(const std::string& dir) {
     return Status::DataLoss("checkpoint " + path + " is damaged: " +
                             (msg.ok() ? std::string("not a model frame") : msg.status().message()));
   }
-  return Checkpoint{msg->round, msg->model_version, std::move(msg->model)};
+  return Checkpoint{msg->round, msg->model_version, std::move(msg->model), std::move(msg->extras)};
 }
 
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
-                       const core::ModelState& global) {
+                       const core::ModelState& global,
+                       const std::map<std::string, core::ModelState>& strategy_state) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::NotFound("cannot create checkpoint_dir '" + dir + "': " + ec.message());
@@ -533,6 +539,7 @@ Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t 
   ckpt.round = round;
   ckpt.model_version = model_version;
   ckpt.model = global;
+  ckpt.extras = strategy_state;
   FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(ckpt));
   const std::string path = dir + "/checkpoint.fedml";
   const std::string tmp = path + ".tmp";

@@ -353,3 +353,18 @@ TEST_CASE("a robust rule outlasts an attack that breaks FedAvg", "[simulation][a
     }
   }
 }
+
+TEST_CASE("the checkpoint carries the strategy's state", "[algorithms][checkpoint]") {
+  fedml::testing::TempDir dir("strategy_ckpt");
+  std::map<std::string, core::ModelState> state;
+  state["server_opt_m"] = Vector({0.5f, -1.0f});
+  state["scaffold_c_i/7"] = Vector({2.0f, 3.0f});
+  REQUIRE(WriteCheckpoint(dir.path(), 4, 4, Vector({1.0f, 2.0f}), state).ok());
+  auto ckpt = ReadCheckpoint(dir.path());
+  REQUIRE(ckpt.ok());
+  CHECK(ckpt->round == 4);
+  CHECK(ckpt->model.flat() == std::vector<float>{1.0f, 2.0f});
+  REQUIRE(ckpt->strategy_state.size() == 2);
+  CHECK(ckpt->strategy_state.at("server_opt_m") == state.at("server_opt_m"));
+  CHECK(ckpt->strategy_state.at("scaffold_c_i/7") == state.at("scaffold_c_i/7"));
+}

@@ -111,6 +111,7 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                  static_cast<long long>(ckpt.round), config.checkpoint_dir.c_str());
     options.start_round = ckpt.round;
     options.start_model_version = ckpt.model_version;
+    options.start_strategy_state = std::move(ckpt.strategy_state);
     initial = std::move(ckpt.model);
   }
   // The server needs the model's shape only (and, without a checkpoint, its initial values):

@@ -67,6 +67,22 @@ class Aggregator {
   /// Figures of the round last finalized (for example "dp_epsilon"), merged into the round's
   /// metrics under these names. Asked after Finalize.
   virtual std::map<std::string, double> RoundFigures() const { return {}; }
+
+  /// What the strategy carries from one round to the next (server optimizer moments, SCAFFOLD's
+  /// control variates, the DP accountant's round count), as named states, so that a checkpoint
+  /// resumes the run exactly. Asked between rounds (after Finalize). Stateless strategies: none.
+  virtual std::map<std::string, core::ModelState> SaveState() const { return {}; }
+  /// Restores what SaveState gave, before the first Begin of a resumed run. Names a strategy does
+  /// not know are ignored (a wrapper passes the map on to what it wraps); INVALID_ARGUMENT for a
+  /// known name whose contents do not fit.
+  virtual Status RestoreState(const std::map<std::string, core::ModelState>& /*state*/) {
+    return Status::Ok();
+  }
 };
+
+/// A one-element state holding `value` (counters travel with the model-sized states).
+core::ModelState CounterState(double value);
+/// The value of a CounterState; INVALID_ARGUMENT naming `name` when `state` is not one.
+Result<double> CounterValue(const core::ModelState& state, const std::string& name);
 
 }  // namespace fedml::algorithms

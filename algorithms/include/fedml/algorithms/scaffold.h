@@ -10,7 +10,7 @@
 //
 // The server keeps every client's c_i (zero until its first round), so backends and workers
 // stay stateless and any worker can train any client; memory is O(clients seen x model). The
-// control variates are not part of the checkpoint: a resumed run starts them from zero.
+// control variates travel in the checkpoint (SaveState), so a resumed run continues exactly.
 #pragma once
 
 #include <map>
@@ -46,6 +46,9 @@ class Scaffold final : public Aggregator {
   int accepted() const override { return mean_.accepted(); }
   std::map<std::string, core::ModelState> TaskExtras(std::int64_t client_id) const override;
   std::map<std::string, double> RoundFigures() const override { return figures_; }
+  /// "scaffold_c" and "scaffold_c_i/<client>" for every client seen.
+  std::map<std::string, core::ModelState> SaveState() const override;
+  Status RestoreState(const std::map<std::string, core::ModelState>& state) override;
 
  private:
   ScaffoldOptions options_;

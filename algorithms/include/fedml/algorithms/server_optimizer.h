@@ -14,8 +14,8 @@
 // bias correction, as in the paper. Per-element math in float64, state kept in float32.
 //
 // Only floating-point tensors step; integer buffers (BatchNorm's num_batches_tracked) take the
-// inner aggregate as it is. The state (m, v) lives in the wrapper across rounds and is not part
-// of the checkpoint, so a resumed run restarts it from zero.
+// inner aggregate as it is. The state (m, v) lives in the wrapper across rounds and travels in
+// the checkpoint (SaveState), so a resumed run continues exactly.
 #pragma once
 
 #include <memory>
@@ -61,6 +61,9 @@ class ServerOptimizer final : public Aggregator {
     return inner_->TaskExtras(client_id);
   }
   std::map<std::string, double> RoundFigures() const override;
+  /// "server_opt_m" and "server_opt_v" (the global model's layout), plus the inner's state.
+  std::map<std::string, core::ModelState> SaveState() const override;
+  Status RestoreState(const std::map<std::string, core::ModelState>& state) override;
 
  private:
   std::unique_ptr<Aggregator> inner_;

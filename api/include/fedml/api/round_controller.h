@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct ServerOptions {
   /// Resume: the first round to run (0-based) and the version of `initial` given to Run.
   std::int64_t start_round = 0;
   std::int64_t start_model_version = 0;
+  /// Resume: the strategy's state from the checkpoint, restored before the first round.
+  std::map<std::string, core::ModelState> start_strategy_state;
   core::EncodeOptions encode;
   core::DecodeLimits decode;
 };
@@ -111,14 +114,17 @@ class RoundController {
   std::function<void(const RoundMetrics&)> on_round_;
 };
 
-/// Writes `global` and its round atomically to `dir`/checkpoint.fedml (wire format).
+/// Writes `global`, its round and the strategy's state (Aggregator::SaveState) atomically to
+/// `dir`/checkpoint.fedml (wire format).
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
-                       const core::ModelState& global);
+                       const core::ModelState& global,
+                       const std::map<std::string, core::ModelState>& strategy_state = {});
 
 struct Checkpoint {
   std::int64_t round = 0;  // rounds completed
   std::int64_t model_version = 0;
   core::ModelState model;
+  std::map<std::string, core::ModelState> strategy_state;  // for Aggregator::RestoreState
 };
 
 /// Reads `dir`/checkpoint.fedml. NOT_FOUND when there is none; DATA_LOSS naming the file when it
