@@ -17,6 +17,7 @@
 #include "fedml/algorithms/fedavg.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/random.h"
+#include "synthetic_updates.h"
 
 namespace {
 
@@ -106,28 +107,12 @@ int main(int argc, char** argv) {
   if (!Parse(argc, argv, &args)) return 2;
 
   MemcpyProbe memcpy_probe(static_cast<std::size_t>(args.memcpy_mb) << 20);
-  // The model: one big tensor and a few small ones, as in a real network.
-  const std::int64_t p = args.params;
-  const std::int64_t small = std::min<std::int64_t>(1000, p / 4);
-  const std::vector<std::vector<std::int64_t>> shapes = {
-      {small}, {p - 3 * small}, {small}, {small}};
-  fedml::core::Rng rng(42);
-  std::vector<ClientUpdate> updates(static_cast<std::size_t>(args.clients));
-  for (int c = 0; c < args.clients; ++c) {
-    ClientUpdate& u = updates[static_cast<std::size_t>(c)];
-    u.client_id = c;
-    u.round = 0;
-    u.num_samples = 100 + static_cast<std::int64_t>(rng.UniformInt(1000));
-    for (std::size_t t = 0; t < shapes.size(); ++t) {
-      std::vector<float> v(static_cast<std::size_t>(shapes[t][0]));
-      for (float& x : v) x = static_cast<float>(rng.Uniform() - 0.5);
-      fedml::Status st = u.state.Add("t" + std::to_string(t), shapes[t], v.data());
-      if (!st.ok()) {
-        std::fprintf(stderr, "%s\n", st.ToString().c_str());
-        return 1;
-      }
-    }
+  auto made = fedml::bench::SyntheticUpdates(args.clients, args.params);
+  if (!made.ok()) {
+    std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
+    return 1;
   }
+  std::vector<ClientUpdate> updates = std::move(made).value();
   const fedml::core::ModelState global = fedml::core::ModelState::ZerosLike(updates[0].state);
 
   FedAvgOptions options;
@@ -156,13 +141,14 @@ int main(int argc, char** argv) {
     checksum += result->data()[0];
     best = std::min(best, s);
   }
-  const double input_bytes = static_cast<double>(args.clients) * static_cast<double>(p) * 4.0;
+  const double input_bytes =
+      static_cast<double>(args.clients) * static_cast<double>(args.params) * 4.0;
   const double agg_bw = input_bytes / best;
   const double ratio = agg_bw / copy_bw;
 
   std::printf("memcpy (read+write, %lld MB buffer): %.2f GB/s\n", args.memcpy_mb, copy_bw / 1e9);
   std::printf("FedAvg (N=%d, P=%lld, fold_width=%d): %.2f GB/s of input, %.2f ms/round\n",
-              args.clients, static_cast<long long>(p), fedavg.fold_width(), agg_bw / 1e9,
+              args.clients, static_cast<long long>(args.params), fedavg.fold_width(), agg_bw / 1e9,
               best * 1e3);
   std::printf("ratio FedAvg/memcpy: %.3f (checksum %g)\n", ratio, checksum);
   std::printf("goal >= 0.70: %s\n", ratio >= 0.70 ? "PASS" : "MISS");

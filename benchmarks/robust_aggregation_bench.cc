@@ -17,6 +17,7 @@
 #include "fedml/algorithms/robust.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/random.h"
+#include "synthetic_updates.h"
 
 namespace {
 
@@ -103,28 +104,12 @@ int main(int argc, char** argv) {
   Args args;
   if (!Parse(argc, argv, &args)) return 2;
 
-  // The model: one big tensor and a few small ones, as in aggregation_bench.
-  const std::int64_t p = args.params;
-  const std::int64_t small = std::min<std::int64_t>(1000, p / 4);
-  const std::vector<std::vector<std::int64_t>> shapes = {
-      {small}, {p - 3 * small}, {small}, {small}};
-  fedml::core::Rng rng(42);
-  std::vector<ClientUpdate> updates(static_cast<std::size_t>(args.clients));
-  for (int c = 0; c < args.clients; ++c) {
-    ClientUpdate& u = updates[static_cast<std::size_t>(c)];
-    u.client_id = c;
-    u.round = 0;
-    u.num_samples = 100 + static_cast<std::int64_t>(rng.UniformInt(1000));
-    for (std::size_t t = 0; t < shapes.size(); ++t) {
-      std::vector<float> v(static_cast<std::size_t>(shapes[t][0]));
-      for (float& x : v) x = static_cast<float>(rng.Uniform() - 0.5);
-      fedml::Status st = u.state.Add("t" + std::to_string(t), shapes[t], v.data());
-      if (!st.ok()) {
-        std::fprintf(stderr, "%s\n", st.ToString().c_str());
-        return 1;
-      }
-    }
+  auto made = fedml::bench::SyntheticUpdates(args.clients, args.params);
+  if (!made.ok()) {
+    std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
+    return 1;
   }
+  std::vector<ClientUpdate> updates = std::move(made).value();
   const fedml::core::ModelState global = fedml::core::ModelState::ZerosLike(updates[0].state);
 
   float checksum = 0.0f;
@@ -136,7 +121,7 @@ int main(int argc, char** argv) {
   const int f_krum = std::min(10, (n - 3) / 2);
   const int f_bulyan = std::min(10, (n - 3) / 4);
   std::printf("robust aggregation, one round: N=%d clients, P=%lld parameters, best of %d\n", n,
-              static_cast<long long>(p), args.reps);
+              static_cast<long long>(args.params), args.reps);
   std::printf("%-20s %12s %10s  %s\n", "rule", "s/round", "x FedAvg", "notes");
   std::printf("%-20s %12.4f %10.2f\n", "FedAvg", base.best_s, 1.0);
   for (const std::string& rule : fedml::algorithms::DefenseTypeNames()) {
