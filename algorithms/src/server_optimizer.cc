@@ -39,7 +39,12 @@ Status ValidateServerOptimizer(const ServerOptimizerOptions& o) {
 }
 
 ServerOptimizer::ServerOptimizer(std::unique_ptr<Aggregator> inner, ServerOptimizerOptions options)
-    : inner_(std::move(inner)), options_(std::move(options)) {}
+    : inner_(std::move(inner)),
+      options_(std::move(options)),
+      kind_(options_.type == "sgd"       ? Kind::kSgd
+            : options_.type == "adagrad" ? Kind::kAdagrad
+            : options_.type == "adam"    ? Kind::kAdam
+                                         : Kind::kYogi) {}
 
 std::string ServerOptimizer::name() const {
   const std::string& t = options_.type;
@@ -68,7 +73,7 @@ Result<core::ModelState> ServerOptimizer::Finalize() {
   const double b1 = options_.beta1;
   const double b2 = options_.beta2;
   const double tau = options_.tau;
-  const std::string& type = options_.type;
+  const Kind kind = kind_;
   double step_sq = 0.0;
   for (const core::TensorSpec& spec : global_.specs()) {
     if (!core::IsFloatingPoint(spec.dtype)) continue;  // integer buffers keep the inner's value
@@ -79,7 +84,7 @@ Result<core::ModelState> ServerOptimizer::Finalize() {
     for (std::size_t i = begin; i < end; ++i) {
       const double delta = static_cast<double>(out[i]) - static_cast<double>(x[i]);
       double step;
-      if (type == "sgd") {
+      if (kind == Kind::kSgd) {
         const double v = options_.momentum * static_cast<double>(m_[i]) + delta;
         m_[i] = static_cast<float>(v);
         step = lr * v;
@@ -87,9 +92,9 @@ Result<core::ModelState> ServerOptimizer::Finalize() {
         const double m = b1 * static_cast<double>(m_[i]) + (1 - b1) * delta;
         double v = static_cast<double>(v_[i]);
         const double d2 = delta * delta;
-        if (type == "adagrad") {
+        if (kind == Kind::kAdagrad) {
           v += d2;
-        } else if (type == "adam") {
+        } else if (kind == Kind::kAdam) {
           v = b2 * v + (1 - b2) * d2;
         } else {  // yogi: v moves towards delta^2 by at most (1 - b2) delta^2
           v -= (1 - b2) * d2 * (v > d2 ? 1.0 : (v < d2 ? -1.0 : 0.0));

@@ -26,17 +26,23 @@ class PipelineTrainer final : public ClientTrainer {
 
   Result<LocalUpdate> Train(const TrainTask& task) override {
     const bool attacker = IsAttacker(attack_, task.round, task.client_id);
-    FEDML_ASSIGN_OR_RETURN(core::ModelState global, inner_->GetState());
+    const bool flips_labels = attacker && attack_.type == "label_flipping";
+    const bool replaces_update = attacker && !flips_labels;
+    // The global model (a model-sized copy) only where the update is measured against it.
+    core::ModelState global;
+    if (replaces_update || (!attacker && ldp_)) {
+      FEDML_ASSIGN_OR_RETURN(global, inner_->GetState());
+    }
     TrainTask t = task;
-    t.flip_labels = attacker && attack_.type == "label_flipping";
+    t.flip_labels = flips_labels;
     FEDML_ASSIGN_OR_RETURN(LocalUpdate update, inner_->Train(t));
-    if (attacker && attack_.type != "label_flipping") {
+    if (replaces_update) {
       FEDML_RETURN_IF_ERROR(Attack(global, task, update));
       update.metrics["attacker"] = 1.0;
       return update;
     }
     if (attacker) update.metrics["attacker"] = 1.0;
-    if (ldp_) {
+    if (ldp_ && !attacker) {
       core::Rng rng(
           secret_ ? core::DeriveSeed(*secret_, {kLdpTag, static_cast<std::uint64_t>(task.round),
                                                 static_cast<std::uint64_t>(task.client_id)})
@@ -56,21 +62,22 @@ class PipelineTrainer final : public ClientTrainer {
     core::Rng rng(core::DeriveSeed(task.seed, {kAttackTag}));
     float* x = update.state.data();
     const float* gv = g.data();
+    // x = a g + b x (zero, flip, scaled_flip) or uniform noise (random); the mode is read once.
+    const bool random = attack_.mode == "random";
+    double a = 0.0;
+    double b = 0.0;
+    if (attack_.mode == "flip") {
+      a = 2.0;
+      b = -1.0;
+    } else if (attack_.mode == "scaled_flip") {
+      a = 1.0 + attack_.scale;
+      b = -attack_.scale;
+    }
     for (const core::TensorSpec& spec : g.specs()) {
       if (!core::IsFloatingPoint(spec.dtype)) continue;  // FedML's is_weight_param: not counters
       for (std::size_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
-        const double gi = gv[i];
-        const double xi = x[i];
-        double out;
-        if (attack_.mode == "zero") {
-          out = 0.0;
-        } else if (attack_.mode == "random") {
-          out = 2.0 * rng.Uniform() - 1.0;
-        } else if (attack_.mode == "flip") {
-          out = gi + (gi - xi);
-        } else {  // scaled_flip
-          out = gi - attack_.scale * (xi - gi);
-        }
+        const double out = random ? 2.0 * rng.Uniform() - 1.0
+                                  : a * static_cast<double>(gv[i]) + b * static_cast<double>(x[i]);
         x[i] = static_cast<float>(out);
       }
     }

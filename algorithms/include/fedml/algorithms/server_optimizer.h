@@ -66,8 +66,11 @@ class ServerOptimizer final : public Aggregator {
   Status RestoreState(const std::map<std::string, core::ModelState>& state) override;
 
  private:
+  enum class Kind { kSgd, kAdagrad, kAdam, kYogi };  // options_.type, resolved once
+
   std::unique_ptr<Aggregator> inner_;
   ServerOptimizerOptions options_;
+  Kind kind_;
   core::ModelState global_;  // x of the round begun
   std::vector<float> m_;     // first moment (sgd: the momentum buffer)
   std::vector<float> v_;     // second moment (adaptive types)
