@@ -15,20 +15,19 @@ struct Entry {
   const char* name;
   Averaging averaging;
   const char* server_type;  // forced server optimizer, or nullptr: options.server as given
-  const char* summary;      // for docs and errors
 };
 
 // Every strategy this build offers. Add a row here when a strategy lands.
 constexpr Entry kStrategies[] = {
-    {"FedAvg", Averaging::kMean, nullptr, "sample-weighted mean (McMahan et al. 2017)"},
-    {"FedOpt", Averaging::kMean, nullptr, "mean, then server_optimizer (Reddi et al. 2021)"},
-    {"FedAvgM", Averaging::kMean, "sgd", "mean, then server momentum"},
-    {"FedAdagrad", Averaging::kMean, "adagrad", "mean, then server Adagrad"},
-    {"FedAdam", Averaging::kMean, "adam", "mean, then server Adam"},
-    {"FedYogi", Averaging::kMean, "yogi", "mean, then server Yogi"},
-    {"FedProx", Averaging::kMean, nullptr, "mean of proximal local training (Li et al. 2020)"},
-    {"SCAFFOLD", Averaging::kScaffold, nullptr, "control variates (Karimireddy et al. 2020)"},
-    {"FedNova", Averaging::kFedNova, nullptr, "normalised averaging (Wang et al. 2020)"},
+    {"FedAvg", Averaging::kMean, nullptr},        // McMahan et al. 2017
+    {"FedOpt", Averaging::kMean, nullptr},        // Reddi et al. 2021: server_optimizer
+    {"FedAvgM", Averaging::kMean, "sgd"},         // server momentum
+    {"FedAdagrad", Averaging::kMean, "adagrad"},  // Reddi et al. 2021
+    {"FedAdam", Averaging::kMean, "adam"},        // Reddi et al. 2021
+    {"FedYogi", Averaging::kMean, "yogi"},        // Reddi et al. 2021
+    {"FedProx", Averaging::kMean, nullptr},       // Li et al. 2020 (proximal term on clients)
+    {"SCAFFOLD", Averaging::kScaffold, nullptr},  // Karimireddy et al. 2020
+    {"FedNova", Averaging::kFedNova, nullptr},    // Wang et al. 2020
 };
 
 Status CheckFoldWidth(int fold_width) {
