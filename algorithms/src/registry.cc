@@ -9,7 +9,7 @@ namespace fedml::algorithms {
 namespace {
 
 // How a strategy's averaging stage is made, and which server step it implies.
-enum class Averaging { kMean, kFedNova, kScaffold };
+enum class Averaging { kMean, kFedNova, kScaffold, kFedAsync, kFedBuff };
 
 struct Entry {
   const char* name;
@@ -28,6 +28,8 @@ constexpr Entry kStrategies[] = {
     {"FedProx", Averaging::kMean, nullptr},       // Li et al. 2020 (proximal term on clients)
     {"SCAFFOLD", Averaging::kScaffold, nullptr},  // Karimireddy et al. 2020
     {"FedNova", Averaging::kFedNova, nullptr},    // Wang et al. 2020
+    {"FedAsync", Averaging::kFedAsync, nullptr},  // Xie et al. 2019
+    {"FedBuff", Averaging::kFedBuff, nullptr},    // Nguyen et al. 2022
 };
 
 Status CheckFoldWidth(int fold_width) {
@@ -133,8 +135,30 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
   }
   FEDML_RETURN_IF_ERROR(ValidateServerOptimizer(server));
 
+  if (entry->averaging == Averaging::kFedAsync) {
+    if (options.enable_defense || options.central_dp || !server.is_identity()) {
+      return Status::InvalidArgument(
+          "FedAsync mixes one update at a time as its own server step, so it takes no defense, "
+          "central DP or server optimizer; FedBuff buffers updates and combines with them");
+    }
+    FedAsyncOptions fedasync{options.async_alpha, options.staleness};
+    FEDML_RETURN_IF_ERROR(ValidateFedAsync(fedasync));
+    std::unique_ptr<Aggregator> mixing = std::make_unique<FedAsync>(fedasync);
+    if (options.local_dp) {
+      mixing = std::make_unique<LocalDpAccounting>(std::move(mixing), options.dp);
+    }
+    return mixing;
+  }
+  if (entry->averaging == Averaging::kFedBuff && options.central_dp) {
+    return Status::InvalidArgument(
+        "central DP's accountant assumes rounds of sampled clients, which FedBuff does not have; "
+        "use local DP");
+  }
+  FEDML_RETURN_IF_ERROR(ValidateStaleness(options.staleness));
   const bool replaces_mean = options.enable_defense || options.central_dp;
-  if (replaces_mean && entry->averaging != Averaging::kMean) {
+  const bool mean_based =
+      entry->averaging == Averaging::kMean || entry->averaging == Averaging::kFedBuff;
+  if (replaces_mean && !mean_based) {
     return Status::InvalidArgument(
         std::string(options.enable_defense ? "a defense (" + options.defense.defense_type + ")"
                                            : std::string("central DP")) +
@@ -165,12 +189,24 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
   } else {
     averaging = std::make_unique<FedAvg>(FedAvgOptions{options.fold_width});
   }
+  if (entry->averaging == Averaging::kFedBuff) {
+    averaging = std::make_unique<StalenessWeighted>(std::move(averaging), options.staleness);
+  }
   if (options.local_dp) {
     averaging = std::make_unique<LocalDpAccounting>(std::move(averaging), options.dp);
   }
   if (server.is_identity()) return averaging;
   return std::unique_ptr<Aggregator>(
       std::make_unique<ServerOptimizer>(std::move(averaging), server));
+}
+
+bool IsAsynchronous(const std::string& name) {
+  for (const Entry& e : kStrategies) {
+    if (name == e.name) {
+      return e.averaging == Averaging::kFedAsync || e.averaging == Averaging::kFedBuff;
+    }
+  }
+  return false;
 }
 
 std::vector<std::string> AggregatorNames() {

@@ -13,6 +13,7 @@
 #include "fedml/algorithms/server_optimizer.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/random.h"
+#include "model_states.h"
 
 namespace fedml::algorithms {
 namespace {
@@ -20,17 +21,9 @@ namespace {
 using Catch::Matchers::Contains;
 using core::ModelState;
 
-ModelState Vector(const std::vector<float>& v, const std::string& name = "w") {
-  ModelState s;
-  REQUIRE(s.Add(name, {static_cast<std::int64_t>(v.size())}, v.data()).ok());
-  return s;
-}
+using fedml::testing::Vector;
 
-ModelState RandomVector(core::Rng& rng, std::size_t n, double scale) {
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(scale * rng.Normal());
-  return Vector(v);
-}
+using fedml::testing::RandomVector;
 
 ClientUpdate Update(std::int64_t id, std::int64_t samples, ModelState state, double steps = 0) {
   ClientUpdate u;

@@ -30,6 +30,11 @@ struct ClientUpdate {
   core::ModelState state;
   std::map<std::string, double> metrics;
   std::map<std::string, core::ModelState> extras;  // e.g. SCAFFOLD control-variate deltas
+  /// Asynchronous rounds: the global model of version base_version, which the client trained
+  /// from, when that is older than the model given to Begin (the update's staleness is
+  /// RoundInfo::model_version - base_version). Shared read-only with the other updates of that
+  /// version; null when the client trained from Begin's model.
+  std::shared_ptr<const core::ModelState> base;
 };
 
 /// Thread safety: not thread-safe; the controller calls it from one thread.

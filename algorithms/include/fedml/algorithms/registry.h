@@ -1,8 +1,11 @@
 // The strategy registry: maps FedML's `federated_optimizer` names to aggregators, and composes
 // the server-side pipeline every strategy shares:
 //
-//   updates -> [averaging: FedAvg | a robust rule (defense) | central DP | FedNova | SCAFFOLD]
+//   updates -> [FedBuff: staleness weighting]
+//           -> [averaging: FedAvg | a robust rule (defense) | central DP | FedNova | SCAFFOLD]
 //           -> [server optimizer: sgd (momentum) | adagrad | adam | yogi]   -> new global model
+//
+// FedAsync is a pipeline of its own (its mixing is the server step).
 //
 // One explicit table in registry.cc (no self-registering static initialisers), so the set of
 // strategies a build offers is visible in one place and does not depend on link order.
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "fedml/algorithms/aggregator.h"
+#include "fedml/algorithms/async.h"
 #include "fedml/algorithms/dp.h"
 #include "fedml/algorithms/fedavg.h"
 #include "fedml/algorithms/robust.h"
@@ -48,6 +52,10 @@ struct AggregatorOptions {
   bool central_dp = false;
   bool local_dp = false;
   DpOptions dp;
+  /// Asynchronous strategies (FedAsync, FedBuff): how staleness discounts an update, and
+  /// FedAsync's mixing weight alpha.
+  StalenessOptions staleness;
+  double async_alpha = FedAsyncOptions{}.alpha;
 };
 
 /// The aggregation pipeline for `name`, spelled as FedML spells `federated_optimizer`
@@ -55,6 +63,10 @@ struct AggregatorOptions {
 /// option out of range, or a combination that does not exist (a defense under SCAFFOLD).
 Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
                                                      const AggregatorOptions& options);
+
+/// True for the strategies that aggregate as updates arrive rather than in rounds (FedAsync,
+/// FedBuff): the controller runs them asynchronously, one model version per Finalize.
+bool IsAsynchronous(const std::string& name);
 
 /// The names CreateAggregator accepts, in table order.
 std::vector<std::string> AggregatorNames();
