@@ -23,9 +23,11 @@
 #include <system_error>
 #include <variant>
 
+#include "fedml/algorithms/async.h"
 #include "fedml/algorithms/registry.h"
 #include "fedml/algorithms/robust.h"
 #include "fedml/algorithms/server_optimizer.h"
+#include "fedml/core/text.h"
 
 namespace fedml::api {
 namespace {
@@ -91,12 +93,7 @@ std::string Lower(std::string s) {
   return s;
 }
 
-std::string Trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
+using core::Trim;
 
 // ---- Validators -----------------------------------------------------------------------------
 
@@ -130,6 +127,15 @@ Check<double> InClosed(double lo, double hi) {
   return [lo, hi](const std::string& name, const double& v) {
     if (v >= lo && v <= hi) return Status::Ok();
     return Status::InvalidArgument(name + " must be in [" + DoubleText(lo) + ", " + DoubleText(hi) +
+                                   "], got " + DoubleText(v));
+  };
+}
+
+// lo < v <= hi.
+Check<double> InLeftOpen(double lo, double hi) {
+  return [lo, hi](const std::string& name, const double& v) {
+    if (v > lo && v <= hi) return Status::Ok();
+    return Status::InvalidArgument(name + " must be in (" + DoubleText(lo) + ", " + DoubleText(hi) +
                                    "], got " + DoubleText(v));
   };
 }
@@ -236,6 +242,14 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("train_args", "beta2", &C::beta2, InHalfOpen(0.0, 1.0)));
     k.push_back(Key("train_args", "tau", &C::tau, GreaterThan(0.0)));
     k.push_back(Key("train_args", "fedprox_mu", &C::fedprox_mu, AtLeast(0.0)));
+    k.push_back(Key("train_args", "buffer_size", &C::buffer_size, AtLeast(1)));
+    k.push_back(Key("train_args", "max_concurrency", &C::max_concurrency, AtLeast(0)));
+    k.push_back(Key("train_args", "max_staleness", &C::max_staleness, AtLeast(0)));
+    k.push_back(Key("train_args", "async_alpha", &C::async_alpha, InLeftOpen(0.0, 1.0)));
+    k.push_back(Key("train_args", "staleness_function", &C::staleness_function,
+                    OneOf(algorithms::StalenessFunctionNames())));
+    k.push_back(Key("train_args", "staleness_a", &C::staleness_a, AtLeast(0.0)));
+    k.push_back(Key("train_args", "staleness_b", &C::staleness_b, AtLeast(0.0)));
     // defense_args
     k.push_back(Key("defense_args", "enable_defense", &C::enable_defense));
     k.push_back(Key<std::string>("defense_args", "defense_type", &C::defense_type,
@@ -272,6 +286,13 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("device_args", "gpu_id", &C::gpu_id, AtLeast(0)));
     k.push_back(Key<std::string>("device_args", "device", &C::device, CheckDevice));
     k.push_back(Key("device_args", "torch_threads", &C::torch_threads, AtLeast(0)));
+    k.push_back(Key("device_args", "heterogeneity", &C::heterogeneity,
+                    OneOf({"none", "lognormal", "trace"})));
+    k.push_back(Key("device_args", "speed_sigma", &C::speed_sigma, AtLeast(0.0)));
+    k.push_back(Key("device_args", "bandwidth_sigma", &C::bandwidth_sigma, AtLeast(0.0)));
+    k.push_back(Key("device_args", "compute_speed", &C::compute_speed, GreaterThan(0.0)));
+    k.push_back(Key("device_args", "bandwidth_mbps", &C::bandwidth_mbps, GreaterThan(0.0)));
+    k.push_back(PathKey("device_args", "trace_file", &C::trace_file));
     k.push_back(PathKey("device_args", "gpu_mapping_file", &C::gpu_mapping_file));
     k.push_back(Key<std::string>("device_args", "gpu_mapping_key", &C::gpu_mapping_key));
     // comm_args
@@ -404,16 +425,7 @@ Status ParseValue(const KeySpec& spec, const std::string& text, Config* config) 
             return TypeError(name, "a non-negative integer", text);
           }
         } else if constexpr (std::is_same_v<T, double>) {
-          // from_chars, unlike strtod, ignores the C locale's decimal separator.
-          std::string t = Trim(text);
-          if (!t.empty() && t[0] == '+') t.erase(0, 1);
-          double v = 0;
-          auto r = std::from_chars(t.data(), t.data() + t.size(), v);
-          if (t.empty() || r.ec != std::errc() || r.ptr != t.data() + t.size() ||
-              !std::isfinite(v)) {
-            return TypeError(name, "a finite number", text);
-          }
-          dst = v;
+          if (!core::ParseFiniteDouble(text, &dst)) return TypeError(name, "a finite number", text);
         } else if constexpr (std::is_same_v<T, bool>) {
           const std::string t = Lower(Trim(text));
           if (t == "true" || t == "yes" || t == "1") {
@@ -676,6 +688,33 @@ Status CheckAlgorithmKeys(const Config& c) {
   if (opt == "FedProx" && c.fedprox_mu <= 0.0) {
     return Status::InvalidArgument(
         "federated_optimizer FedProx needs fedprox_mu > 0 (0 is FedAvg)");
+  }
+  const bool async = algorithms::IsAsynchronous(opt);
+  if (async && (c.enable_defense || (c.enable_dp && c.dp_solution_type == "cdp")) &&
+      opt == "FedAsync") {
+    return Status::InvalidArgument(
+        "FedAsync mixes one update at a time, so " +
+        std::string(c.enable_defense ? "a defense" : "central DP") +
+        " has nothing to combine; use FedBuff (which buffers buffer_size updates) for defenses");
+  }
+  if (async && c.enable_dp && c.dp_solution_type == "cdp") {
+    return Status::InvalidArgument(
+        "central DP's accountant assumes rounds of sampled clients, which " + opt +
+        " does not have; use dp_solution_type ldp");
+  }
+  if (async && c.max_concurrency > c.client_num_in_total) {
+    return Status::InvalidArgument("max_concurrency (" + std::to_string(c.max_concurrency) +
+                                   ") must be <= client_num_in_total (" +
+                                   std::to_string(c.client_num_in_total) + ")");
+  }
+  if (opt == "FedAsync" && c.server_optimizer != "sgd") {
+    return Status::InvalidArgument("FedAsync's mixing is its own server step; server_optimizer " +
+                                   c.server_optimizer + " combines with FedBuff instead");
+  }
+  if (c.heterogeneity == "trace" && c.trace_file.empty()) {
+    return Status::InvalidArgument(
+        "heterogeneity trace needs trace_file (a CSV: see "
+        "docs/configuration.md)");
   }
   if (opt == "SCAFFOLD" && c.client_optimizer != "sgd") {
     return Status::InvalidArgument(

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fedml/algorithms/registry.h"
 #include "fedml/api/config.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/metrics.h"
@@ -70,7 +71,9 @@ fedml::Result<fedml::api::RawConfig> ParseOverrides(const std::vector<std::strin
       key = key.substr(0, eq);
     } else {
       if (i + 1 >= args.size()) {
-        return Status::InvalidArgument("--" + key + " needs a value (--" + key + " VALUE)");
+        std::string what = "--" + key;
+        what += " needs a value (--" + key + " VALUE)";
+        return Status::InvalidArgument(what);
       }
       value = args[++i];
     }
@@ -88,10 +91,22 @@ void WarnIgnoredKeys(const fedml::api::ConfigLoadResult& loaded) {
 }
 
 void PrintBanner(const fedml::api::Config& config, const std::string& who) {
-  std::printf("fedml %s: %s on %s (%s, %d clients, %d per round), model %s, %d rounds, %s\n",
+  // Asynchronous strategies have no rounds: they train max_concurrency clients at once and
+  // count model versions.
+  const bool async = fedml::algorithms::IsAsynchronous(config.federated_optimizer);
+  const int at_once =
+      config.max_concurrency > 0 ? config.max_concurrency : config.client_num_per_round;
+  std::printf("fedml %s: %s on %s (%s, %d clients, %d %s), model %s, %d %s, %s\n",
               FEDML_VERSION_STRING, config.federated_optimizer.c_str(), config.dataset.c_str(),
               config.partition_method.c_str(), config.client_num_in_total,
-              config.client_num_per_round, config.model.c_str(), config.comm_round, who.c_str());
+              async ? at_once : config.client_num_per_round, async ? "at once" : "per round",
+              config.model.c_str(), config.comm_round, async ? "versions" : "rounds", who.c_str());
+  if (config.heterogeneity == "lognormal") {
+    std::printf("virtual clock: log-normal devices, speed_sigma %g, bandwidth_sigma %g\n",
+                config.speed_sigma, config.bandwidth_sigma);
+  } else if (config.heterogeneity == "trace") {
+    std::printf("virtual clock: devices from %s\n", config.trace_file.c_str());
+  }
   std::fflush(stdout);
 }
 

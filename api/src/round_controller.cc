@@ -1,12 +1,15 @@
 #include "fedml/api/round_controller.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 
@@ -17,18 +20,26 @@ namespace fedml::api {
 using core::Message;
 using core::MessageType;
 
-std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,
-                                        int per_round) {
-  std::vector<std::int64_t> out;
-  if (per_round >= total) {
-    for (int i = 0; i < total; ++i) out.push_back(i);
-    return out;
-  }
+std::vector<std::int64_t> SampleClientsAmong(std::uint64_t seed, std::int64_t round,
+                                             const std::vector<std::int64_t>& candidates,
+                                             int per_round) {
+  const auto n = static_cast<std::int64_t>(candidates.size());
+  if (per_round >= n) return candidates;
   core::Rng rng(core::DeriveSeed(
       seed, {0x73616d706c65ULL /* "sample" */, static_cast<std::uint64_t>(round)}));
-  out = rng.SampleWithoutReplacement(total, per_round);
+  std::vector<std::int64_t> out;
+  for (std::int64_t pos : rng.SampleWithoutReplacement(n, per_round)) {
+    out.push_back(candidates[static_cast<std::size_t>(pos)]);
+  }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,
+                                        int per_round) {
+  std::vector<std::int64_t> all(static_cast<std::size_t>(std::max(0, total)));
+  std::iota(all.begin(), all.end(), 0);
+  return SampleClientsAmong(seed, round, all, per_round);
 }
 
 RoundController::RoundController(core::Communicator& comm,
@@ -42,6 +53,7 @@ RoundController::RoundController(core::Communicator& comm,
       worker_version_(static_cast<std::size_t>(comm.world_size()), -1) {
   if (!worker_alive_.empty()) worker_alive_[0] = false;  // rank 0 is this server
   model_version_ = options_.start_model_version;
+  virtual_now_ = options_.start_virtual_seconds;
 }
 
 Status RoundController::SendFrame(int dst, const Message& msg, std::uint64_t* bytes) {
@@ -73,8 +85,11 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = aggregator_->RestoreState(options_.start_strategy_state)
                  .WithContext("restoring the strategy's state from the checkpoint");
   }
-  for (std::int64_t round = options_.start_round; status.ok() && round < options_.comm_round;
-       ++round) {
+  if (status.ok() && options_.async.enabled) {
+    status = RunAsync(global);
+  }
+  for (std::int64_t round = options_.start_round;
+       status.ok() && !options_.async.enabled && round < options_.comm_round; ++round) {
     RoundMetrics metrics;
     metrics.round = round + 1;
     if (options_.wait_for_clients) {
@@ -84,43 +99,94 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     RefreshConnected();
     const auto t0 = core::Clock::now();
     status = RunRound(round, global, metrics);
-    if (!status.ok()) break;
-    const bool last = round + 1 == options_.comm_round;
-    if (last || (round + 1) % options_.frequency_of_the_test == 0) {
-      const auto t_eval = core::Clock::now();
-      RefreshConnected();
-      auto eval = evaluator_ ? evaluator_(global) : EvaluateOnWorkers(round, global, metrics);
-      metrics.extra["eval_seconds"] =
-          std::chrono::duration<double>(core::Clock::now() - t_eval).count();
-      if (!eval.ok() && options_.fixed_clients && !evaluator_) {
-        // Deployment: no client to evaluate on (or none answered) is a round without a test
-        // figure, not the end of the run.
-        std::fprintf(stderr, "warning: round %lld: not evaluated: %s\n",
-                     static_cast<long long>(round) + 1, eval.status().message().c_str());
-        eval = Status::Ok();
-      } else if (!eval.ok()) {
-        status = eval.status().WithContext("evaluating the global model after round " +
-                                           std::to_string(round + 1));
-        break;
-      }
-      if (eval.ok()) {
-        metrics.evaluated = true;
-        metrics.test_accuracy = eval->accuracy;
-        metrics.test_loss = eval->loss;
-      }
-    }
-    if (!options_.checkpoint_dir.empty()) {
-      status = WriteCheckpoint(options_.checkpoint_dir, round + 1, model_version_, global,
-                               aggregator_->SaveState());
-      if (!status.ok()) break;
-    }
+    if (status.ok()) status = EvaluateIfDue(round, global, metrics);
     metrics.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
-    history_.push_back(metrics);
-    if (on_round_) on_round_(metrics);
+    if (status.ok()) status = EndRow(round + 1, global, metrics);
   }
   FinishWorkers();
   if (!status.ok()) return status;
   return global;
+}
+
+Status RoundController::EvaluateIfDue(std::int64_t round, const core::ModelState& global,
+                                      RoundMetrics& metrics) {
+  const bool last = round + 1 == options_.comm_round;
+  if (!last && (round + 1) % options_.frequency_of_the_test != 0) return Status::Ok();
+  const auto t_eval = core::Clock::now();
+  RefreshConnected();
+  auto eval = evaluator_ ? evaluator_(global) : EvaluateOnWorkers(round, global, metrics);
+  metrics.extra["eval_seconds"] =
+      std::chrono::duration<double>(core::Clock::now() - t_eval).count();
+  if (!eval.ok() && options_.fixed_clients && !evaluator_) {
+    // Deployment: no client to evaluate on (or none answered) is a round without a test
+    // figure, not the end of the run.
+    std::fprintf(stderr, "warning: round %lld: not evaluated: %s\n",
+                 static_cast<long long>(round) + 1, eval.status().message().c_str());
+    return Status::Ok();
+  }
+  if (!eval.ok()) {
+    return eval.status().WithContext("evaluating the global model after round " +
+                                     std::to_string(round + 1));
+  }
+  metrics.evaluated = true;
+  metrics.test_accuracy = eval->accuracy;
+  metrics.test_loss = eval->loss;
+  return Status::Ok();
+}
+
+Status RoundController::EndRow(std::int64_t rounds_done, const core::ModelState& global,
+                               RoundMetrics& metrics) {
+  if (options_.system) metrics.extra["virtual_seconds"] = virtual_now_;
+  if (!options_.checkpoint_dir.empty()) {
+    FEDML_RETURN_IF_ERROR(WriteCheckpoint(options_.checkpoint_dir, rounds_done, model_version_,
+                                          global, aggregator_->SaveState(), virtual_now_));
+  }
+  history_.push_back(metrics);
+  if (on_round_) on_round_(metrics);
+  return Status::Ok();
+}
+
+algorithms::ClientUpdate RoundController::UpdateFromReply(std::int64_t client_id, Message&& reply) {
+  algorithms::ClientUpdate update;
+  update.client_id = client_id;
+  update.round = reply.round;
+  update.base_version = reply.model_version;
+  update.num_samples = reply.num_samples;
+  update.state = std::move(reply.model);
+  update.metrics = std::move(reply.metrics);
+  update.extras = std::move(reply.extras);
+  return update;
+}
+
+double RoundController::ClientWork(std::int64_t id) const {
+  return options_.client_work ? options_.client_work(id) : 1.0;
+}
+
+Result<std::vector<std::int64_t>> RoundController::SampleRound(std::int64_t round) {
+  const int total = options_.client_num_in_total;
+  const int per_round = options_.client_num_per_round;
+  if (!options_.system || !options_.system->has_offline_periods()) {
+    return SampleClients(options_.random_seed, round, total, per_round);
+  }
+  const SystemModel& sys = *options_.system;
+  std::vector<std::int64_t> online;
+  for (std::int64_t c = 0; c < total; ++c) {
+    if (sys.AvailableAt(c, virtual_now_)) online.push_back(c);
+  }
+  if (online.empty()) {  // nobody online: the round starts when the first client comes back
+    double next = SystemModel::kNever;
+    for (std::int64_t c = 0; c < total; ++c) next = std::min(next, sys.NextOnline(c, virtual_now_));
+    if (next == SystemModel::kNever) {
+      return Status::FailedPrecondition(
+          "round " + std::to_string(round + 1) + ": no client is online after virtual time " +
+          std::to_string(virtual_now_) + " s (the trace's online windows have all ended)");
+    }
+    virtual_now_ = next;
+    for (std::int64_t c = 0; c < total; ++c) {
+      if (sys.AvailableAt(c, virtual_now_)) online.push_back(c);
+    }
+  }
+  return SampleClientsAmong(options_.random_seed, round, online, per_round);
 }
 
 void RoundController::RefreshConnected() {
@@ -397,8 +463,30 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
 
 Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
                                  RoundMetrics& metrics) {
-  const std::vector<std::int64_t> sampled = SampleClients(
-      options_.random_seed, round, options_.client_num_in_total, options_.client_num_per_round);
+  FEDML_ASSIGN_OR_RETURN(std::vector<std::int64_t> sampled, SampleRound(round));
+  if (options_.system) {
+    // The round lasts as long as its slowest client, up to round_timeout_s of virtual time;
+    // clients that would miss it, or go offline before they finish, are dropped from the round
+    // (and spared the training), as a deployed server would drop them.
+    const SystemModel& sys = *options_.system;
+    const auto bytes = static_cast<std::uint64_t>(global.numel() * sizeof(float));
+    const double deadline_s = std::chrono::duration<double>(options_.round_timeout).count();
+    double longest = 0.0;
+    std::vector<std::int64_t> kept;
+    for (std::int64_t c : sampled) {
+      const double d = sys.TaskSeconds(c, ClientWork(c), bytes, bytes);
+      const double offline_at = sys.OnlineUntil(c, virtual_now_) - virtual_now_;
+      if (d > deadline_s || d > offline_at) {
+        ++metrics.dropped;
+        longest = std::max(longest, std::min(deadline_s, offline_at));
+        continue;
+      }
+      longest = std::max(longest, d);
+      kept.push_back(c);
+    }
+    virtual_now_ += longest;
+    sampled = std::move(kept);
+  }
   const int k = static_cast<int>(sampled.size());
   FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
   FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
@@ -423,14 +511,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
       },
       [&](int pos) { return "client " + std::to_string(sampled[pos]); },
       [&](int pos, Message&& msg) {
-        algorithms::ClientUpdate update;
-        update.client_id = sampled[pos];
-        update.round = msg.round;
-        update.base_version = msg.model_version;
-        update.num_samples = msg.num_samples;
-        update.state = std::move(msg.model);
-        update.metrics = std::move(msg.metrics);
-        update.extras = std::move(msg.extras);
+        algorithms::ClientUpdate update = UpdateFromReply(sampled[pos], std::move(msg));
         const double n = static_cast<double>(update.num_samples);
         const auto secs = update.metrics.find("train_seconds");
         if (secs != update.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
@@ -525,12 +606,23 @@ Result<Checkpoint> ReadCheckpoint(const std::string& dir) {
     return Status::DataLoss("checkpoint " + path + " is damaged: " +
                             (msg.ok() ? std::string("not a model frame") : msg.status().message()));
   }
-  return Checkpoint{msg->round, msg->model_version, std::move(msg->model), std::move(msg->extras)};
+  Checkpoint ckpt{msg->round, msg->model_version, std::move(msg->model), std::move(msg->extras)};
+  const auto clock = msg->attrs.find("virtual_seconds");
+  if (clock != msg->attrs.end()) {
+    char* end = nullptr;
+    ckpt.virtual_seconds = std::strtod(clock->second.c_str(), &end);
+    if (end == clock->second.c_str() || *end != '\0' || !std::isfinite(ckpt.virtual_seconds)) {
+      return Status::DataLoss("checkpoint " + path + " is damaged: virtual_seconds is '" +
+                              clock->second + "'");
+    }
+  }
+  return ckpt;
 }
 
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
                        const core::ModelState& global,
-                       const std::map<std::string, core::ModelState>& strategy_state) {
+                       const std::map<std::string, core::ModelState>& strategy_state,
+                       double virtual_seconds) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::NotFound("cannot create checkpoint_dir '" + dir + "': " + ec.message());
@@ -540,6 +632,11 @@ Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t 
   ckpt.model_version = model_version;
   ckpt.model = global;
   ckpt.extras = strategy_state;
+  if (virtual_seconds != 0.0) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.17g", virtual_seconds);  // reads back exactly
+    ckpt.attrs["virtual_seconds"] = text;
+  }
   FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(ckpt));
   const std::string path = dir + "/checkpoint.fedml";
   const std::string tmp = path + ".tmp";

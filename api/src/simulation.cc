@@ -8,6 +8,7 @@
 #include "fedml/api/client_manager.h"
 #include "fedml/api/client_pipeline.h"
 #include "fedml/api/federated_data.h"
+#include "fedml/api/system_model.h"
 #include "fedml/api/torch_trainer.h"
 #include "fedml/core/comm/inproc.h"
 #include "fedml/core/security/credentials.h"
@@ -27,7 +28,26 @@ ServerOptions ServerOptionsFrom(const Config& config) {
       std::chrono::milliseconds(static_cast<std::int64_t>(config.worker_timeout_s * 1000));
   o.checkpoint_dir = config.checkpoint_dir;
   o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
+  o.async.enabled = algorithms::IsAsynchronous(config.federated_optimizer);
+  o.async.buffer_size = config.federated_optimizer == "FedBuff" ? config.buffer_size : 1;
+  o.async.max_concurrency =
+      config.max_concurrency > 0 ? config.max_concurrency : config.client_num_per_round;
+  o.async.max_staleness = config.max_staleness;
   return o;
+}
+
+Result<std::shared_ptr<const SystemModel>> SystemModelFrom(const Config& config) {
+  SystemModelOptions o;
+  o.heterogeneity = config.heterogeneity;
+  o.speed_sigma = config.speed_sigma;
+  o.bandwidth_sigma = config.bandwidth_sigma;
+  o.compute_speed = config.compute_speed;
+  o.bandwidth_mbps = config.bandwidth_mbps;
+  o.trace_file = config.trace_file;
+  o.seed = config.random_seed;
+  o.num_clients = config.client_num_in_total;
+  FEDML_ASSIGN_OR_RETURN(SystemModel model, SystemModel::Create(o));
+  return std::make_shared<const SystemModel>(std::move(model));
 }
 
 WorkerOptions WorkerOptionsFrom(const Config& config) {
@@ -53,6 +73,10 @@ Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config
   o.server.beta2 = config.beta2;
   o.server.tau = config.tau;
   o.server_optimizer_given = config.server_optimizer != Config{}.server_optimizer;
+  o.staleness.function = config.staleness_function;
+  o.staleness.a = config.staleness_a;
+  o.staleness.b = config.staleness_b;
+  o.async_alpha = config.async_alpha;
   o.enable_defense = config.enable_defense;
   o.defense.defense_type = config.defense_type;
   o.defense.byzantine_client_num = config.byzantine_client_num;
@@ -113,14 +137,37 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
   }
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
                          algorithms::CreateAggregator(config.federated_optimizer, agg_options));
+  // The server's trainer (index worker_num) provides the initial global model, the clients'
+  // sample counts for the virtual clock, and (asynchronous runs) the evaluation.
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer, factory(config.worker_num));
   if (!initial) {
-    // The server's trainer (index worker_num) only provides the initial global model.
-    FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer,
-                           factory(config.worker_num));
     FEDML_ASSIGN_OR_RETURN(initial, server_trainer->GetState());
   }
-  // Evaluation runs on the workers, one test shard each (no GlobalEvaluator).
-  RoundController controller(comm, std::move(aggregator), options, {});
+  ServerOptions controller_options = options;
+  if (!options.fixed_clients && !controller_options.system) {
+    // Simulation runs on the virtual clock; deployment's time is real.
+    FEDML_ASSIGN_OR_RETURN(controller_options.system, SystemModelFrom(config));
+    auto work = std::make_shared<std::vector<double>>();
+    for (std::int64_t c = 0; c < config.client_num_in_total; ++c) {
+      auto n = server_trainer->NumTrainSamples(c);
+      if (!n.ok() && n.status().code() != StatusCode::kUnimplemented) return n.status();
+      work->push_back(static_cast<double>(config.epochs) * static_cast<double>(n.ok() ? *n : 1));
+    }
+    controller_options.client_work = [work](std::int64_t c) {
+      return (*work)[static_cast<std::size_t>(c)];
+    };
+  }
+  // Synchronous rounds evaluate on the workers, one test shard each (no GlobalEvaluator), which
+  // keeps every core busy; asynchronous ones on the server, since the workers are busy training.
+  GlobalEvaluator evaluator;
+  if (controller_options.async.enabled) {
+    evaluator = [trainer =
+                     server_trainer.get()](const core::ModelState& state) -> Result<Evaluation> {
+      FEDML_RETURN_IF_ERROR(trainer->SetState(state));
+      return trainer->Evaluate(EvalTask{});
+    };
+  }
+  RoundController controller(comm, std::move(aggregator), controller_options, evaluator);
   if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
   if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
   FEDML_ASSIGN_OR_RETURN(core::ModelState final_model, controller.Run(std::move(*initial)));

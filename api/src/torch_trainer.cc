@@ -26,13 +26,25 @@ Result<core::ModelState> TorchClientTrainer::GetState() {
   return core::StateFromModule(*model_.ptr());
 }
 
-Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
-  if (task.client_id < 0 ||
-      static_cast<std::size_t>(task.client_id) >= data_->partition.num_clients()) {
-    return Status::InvalidArgument("client " + std::to_string(task.client_id) +
+namespace {
+Status CheckClient(const FederatedData& data, std::int64_t client_id) {
+  if (client_id < 0 || static_cast<std::size_t>(client_id) >= data.partition.num_clients()) {
+    return Status::InvalidArgument("client " + std::to_string(client_id) +
                                    " does not exist (the partition has " +
-                                   std::to_string(data_->partition.num_clients()) + " clients)");
+                                   std::to_string(data.partition.num_clients()) + " clients)");
   }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::int64_t> TorchClientTrainer::NumTrainSamples(std::int64_t client_id) const {
+  FEDML_RETURN_IF_ERROR(CheckClient(*data_, client_id));
+  return static_cast<std::int64_t>(
+      data_->partition.client_indices[static_cast<std::size_t>(client_id)].size());
+}
+
+Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
+  FEDML_RETURN_IF_ERROR(CheckClient(*data_, task.client_id));
   const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
   core::LocalTrainAdjustments adjust;
   adjust.flip_labels = task.flip_labels;

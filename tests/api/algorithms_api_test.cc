@@ -6,12 +6,14 @@
 #include <fstream>
 #include <set>
 
+#include "config_helpers.h"
 #include "fedml/algorithms/scaffold.h"
 #include "fedml/api/client_pipeline.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
 #include "fedml/api/torch_trainer.h"
+#include "model_states.h"
 #include "scripted_trainer.h"
 #include "temp_dir.h"
 
@@ -30,27 +32,14 @@ RawConfig SyntheticRaw() {
 }
 
 Config SyntheticConfig(const RawConfig& extra = {}) {
-  RawConfig raw = SyntheticRaw();
-  for (const auto& [k, v] : extra) raw[k] = v;
-  auto c = BuildConfig({}, raw);
-  INFO(c.status().ToString());
-  REQUIRE(c.ok());
-  return *c;
+  return fedml::testing::ConfigWith(SyntheticRaw(), extra);
 }
 
 std::string ConfigError(const RawConfig& extra) {
-  RawConfig raw = SyntheticRaw();
-  for (const auto& [k, v] : extra) raw[k] = v;
-  auto c = BuildConfig({}, raw);
-  REQUIRE_FALSE(c.ok());
-  return c.status().message();
+  return fedml::testing::ConfigErrorWith(SyntheticRaw(), extra);
 }
 
-core::ModelState Vector(std::vector<float> v) {
-  core::ModelState s;
-  REQUIRE(s.Add("w", {static_cast<std::int64_t>(v.size())}, v.data()).ok());
-  return s;
-}
+using fedml::testing::Vector;
 
 }  // namespace
 

@@ -3,7 +3,9 @@
 // dropped with a reason, and the round goes on with the others.
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include "fedml/algorithms/registry.h"
@@ -25,42 +27,63 @@ core::ModelState Model(std::int64_t width, float value) {
   return s;
 }
 
-}  // namespace
-
-TEST_CASE("bad updates over gRPC are refused and the round goes on", "[deployment]") {
+// An insecure gRPC server for `clients` clients on a loopback port.
+std::unique_ptr<core::grpc_comm::ServerCommunicator> StartLoopbackServer(int clients) {
   core::grpc_comm::ServerOptions so;
   so.address = "127.0.0.1:0";
-  so.num_clients = 4;
+  so.num_clients = clients;
   so.security.insecure = true;
   so.fetch_wait = std::chrono::milliseconds(500);
   so.flush_timeout = std::chrono::milliseconds(3000);
   auto server = core::grpc_comm::StartServer(so);
   REQUIRE(server.ok());
+  return std::move(server).value();
+}
 
-  const std::vector<ScriptedTrainer::Kind> kinds = {
-      ScriptedTrainer::Kind::kGood, ScriptedTrainer::Kind::kWrongShape, ScriptedTrainer::Kind::kNaN,
-      ScriptedTrainer::Kind::kFail};
-  std::vector<Status> client_status(kinds.size());
+// Client i (one thread each) connects to `server` and serves with trainers[i] until FINISH;
+// its result lands in status[i]. Join the threads before `status` goes.
+std::vector<std::thread> StartClients(core::grpc_comm::ServerCommunicator& server,
+                                      std::vector<std::unique_ptr<ClientTrainer>> trainers,
+                                      std::vector<Status>& status) {
+  status.assign(trainers.size(), Status::Ok());
   std::vector<std::thread> clients;
-  for (std::size_t id = 0; id < kinds.size(); ++id) {
-    clients.emplace_back([&, id] {
+  const int port = server.bound_port();
+  for (std::size_t id = 0; id < trainers.size(); ++id) {
+    clients.emplace_back([&status, port, id, trainer = std::move(trainers[id])]() mutable {
       core::grpc_comm::ClientOptions co;
-      co.server = "127.0.0.1:" + std::to_string((*server)->bound_port());
+      co.server = "127.0.0.1:" + std::to_string(port);
       co.client_id = static_cast<int>(id);
       co.security.insecure = true;
       co.connect_timeout = std::chrono::seconds(20);
       auto comm = core::grpc_comm::ConnectClient(co);
       if (!comm.ok()) {
-        client_status[id] = comm.status();
+        status[id] = comm.status();
         return;
       }
       WorkerOptions wo;
-      wo.idle_timeout = std::chrono::seconds(30);
-      ClientManager manager(**comm, std::make_unique<ScriptedTrainer>(kinds[id]), wo);
-      client_status[id] = manager.Run();
+      wo.idle_timeout = std::chrono::seconds(60);
+      ClientManager manager(**comm, std::move(trainer), wo);
+      status[id] = manager.Run();
     });
   }
-  REQUIRE((*server)->WaitForClients(4, core::DeadlineAfter(std::chrono::seconds(30))).ok());
+  REQUIRE(server
+              .WaitForClients(static_cast<int>(trainers.size()),
+                              core::DeadlineAfter(std::chrono::seconds(30)))
+              .ok());
+  return clients;
+}
+
+}  // namespace
+
+TEST_CASE("bad updates over gRPC are refused and the round goes on", "[deployment]") {
+  auto server = StartLoopbackServer(4);
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  for (auto kind : {ScriptedTrainer::Kind::kGood, ScriptedTrainer::Kind::kWrongShape,
+                    ScriptedTrainer::Kind::kNaN, ScriptedTrainer::Kind::kFail}) {
+    trainers.push_back(std::make_unique<ScriptedTrainer>(kind));
+  }
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
 
   ServerOptions options;
   options.client_num_in_total = 4;
@@ -71,7 +94,7 @@ TEST_CASE("bad updates over gRPC are refused and the round goes on", "[deploymen
   options.min_clients = 1;
   auto aggregator = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(aggregator.ok());
-  RoundController controller(**server, std::move(aggregator).value(), options, {});
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
   auto final_model = controller.Run(Model(3, 0.0f));
   for (auto& t : clients) t.join();
   REQUIRE(final_model.ok());
@@ -91,5 +114,94 @@ TEST_CASE("bad updates over gRPC are refused and the round goes on", "[deploymen
   // Only the good client's +1 per round reached the model.
   for (std::size_t i = 0; i < final_model->numel(); ++i) CHECK(final_model->data()[i] == 2.0f);
   // Every client, the misbehaving ones too, ran until the server said FINISH.
+  for (const Status& st : client_status) CHECK(st.ok());
+}
+
+namespace {
+
+// Holds every task until released (a client that went quiet), bounded so the test always ends.
+class StalledTrainer : public ScriptedTrainer {
+ public:
+  StalledTrainer() : ScriptedTrainer(Kind::kGood) {}
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
+    }
+    return ScriptedTrainer::Train(task);
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("asynchronous FedBuff over gRPC goes on without a client that went quiet",
+          "[deployment][async]") {
+  auto server = StartLoopbackServer(4);
+  auto stalled_owner = std::make_unique<StalledTrainer>();
+  StalledTrainer* stalled = stalled_owner.get();
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kNaN));
+  trainers.push_back(std::move(stalled_owner));  // client 3 holds every task until released
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
+
+  ServerOptions options;
+  options.client_num_in_total = 4;
+  options.client_num_per_round = 4;
+  options.comm_round = 4;
+  // Client 3 holds its task past this, so the end of the run gives up on it after 3 s.
+  options.round_timeout = std::chrono::seconds(3);
+  options.fixed_clients = true;
+  options.async.enabled = true;
+  options.async.buffer_size = 2;
+  options.async.max_concurrency = 4;
+  options.async.max_staleness = 10;
+  core::grpc_comm::ServerCommunicator* comm = server.get();
+  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
+  algorithms::AggregatorOptions agg;
+  auto aggregator = algorithms::CreateAggregator("FedBuff", agg);
+  REQUIRE(aggregator.ok());
+  int evaluations = 0;
+  RoundController controller(*server, std::move(aggregator).value(), options,
+                             [&](const core::ModelState&) -> Result<Evaluation> {
+                               ++evaluations;
+                               return Evaluation{0.5, 0.5, 10};
+                             });
+  auto final_model = controller.Run(Model(3, 0.0f));
+  stalled->Release();  // the quiet client finishes its task, then reads FINISH
+  for (auto& t : clients) t.join();
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+
+  // Four versions, each from two accepted updates of the good clients 0 and 1, while client 3
+  // held its task the whole run and client 2's non-finite updates were refused.
+  const auto& versions = controller.history();
+  REQUIRE(versions.size() == 4);
+  int refused = 0;
+  for (const RoundMetrics& m : versions) {
+    CHECK(m.clients == 2);
+    CHECK(m.evaluated);
+    refused += m.refused;
+  }
+  CHECK(refused >= 1);
+  CHECK(evaluations == 4);
+  // Every accepted update adds 1 to the model it started from, discounted by its staleness:
+  // each version moves the model by at most 1.
+  for (std::size_t i = 0; i < final_model->numel(); ++i) {
+    CHECK(final_model->data()[i] > 0.0f);
+    CHECK(final_model->data()[i] <= 4.0f);
+  }
   for (const Status& st : client_status) CHECK(st.ok());
 }

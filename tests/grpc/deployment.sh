@@ -199,3 +199,17 @@ grep -q "round 1: trained on 60000 samples" own_client.log ||
   fail "the client did not train on all 60000 samples of its folder"
 grep -q '"clients":1' own.jsonl || fail "its update was not aggregated"
 echo "client $sampled with its own data folder trained on all 60000 samples there"
+
+# 9. Asynchronous FedBuff over TLS: each free client pulls the current model at once and the
+#    server makes a version from every 2 updates it accepts, whatever their staleness.
+cfg=("${common[@]}")
+extra=(--federated_optimizer FedBuff --buffer_size 2 --max_concurrency 4 --epochs 20 --comm_round 6)
+start_server async.log --certs certs --min_clients 1 --metrics_file async.jsonl \
+  --model_file_cache_folder "" "${extra[@]}"
+run_clients async "${extra[@]}"
+wait "$server_pid" || fail "FedBuff server exited with $?"
+[[ $(wc -l < async.jsonl) -eq 6 ]] || fail "FedBuff: expected 6 versions in async.jsonl"
+[[ $(grep -c '"clients":2,' async.jsonl) -eq 6 ]] || fail "FedBuff: a version without 2 updates"
+[[ $(grep -c '"test_accuracy":0' async.jsonl) -eq 6 ]] || fail "FedBuff: a version not evaluated"
+grep -q '"staleness_max"' async.jsonl || fail "FedBuff: no staleness figures"
+echo "FedBuff over TLS: 6 versions of 2 updates each, every one evaluated on the server"

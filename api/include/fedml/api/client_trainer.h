@@ -66,6 +66,13 @@ class ClientTrainer {
   virtual Result<LocalUpdate> Train(const TrainTask& task) = 0;
   /// Evaluates the current state on shard task.shard of task.num_shards of the held-out data.
   virtual Result<Evaluation> Evaluate(const EvalTask& task) = 0;
+  /// The training samples client `client_id` holds, for the simulation's virtual clock
+  /// (fedml/api/system_model.h: a client's compute time is epochs x samples / its speed). Asked
+  /// of the server's trainer only. Not overridden (UNIMPLEMENTED): every client counts as one
+  /// sample, so the virtual clock models speed and bandwidth only.
+  virtual Result<std::int64_t> NumTrainSamples(std::int64_t /*client_id*/) const {
+    return Status::Unimplemented("this trainer does not report its clients' sample counts");
+  }
 };
 
 /// Makes the trainer of worker `worker_index` (0-based). The simulation runner calls it once per

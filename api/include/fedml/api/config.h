@@ -53,6 +53,16 @@ struct Config {
   double beta2 = 0.99;
   double tau = 1e-3;
   double fedprox_mu = 0.0;  // FedProx's proximal weight (federated_optimizer FedProx)
+  // Asynchronous aggregation (fedml/algorithms/async.h), federated_optimizer FedAsync or FedBuff:
+  // comm_round counts server model versions, and each update is weighted by
+  // s(staleness) (staleness_function: constant | polynomial (1 + t)^-a | hinge).
+  int buffer_size = 10;      // FedBuff: updates per server step (K)
+  int max_concurrency = 0;   // clients training at once (0 = client_num_per_round)
+  int max_staleness = 50;    // updates more versions old than this are refused
+  double async_alpha = 0.6;  // FedAsync: mixing weight alpha, in (0, 1]
+  std::string staleness_function = "polynomial";
+  double staleness_a = 0.5;  // polynomial exponent (0.5: FedBuff's 1/sqrt(1 + t)); hinge slope
+  double staleness_b = 4.0;  // hinge: staleness up to b weighs 1
   // defense_args (fedml/algorithms/robust.h)
   bool enable_defense = false;
   std::string defense_type = "";  // wise_median | trimmed_mean | krum | multikrum | bulyan | ...
@@ -82,6 +92,15 @@ struct Config {
   bool using_gpu = false;
   int gpu_id = 0;
   std::string device = "";  // "" = derived from using_gpu/gpu_id; else cpu | cuda:N
+  // Simulated devices on a virtual clock (fedml/api/system_model.h): each client's compute
+  // speed and bandwidth are the medians (none), the medians times lognormal(0, sigma) factors
+  // drawn from the seed (lognormal), or rows of trace_file (trace, with online windows).
+  std::string heterogeneity = "none";  // none | lognormal | trace
+  double speed_sigma = 1.0;
+  double bandwidth_sigma = 0.0;
+  double compute_speed = 1000.0;  // samples per second of the median client
+  double bandwidth_mbps = 100.0;  // the median client's link, each way
+  std::string trace_file = "";
   // Under MPI: FedML's GPU map (fedml/api/gpu_mapping.h), which sets each rank's device.
   std::string gpu_mapping_file = "";
   std::string gpu_mapping_key = "mapping_default";

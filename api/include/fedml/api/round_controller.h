@@ -12,6 +12,7 @@
 #include "fedml/algorithms/aggregator.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/metrics.h"
+#include "fedml/api/system_model.h"
 #include "fedml/core/comm/communicator.h"
 #include "fedml/core/wire.h"
 
@@ -49,6 +50,33 @@ struct ServerOptions {
   std::map<std::string, core::ModelState> start_strategy_state;
   core::EncodeOptions encode;
   core::DecodeLimits decode;
+
+  /// Asynchronous aggregation (algorithms::IsAsynchronous: FedAsync, FedBuff). There are no
+  /// rounds: up to max_concurrency clients train at once, each from the model version current
+  /// when it started; every arriving update goes to the aggregator (with its base model and so
+  /// its staleness), and every buffer_size accepted updates make one new model version, which is
+  /// what comm_round counts and what a metrics row reports. An update more than max_staleness
+  /// versions old is refused and counted (extra "refused_stale"). A free client takes a new task
+  /// at once. With a system model (simulation) events happen in virtual-time order, so the run is
+  /// deterministic for a seed on every backend; without one (deployment) in arrival order.
+  /// Evaluation runs on the controller's thread through the GlobalEvaluator, which is required.
+  struct Async {
+    bool enabled = false;
+    int buffer_size = 1;
+    int max_concurrency = 10;
+    int max_staleness = 50;
+  } async;
+  /// The simulated devices (fedml/api/system_model.h) that drive the virtual clock, or null
+  /// (deployment: time is real). With one, a synchronous round lasts as long as its slowest
+  /// client (or round_timeout_s of virtual time: slower clients are dropped from the round, as a
+  /// deployed server would), clients are sampled among those online, and every metrics row gains
+  /// "virtual_seconds", the virtual time at its end.
+  std::shared_ptr<const SystemModel> system;
+  /// The samples client `id` trains in one task (epochs x its training samples), for the virtual
+  /// clock. Empty: 1.
+  std::function<double(std::int64_t id)> client_work;
+  /// Resume: the virtual time the checkpoint was taken at.
+  double start_virtual_seconds = 0.0;
 };
 
 /// Evaluates a global model on the test set on the controller's thread. When none is given the
@@ -59,6 +87,11 @@ using GlobalEvaluator = std::function<Result<Evaluation>(const core::ModelState&
 /// The clients sampled in `round` (0-based): sorted, distinct, a function of (seed, round) only.
 std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,
                                         int per_round);
+/// The same draw over `candidates` (the clients online now): min(per_round, size) of them,
+/// sorted. SampleClients is this over 0..total-1.
+std::vector<std::int64_t> SampleClientsAmong(std::uint64_t seed, std::int64_t round,
+                                             const std::vector<std::int64_t>& candidates,
+                                             int per_round);
 
 /// Owns nothing but the aggregator; `comm` (rank 0) must outlive it. Workers are ranks
 /// 1..world_size-1, each running a ClientManager. Not thread-safe: Run on one thread.
@@ -82,6 +115,18 @@ class RoundController {
 
  private:
   Status RunRound(std::int64_t round, core::ModelState& global, RoundMetrics& metrics);
+  /// Asynchronous aggregation (ServerOptions::async), in async_rounds.cc.
+  Status RunAsync(core::ModelState& global);
+  /// Evaluates `global` when round (0-based) is due, into `metrics`.
+  Status EvaluateIfDue(std::int64_t round, const core::ModelState& global, RoundMetrics& metrics);
+  /// Ends a metrics row: checkpoint, history, callback.
+  Status EndRow(std::int64_t rounds_done, const core::ModelState& global, RoundMetrics& metrics);
+  /// Virtual clock: the clients sampled for `round` (online ones only), advancing the clock to
+  /// the next online time when nobody is online.
+  Result<std::vector<std::int64_t>> SampleRound(std::int64_t round);
+  double ClientWork(std::int64_t id) const;
+  /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).
+  static algorithms::ClientUpdate UpdateFromReply(std::int64_t client_id, core::Message&& reply);
   Result<Evaluation> EvaluateOnWorkers(std::int64_t round, const core::ModelState& global,
                                        RoundMetrics& metrics);
   /// Sends the global model to every live worker that does not hold this version yet.
@@ -109,6 +154,7 @@ class RoundController {
   std::vector<bool> worker_alive_;            // index = rank
   std::vector<std::int64_t> worker_version_;  // model version each worker holds, -1 = none
   std::int64_t model_version_ = 0;
+  double virtual_now_ = 0.0;  // the virtual clock (seconds), with a system model
   std::vector<RoundMetrics> history_;
   std::function<void(std::int64_t, int, int)> on_progress_;
   std::function<void(const RoundMetrics&)> on_round_;
@@ -118,13 +164,15 @@ class RoundController {
 /// `dir`/checkpoint.fedml (wire format).
 Status WriteCheckpoint(const std::string& dir, std::int64_t round, std::int64_t model_version,
                        const core::ModelState& global,
-                       const std::map<std::string, core::ModelState>& strategy_state = {});
+                       const std::map<std::string, core::ModelState>& strategy_state = {},
+                       double virtual_seconds = 0.0);
 
 struct Checkpoint {
   std::int64_t round = 0;  // rounds completed
   std::int64_t model_version = 0;
   core::ModelState model;
   std::map<std::string, core::ModelState> strategy_state;  // for Aggregator::RestoreState
+  double virtual_seconds = 0.0;                            // the virtual clock (simulation)
 };
 
 /// Reads `dir`/checkpoint.fedml. NOT_FOUND when there is none; DATA_LOSS naming the file when it

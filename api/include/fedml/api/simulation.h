@@ -40,6 +40,8 @@ Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& ho
 /// ServerOptions / WorkerOptions from a config.
 ServerOptions ServerOptionsFrom(const Config& config);
 WorkerOptions WorkerOptionsFrom(const Config& config);
+/// The simulated devices of the virtual clock (heterogeneity, speed_sigma, ... trace_file).
+Result<std::shared_ptr<const SystemModel>> SystemModelFrom(const Config& config);
 /// The server's strategy pipeline settings (fedml/algorithms/registry.h) from train_args,
 /// defense_args and dp_args; the DP noise multiplier is derived from epsilon when not given.
 Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config);

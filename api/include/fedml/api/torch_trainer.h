@@ -29,6 +29,7 @@ class TorchClientTrainer final : public ClientTrainer {
   Result<core::ModelState> GetState() override;
   Result<LocalUpdate> Train(const TrainTask& task) override;
   Result<Evaluation> Evaluate(const EvalTask& task) override;
+  Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override;
 
   torch::nn::AnyModule& model() { return model_; }
 
