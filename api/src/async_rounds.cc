@@ -413,6 +413,18 @@ Status RoundController::RunAsync(core::ModelState& global) {
       for (auto it = tasks.begin(); it != tasks.end(); ++it) {
         if (it->second.finish < head->second.finish) head = it;
       }
+      if (static_cast<int>(tasks.size()) < max_concurrency && sys->has_offline_periods()) {
+        // A free slot and an offline client that comes back before the next finish: that is
+        // the next event (the client starts then).
+        double back = SystemModel::kNever;
+        for (std::int64_t c = 0; c < options_.client_num_in_total; ++c) {
+          if (!busy_clients.count(c)) back = std::min(back, sys->NextOnline(c, virtual_now_));
+        }
+        if (back > virtual_now_ && back < head->second.finish) {
+          virtual_now_ = back;
+          continue;
+        }
+      }
       while (!head->second.lost && !head->second.reply) {
         core::Deadline wake = core::Clock::now() + worker_wait;
         for (const auto& [rank, due] : rank_deadline) wake = std::min(wake, due);

@@ -282,6 +282,27 @@ TEST_CASE("a client that goes offline mid-task is dropped and the server goes on
   CHECK_THAT(stuck.status().message(), Contains("no client is online"));
 }
 
+TEST_CASE("a client coming online takes a free slot at once", "[async][clock]") {
+  fedml::testing::TempDir dir("online");
+  // Client 0 is always online but slow (10 s a task); client 1 comes online at t = 5 and takes
+  // 1 s. With two slots, client 1's update is the first to arrive, at t = 6.
+  const std::string trace =
+      "client_id,samples_per_second,bandwidth_mbps,available\n0,0.1,1000,\n1,1,1000,5-1000\n";
+  Config config = MakeConfig({{"federated_optimizer", "FedBuff"},
+                              {"client_num_in_total", "2"},
+                              {"client_num_per_round", "2"},
+                              {"heterogeneity", "trace"},
+                              {"trace_file", WriteFile(dir, "t.csv", trace)},
+                              {"buffer_size", "1"},
+                              {"max_concurrency", "2"},
+                              {"comm_round", "1"}});
+  auto summary = RunSimulation(config, ScriptedHooks());
+  INFO(summary.status().ToString());
+  REQUIRE(summary.ok());
+  REQUIRE(summary->rounds.size() == 1);
+  CHECK(Extra(summary->rounds[0], "virtual_seconds") == Approx(6.0).margin(1e-5));
+}
+
 TEST_CASE("synchronous rounds last as long as their slowest client on the virtual clock",
           "[async][clock]") {
   fedml::testing::TempDir dir("sync_clock");
