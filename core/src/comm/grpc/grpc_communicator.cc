@@ -572,6 +572,7 @@ class GrpcClient final : public Communicator {
                      [this] { return (outbox_.empty() && !pushing_) || !mailbox_.aborted().ok(); });
       stopping_ = true;
       if (fetch_ctx_) fetch_ctx_->TryCancel();
+      if (push_ctx_) push_ctx_->TryCancel();  // an update the server will never take
     }
     cv_.notify_all();
     if (fetcher_.joinable()) fetcher_.join();
@@ -756,16 +757,27 @@ class GrpcClient final : public Communicator {
   void Push(const Bytes& frame) {
     auto delay = options_.backoff_initial;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      grpc::ClientContext ctx;
-      AddAuth(ctx);
-      ctx.set_wait_for_ready(true);
-      ctx.set_deadline(SystemDeadline(Clock::now() + std::chrono::minutes(30)));
+      auto ctx = std::make_shared<grpc::ClientContext>();
+      AddAuth(*ctx);
+      ctx->set_wait_for_ready(true);
+      ctx->set_deadline(SystemDeadline(Clock::now() + std::chrono::minutes(30)));
+      {
+        // Kept where the destructor can cancel it: waiting for a server that is gone would
+        // otherwise hold this client's exit for the whole deadline.
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return;
+        push_ctx_ = ctx;
+      }
       fedml::service::PushReply reply;
-      auto writer = stub_->PushUpdate(&ctx, &reply);
+      auto writer = stub_->PushUpdate(ctx.get(), &reply);
       WriteFrame(frame, options_.chunk_bytes,
                  [&](const FrameChunk& c) { return writer->Write(c); });
       writer->WritesDone();
       const grpc::Status st = writer->Finish();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        push_ctx_.reset();
+      }
       if (st.ok()) return;
       if (Fatal(st.error_code()) || st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
         std::fprintf(stderr, "error: the server refused client %d's update: %s\n",
@@ -790,6 +802,7 @@ class GrpcClient final : public Communicator {
   bool pushing_ = false;
   bool stopping_ = false;
   std::shared_ptr<grpc::ClientContext> fetch_ctx_;
+  std::shared_ptr<grpc::ClientContext> push_ctx_;  // the push in flight, if any
   std::mt19937 rng_{std::random_device{}()};
   std::thread fetcher_;
   std::thread sender_;
