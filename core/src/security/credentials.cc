@@ -26,6 +26,8 @@
 #include <string_view>
 #include <utility>
 
+#include "openssl_util.h"
+
 namespace fedml::core::security {
 namespace {
 
@@ -33,9 +35,6 @@ namespace fs = std::filesystem;
 
 // ---- OpenSSL handles ---------------------------------------------------------------------------
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
 struct X509Free {
   void operator()(X509* p) const { X509_free(p); }
 };
@@ -48,7 +47,6 @@ struct BnFree {
 struct GeneralNamesFree {
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
 };
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 using BnPtr = std::unique_ptr<BIGNUM, BnFree>;
@@ -65,19 +63,6 @@ class ScopedCleanse {
  private:
   std::string& s_;
 };
-
-// INTERNAL "<what>: <OpenSSL's error queue>"; empties the queue.
-Status OpensslError(const std::string& what) {
-  std::string reasons;
-  char buf[256];
-  for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!reasons.empty()) reasons += "; ";
-    reasons += buf;
-  }
-  if (reasons.empty()) reasons = "no reason given by OpenSSL";
-  return Status::Internal(what + ": " + reasons);
-}
 
 // A status for a failed system call on `path`, with the code that fits errno.
 Status ErrnoStatus(int err, const std::string& what, const std::string& path) {

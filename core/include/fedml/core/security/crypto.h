@@ -1,0 +1,101 @@
+// Cryptographic building blocks for secure aggregation (SecAgg, Bonawitz et al. CCS 2017;
+// SecAgg+, Bell et al. CCS 2020): random bytes, X25519 key agreement, HKDF-SHA256,
+// AES-256-GCM authenticated encryption, and the AES-256-CTR mask generator (the PRG that expands
+// a 32-byte seed into a pairwise or self mask).
+//
+// Everything is OpenSSL 3's (EVP APIs); nothing here is hand-rolled, and this header does not
+// include OpenSSL's. Every function is stateless and safe to call from any number of threads at
+// once. No error message quotes a key, a secret or a plaintext.
+//
+// Secrets returned in a Bytes (private keys, shared secrets, HKDF output, opened plaintexts) are
+// the caller's: wipe them with OPENSSL_cleanse (or let them go out of scope if the threat model
+// allows) when done. Buffers this module allocates for its own use are wiped before they are
+// freed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "fedml/core/status.h"
+#include "fedml/core/wire.h"  // fedml::core::Bytes
+
+namespace fedml::core::security {
+
+// `Bytes` is fedml::core::Bytes (std::vector<std::uint8_t>), found from this namespace.
+
+inline constexpr std::size_t kX25519KeyBytes = 32;
+inline constexpr std::size_t kAeadKeyBytes = 32;
+inline constexpr std::size_t kAeadNonceBytes = 12;
+inline constexpr std::size_t kAeadTagBytes = 16;
+inline constexpr std::size_t kMaskSeedBytes = 32;
+/// The longest HKDF-SHA256 output (RFC 5869: 255 hash lengths).
+inline constexpr std::size_t kHkdfSha256MaxLength = 255 * 32;
+
+/// n bytes from OpenSSL's CSPRNG (RAND_bytes); n == 0 gives an empty Bytes. INTERNAL when
+/// OpenSSL's generator fails (for instance when it cannot be seeded).
+Result<Bytes> SecureRandomBytes(std::size_t n);
+
+/// An X25519 (RFC 7748) key pair in raw form: 32 bytes each.
+struct X25519KeyPair {
+  Bytes private_key;  // secret: wipe with OPENSSL_cleanse when done
+  Bytes public_key;
+};
+
+/// A fresh key pair from OpenSSL's CSPRNG. INTERNAL when OpenSSL fails.
+Result<X25519KeyPair> GenerateX25519();
+
+/// The key pair of a known 32-byte private key (any 32 bytes: X25519 clamps them), with its
+/// public key derived. INVALID_ARGUMENT when private_key is not 32 bytes; INTERNAL when OpenSSL
+/// fails.
+Result<X25519KeyPair> X25519FromPrivate(const Bytes& private_key);
+
+/// The 32-byte X25519 shared secret of my_private and their_public (EVP_PKEY_derive). Both sides
+/// of a pair derive the same bytes. Use it as HKDF input, never directly as a key.
+/// Errors: INVALID_ARGUMENT when either key is not 32 bytes, or when their_public is a low-order
+/// point (the shared secret would be all zeros, RFC 7748 section 6.1: a malicious or broken
+/// peer); INTERNAL when OpenSSL fails otherwise.
+Result<Bytes> X25519SharedSecret(const Bytes& my_private, const Bytes& their_public);
+
+/// HKDF-SHA256 (RFC 5869, extract then expand) of `secret` with `salt` (empty: HashLen zero
+/// bytes, as the RFC says) and the context string `info` (any bytes, may be empty), `length`
+/// bytes long. Errors: INVALID_ARGUMENT when secret is empty, when length is 0 or above
+/// kHkdfSha256MaxLength (8160), or when info is longer than 1024 bytes (early OpenSSL 3.0
+/// releases allow no more); INTERNAL when OpenSSL fails.
+Result<Bytes> HkdfSha256(const Bytes& secret, const Bytes& salt, const std::string& info,
+                         std::size_t length);
+
+/// AES-256-GCM encryption of `plaintext` (may be empty) under the 32-byte `key32`, authenticating
+/// `associated_data` (may be empty) too. Returns nonce (12 random bytes from RAND_bytes) ||
+/// ciphertext (plaintext.size() bytes) || tag (16 bytes).
+/// With random nonces, seal at most 2^32 messages under one key (NIST SP 800-38D); SecAgg uses a
+/// key per pair of clients and round, far below that.
+/// Errors: INVALID_ARGUMENT when key32 is not 32 bytes; INTERNAL when OpenSSL fails.
+Result<Bytes> AeadSeal(const Bytes& key32, const Bytes& plaintext, const Bytes& associated_data);
+
+/// Opens what AeadSeal returned: checks the tag over nonce, ciphertext and associated_data and
+/// returns the plaintext. Errors: INVALID_ARGUMENT when key32 is not 32 bytes or `sealed` is
+/// shorter than 28 bytes (nonce + tag); DATA_LOSS "AES-256-GCM authentication failed ..." when
+/// anything differs from what was sealed (any bit of nonce, ciphertext or tag, the associated
+/// data, or the key) -- no plaintext is returned then, and the unauthenticated one is wiped;
+/// INTERNAL when OpenSSL fails.
+Result<Bytes> AeadOpen(const Bytes& key32, const Bytes& sealed, const Bytes& associated_data);
+
+/// The mask generator: fills out[0..n) with the AES-256-CTR keystream of key = seed32 (all 32
+/// bytes) and an all-zero 16-byte initial counter block, i.e. the encryption of 4n zero bytes;
+/// keystream bytes 4i..4i+3 read little-endian are out[i] (on any host). Deterministic: the same
+/// seed always gives the same mask, so both clients of a pair derive the same pairwise mask. Use
+/// each seed for one mask only (derive per-round, per-purpose seeds with HkdfSha256). The words
+/// are uniform over [0, 2^32); for a power-of-two modulus below 2^32 reduce them with a mask
+/// (AddModInPlace does).
+/// Runs at the speed of OpenSSL's AES-CTR (AES-NI where present), in 16 KiB blocks, writing
+/// straight into `out` without a temporary buffer.
+/// Errors: INVALID_ARGUMENT when seed32 is not 32 bytes or out is null with n > 0 (or 4n
+/// overflows); INTERNAL when OpenSSL fails. n == 0 writes nothing. On error out is unspecified.
+Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n);
+
+/// Whether a and b are equal: false when the sizes differ (the size is not secret), otherwise
+/// CRYPTO_memcmp, whose time does not depend on where the bytes differ. Two empty Bytes are equal.
+bool ConstantTimeEqual(const Bytes& a, const Bytes& b);
+
+}  // namespace fedml::core::security
