@@ -203,6 +203,7 @@ echo "client $sampled with its own data folder trained on all 60000 samples ther
 # 9. Asynchronous FedBuff over TLS: each free client pulls the current model at once and the
 #    server makes a version from every 2 updates it accepts, whatever their staleness.
 cfg=("${common[@]}")
+: > certs/revoked.txt  # section 6 revoked client 2; all four take part here
 extra=(--federated_optimizer FedBuff --buffer_size 2 --max_concurrency 4 --epochs 20 --comm_round 6)
 start_server async.log --certs certs --min_clients 1 --metrics_file async.jsonl \
   --model_file_cache_folder "" "${extra[@]}"
