@@ -26,6 +26,7 @@
 #include <string_view>
 #include <utility>
 
+#include "fedml/core/security/crypto.h"
 #include "openssl_util.h"
 
 namespace fedml::core::security {
@@ -97,16 +98,6 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-Result<std::array<unsigned char, 32>> Sha256(std::string_view data) {
-  std::array<unsigned char, 32> digest{};
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1 ||
-      len != digest.size()) {
-    return OpensslError("SHA-256 failed");
-  }
-  return digest;
 }
 
 // A canonical non-negative decimal int: digits only, no sign, no leading zeros (except "0").
@@ -493,7 +484,7 @@ Status GenerateCredentials(const CertOptions& options, bool overwrite) {
 
     FEDML_ASSIGN_OR_RETURN(std::string token, NewToken());
     ScopedCleanse cleanse_token(token);
-    FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(token));
+    FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(token.data(), token.size()));
     token_hashes += std::to_string(id) + " ";
     AppendHex(digest.data(), digest.size(), &token_hashes);
     token_hashes += '\n';
@@ -641,7 +632,7 @@ Result<ClientRegistry> ClientRegistry::Load(const std::string& dir) {
 }
 
 Result<int> ClientRegistry::IdentifyByToken(const std::string& token) const {
-  FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(token));
+  FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(token.data(), token.size()));
   // Every entry is compared, and the match is selected without a branch, so that the time taken
   // does not say which entry (if any) matched.
   unsigned int found = ~0u;

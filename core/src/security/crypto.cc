@@ -335,6 +335,29 @@ Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n) {
   return Status::Ok();
 }
 
+Result<std::array<std::uint8_t, 32>> Sha256(const void* data, std::size_t n) {
+  std::array<std::uint8_t, 32> digest{};
+  unsigned int len = 0;
+  static const unsigned char kEmpty = 0;
+  if (EVP_Digest(n == 0 ? &kEmpty : data, n, digest.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != digest.size()) {
+    return OpensslError("SHA-256 failed");
+  }
+  return digest;
+}
+
+Result<std::string> Sha256Hex(const void* data, std::size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(data, n));
+  std::string hex;
+  hex.reserve(2 * digest.size());
+  for (std::uint8_t b : digest) {
+    hex.push_back(kDigits[b >> 4]);
+    hex.push_back(kDigits[b & 0xf]);
+  }
+  return hex;
+}
+
 bool ConstantTimeEqual(const Bytes& a, const Bytes& b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;

@@ -13,6 +13,7 @@
 // freed.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -93,6 +94,12 @@ Result<Bytes> AeadOpen(const Bytes& key32, const Bytes& sealed, const Bytes& ass
 /// Errors: INVALID_ARGUMENT when seed32 is not 32 bytes or out is null with n > 0 (or 4n
 /// overflows); INTERNAL when OpenSSL fails. n == 0 writes nothing. On error out is unspecified.
 Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n);
+
+/// SHA-256 of data[0..n) (EVP_Digest); data may be null when n is 0. Thread-safe. INTERNAL when
+/// OpenSSL fails.
+Result<std::array<std::uint8_t, 32>> Sha256(const void* data, std::size_t n);
+/// The same as 64 lowercase hex characters (for ledgers and logs).
+Result<std::string> Sha256Hex(const void* data, std::size_t n);
 
 /// Whether a and b are equal: false when the sizes differ (the size is not secret), otherwise
 /// CRYPTO_memcmp, whose time does not depend on where the bytes differ. Two empty Bytes are equal.

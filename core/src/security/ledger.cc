@@ -1,0 +1,1235 @@
+#include "fedml/core/security/ledger.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <utility>
+
+#include "openssl_util.h"
+
+namespace fedml::core::security {
+namespace {
+
+constexpr std::size_t kHexHashChars = 64;
+// `,"hash":"` + 64 hex + `"}`: how every canonical line ends.
+constexpr std::size_t kHashSuffixBytes = 9 + kHexHashChars + 2;
+// The format's nesting: the record object, an array in it, an object in that array.
+constexpr int kMaxJsonDepth = 3;
+constexpr std::size_t kReadChunkBytes = 64 * 1024;
+
+// ---- small helpers -----------------------------------------------------------------------------
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+// A status for a failed open/read/stat of `path`, with the code that fits errno.
+Status FileError(int err, const std::string& what, const std::string& path) {
+  std::string message = what + " '" + path + "': " + ErrnoText(err);
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return Status::NotFound(std::move(message));
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return Status::PermissionDenied(std::move(message));
+    case EISDIR:
+      return Status::InvalidArgument(std::move(message));
+    case EIO:
+      return Status::DataLoss(std::move(message));
+    default:
+      return Status::Internal(std::move(message));
+  }
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+bool IsLowerHex64(std::string_view s) {
+  if (s.size() != kHexHashChars) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool IsValidUtf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int n = 0;
+    std::uint32_t cp = 0;
+    std::uint32_t min = 0;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= static_cast<std::size_t>(n)) return false;
+    for (int k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// `s` for an error message: at most 40 bytes, printable ASCII as it is, other bytes as \xNN.
+std::string Describe(std::string_view s) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out = "'";
+  for (std::size_t i = 0; i < s.size() && i < 40; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kDigits[c >> 4]);
+      out.push_back(kDigits[c & 0xf]);
+    }
+  }
+  out += s.size() > 40 ? "'..." : "'";
+  return out;
+}
+
+bool ValidTime(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z
+  if (t.size() < 20) return false;
+  auto digits = [&](std::size_t at, std::size_t n, int* value) {
+    int v = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      v = v * 10 + (t[i] - '0');
+    }
+    *value = v;
+    return true;
+  };
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!digits(0, 4, &year) || t[4] != '-' || !digits(5, 2, &month) || t[7] != '-' ||
+      !digits(8, 2, &day) || t[10] != 'T' || !digits(11, 2, &hour) || t[13] != ':' ||
+      !digits(14, 2, &minute) || t[16] != ':' || !digits(17, 2, &second)) {
+    return false;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return false;
+  }
+  std::size_t i = 19;
+  if (t[i] == '.') {
+    ++i;
+    const std::size_t start = i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+    if (i == start || i - start > 9) return false;
+  }
+  return i + 1 == t.size() && t[i] == 'Z';
+}
+
+std::string NowUtc() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  long frac = static_cast<long>(ms % 1000);
+  if (frac < 0) frac += 1000, --secs;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
+}
+
+// ---- canonical writing -------------------------------------------------------------------------
+
+void AppendInt(std::int64_t v, std::string* out) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, r.ptr);
+}
+
+// printf("%.17g") in the "C" locale: to_chars is locale independent.
+void AppendDouble(double v, std::string* out) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 17);
+  out->append(buf, r.ptr);
+}
+
+void AppendString(std::string_view s, std::string* out) {
+  static const char kDigits[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          *out += "\\u00";
+          out->push_back(kDigits[c >> 4]);
+          out->push_back(kDigits[c & 0xf]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendIntArray(const std::vector<std::int64_t>& v, std::string* out) {
+  out->push_back('[');
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendInt(v[i], out);
+  }
+  out->push_back(']');
+}
+
+template <class T, class F>
+void AppendObjectArray(const std::vector<T>& v, F&& one, std::string* out) {
+  out->push_back('[');
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    one(v[i]);
+  }
+  out->push_back(']');
+}
+
+// The canonical text of every member but "hash", without the closing brace.
+std::string CanonicalBody(const LedgerRecord& r) {
+  std::string out;
+  out.reserve(256 + 96 * r.updates.size() + 96 * r.checks.size() + r.note.size());
+  out += "{\"seq\":";
+  AppendInt(r.seq, &out);
+  out += ",\"prev\":";
+  AppendString(r.prev, &out);
+  out += ",\"round\":";
+  AppendInt(r.round, &out);
+  out += ",\"time\":";
+  AppendString(r.time, &out);
+  out += ",\"participants\":";
+  AppendIntArray(r.participants, &out);
+  out += ",\"updates\":";
+  AppendObjectArray(
+      r.updates,
+      [&](const LedgerUpdate& u) {
+        out += "{\"client\":";
+        AppendInt(u.client, &out);
+        out += ",\"sha256\":";
+        AppendString(u.sha256, &out);
+        out += ",\"samples\":";
+        AppendInt(u.samples, &out);
+        out.push_back('}');
+      },
+      &out);
+  out += ",\"checks\":";
+  AppendObjectArray(
+      r.checks,
+      [&](const LedgerCheck& c) {
+        out += "{\"client\":";
+        AppendInt(c.client, &out);
+        out += ",\"segment\":";
+        AppendInt(c.segment, &out);
+        out += ",\"result\":";
+        AppendString(c.result, &out);
+        out += ",\"distance\":";
+        AppendDouble(c.distance, &out);
+        out += ",\"threshold\":";
+        AppendDouble(c.threshold, &out);
+        out.push_back('}');
+      },
+      &out);
+  out += ",\"excluded\":";
+  AppendIntArray(r.excluded, &out);
+  out += ",\"rewards\":";
+  AppendObjectArray(
+      r.rewards,
+      [&](const LedgerReward& w) {
+        out += "{\"client\":";
+        AppendInt(w.client, &out);
+        out += ",\"amount\":";
+        AppendDouble(w.amount, &out);
+        out.push_back('}');
+      },
+      &out);
+  out += ",\"stakes\":";
+  AppendObjectArray(
+      r.stakes,
+      [&](const LedgerStake& s) {
+        out += "{\"client\":";
+        AppendInt(s.client, &out);
+        out += ",\"stake\":";
+        AppendDouble(s.stake, &out);
+        out.push_back('}');
+      },
+      &out);
+  out += ",\"note\":";
+  AppendString(r.note, &out);
+  return out;
+}
+
+std::string WithHash(std::string body, std::string_view hash) {
+  body += ",\"hash\":\"";
+  body += hash;
+  body += "\"}";
+  return body;
+}
+
+// ---- a minimal JSON reader, for exactly this format ---------------------------------------------
+
+struct JsonValue {
+  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject };
+  Kind kind = kNull;
+  std::string text;  // a string's decoded bytes; a number's text as written
+  std::vector<JsonValue> items;
+  std::vector<std::pair<std::string, JsonValue>> members;
+};
+
+const char* KindName(JsonValue::Kind kind) {
+  switch (kind) {
+    case JsonValue::kNull:
+      return "null";
+    case JsonValue::kBool:
+      return "a boolean";
+    case JsonValue::kNumber:
+      return "a number";
+    case JsonValue::kString:
+      return "a string";
+    case JsonValue::kArray:
+      return "an array";
+    case JsonValue::kObject:
+      return "an object";
+  }
+  return "?";
+}
+
+void AppendUtf8(std::uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
+}
+
+// Parses one line as a JSON value nested at most kMaxJsonDepth deep. No whitespace is allowed
+// anywhere outside strings (the format has none); recursion is bounded by the depth limit.
+class JsonParser {
+ public:
+  explicit JsonParser(std::string_view s) : s_(s) {}
+
+  bool ParseLine(JsonValue* out) {
+    if (!ParseValue(out, 0)) return false;
+    if (pos_ != s_.size()) return Fail("unexpected text after the record's closing '}'");
+    return true;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Fail(const std::string& what) {
+    error_ = "not valid JSON at column " + std::to_string(pos_ + 1) + ": " + what;
+    return false;
+  }
+  bool AtEnd() const { return pos_ >= s_.size(); }
+  char Peek() const { return s_[pos_]; }
+
+  bool Expect(char c, const char* context) {
+    if (AtEnd()) return Fail(std::string("the line ends where '") + c + "' " + context);
+    if (Peek() != c) {
+      return Fail(std::string("expected '") + c + "' " + context + ", found " +
+                  Describe(s_.substr(pos_, 1)));
+    }
+    ++pos_;
+    return true;
+  }
+
+  bool ParseValue(JsonValue* out, int depth) {
+    if (AtEnd()) return Fail("the line ends where a value belongs");
+    const char c = Peek();
+    if (c == '{' || c == '[') {
+      if (depth >= kMaxJsonDepth) {
+        return Fail("nested deeper than the ledger format's " + std::to_string(kMaxJsonDepth) +
+                    " levels");
+      }
+      return c == '{' ? ParseObject(out, depth + 1) : ParseArray(out, depth + 1);
+    }
+    if (c == '"') {
+      out->kind = JsonValue::kString;
+      return ParseString(&out->text);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
+    for (const char* literal : {"true", "false", "null"}) {
+      const std::string_view lit(literal);
+      if (s_.substr(pos_, lit.size()) == lit) {
+        pos_ += lit.size();
+        out->kind = lit == "null" ? JsonValue::kNull : JsonValue::kBool;
+        out->text = literal;
+        return true;
+      }
+    }
+    return Fail("expected a value, found " + Describe(s_.substr(pos_, 1)));
+  }
+
+  bool ParseObject(JsonValue* out, int depth) {
+    out->kind = JsonValue::kObject;
+    ++pos_;  // '{'
+    if (!AtEnd() && Peek() == '}') {
+      ++pos_;
+      return true;
+    }
+    for (;;) {
+      if (AtEnd()) return Fail("the line ends inside an object");
+      if (Peek() != '"') {
+        return Fail("expected a member name in quotes, found " + Describe(s_.substr(pos_, 1)));
+      }
+      std::string name;
+      if (!ParseString(&name)) return false;
+      if (!Expect(':', "after a member name")) return false;
+      JsonValue value;
+      if (!ParseValue(&value, depth)) return false;
+      out->members.emplace_back(std::move(name), std::move(value));
+      if (AtEnd()) return Fail("the line ends inside an object");
+      if (Peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (Peek() == '}') {
+        ++pos_;
+        return true;
+      }
+      return Fail("expected ',' or '}' in an object, found " + Describe(s_.substr(pos_, 1)));
+    }
+  }
+
+  bool ParseArray(JsonValue* out, int depth) {
+    out->kind = JsonValue::kArray;
+    ++pos_;  // '['
+    if (!AtEnd() && Peek() == ']') {
+      ++pos_;
+      return true;
+    }
+    for (;;) {
+      JsonValue value;
+      if (!ParseValue(&value, depth)) return false;
+      out->items.push_back(std::move(value));
+      if (AtEnd()) return Fail("the line ends inside an array");
+      if (Peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (Peek() == ']') {
+        ++pos_;
+        return true;
+      }
+      return Fail("expected ',' or ']' in an array, found " + Describe(s_.substr(pos_, 1)));
+    }
+  }
+
+  bool ParseHex4(std::uint32_t* out) {
+    if (s_.size() - pos_ < 4) return Fail("the line ends inside a \\u escape");
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = s_[pos_ + i];
+      int d = -1;
+      if (c >= '0' && c <= '9') d = c - '0';
+      if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      if (d < 0) return Fail("a \\u escape needs 4 hex digits");
+      v = v * 16 + static_cast<std::uint32_t>(d);
+    }
+    pos_ += 4;
+    *out = v;
+    return true;
+  }
+
+  bool ParseString(std::string* out) {
+    ++pos_;  // '"'
+    std::string decoded;
+    for (;;) {
+      if (AtEnd()) return Fail("the line ends inside a string");
+      const auto c = static_cast<unsigned char>(Peek());
+      if (c == '"') break;
+      if (c < 0x20) return Fail("a raw control character inside a string (must be escaped)");
+      if (c != '\\') {
+        // Copy the run of plain bytes up to the next quote, backslash or control character.
+        const std::size_t start = pos_;
+        while (!AtEnd()) {
+          const auto d = static_cast<unsigned char>(Peek());
+          if (d == '"' || d == '\\' || d < 0x20) break;
+          ++pos_;
+        }
+        const std::string_view run = s_.substr(start, pos_ - start);
+        if (!IsValidUtf8(run)) {
+          pos_ = start;
+          return Fail("a string that is not valid UTF-8");
+        }
+        decoded.append(run);
+        continue;
+      }
+      ++pos_;  // '\'
+      if (AtEnd()) return Fail("the line ends inside an escape");
+      const char e = Peek();
+      ++pos_;
+      switch (e) {
+        case '"':
+          decoded.push_back('"');
+          break;
+        case '\\':
+          decoded.push_back('\\');
+          break;
+        case '/':
+          decoded.push_back('/');
+          break;
+        case 'b':
+          decoded.push_back('\b');
+          break;
+        case 'f':
+          decoded.push_back('\f');
+          break;
+        case 'n':
+          decoded.push_back('\n');
+          break;
+        case 'r':
+          decoded.push_back('\r');
+          break;
+        case 't':
+          decoded.push_back('\t');
+          break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!ParseHex4(&cp)) return false;
+          if (cp >= 0xdc00 && cp <= 0xdfff) return Fail("a lone low surrogate in a \\u escape");
+          if (cp >= 0xd800 && cp <= 0xdbff) {
+            std::uint32_t low = 0;
+            if (s_.substr(pos_, 2) != "\\u") return Fail("a high surrogate without its pair");
+            pos_ += 2;
+            if (!ParseHex4(&low)) return false;
+            if (low < 0xdc00 || low > 0xdfff) return Fail("a high surrogate without its pair");
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          AppendUtf8(cp, &decoded);
+          break;
+        }
+        default:
+          --pos_;
+          return Fail("an unknown escape '\\" + std::string(1, e) + "'");
+      }
+    }
+    ++pos_;  // closing '"'
+    *out = std::move(decoded);
+    return true;
+  }
+
+  bool ParseNumber(JsonValue* out) {
+    // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    const std::size_t start = pos_;
+    auto digit = [&] { return !AtEnd() && Peek() >= '0' && Peek() <= '9'; };
+    if (Peek() == '-') ++pos_;
+    if (!digit()) return Fail("a number needs a digit here");
+    if (Peek() == '0') {
+      ++pos_;
+    } else {
+      while (digit()) ++pos_;
+    }
+    if (!AtEnd() && Peek() == '.') {
+      ++pos_;
+      if (!digit()) return Fail("a number needs a digit after '.'");
+      while (digit()) ++pos_;
+    }
+    if (!AtEnd() && (Peek() == 'e' || Peek() == 'E')) {
+      ++pos_;
+      if (!AtEnd() && (Peek() == '+' || Peek() == '-')) ++pos_;
+      if (!digit()) return Fail("a number needs a digit in its exponent");
+      while (digit()) ++pos_;
+    }
+    out->kind = JsonValue::kNumber;
+    out->text = std::string(s_.substr(start, pos_ - start));
+    return true;
+  }
+
+  std::string_view s_;
+  std::size_t pos_ = 0;
+  std::string error_;
+};
+
+// ---- the record's schema -----------------------------------------------------------------------
+
+// Checks that `obj` is an object with exactly the members `names`, in that order.
+bool CheckMembers(const JsonValue& obj, const std::vector<std::string_view>& names,
+                  const std::string& where, std::string* error) {
+  if (obj.kind != JsonValue::kObject) {
+    *error = where + " is " + KindName(obj.kind) + ", expected an object";
+    return false;
+  }
+  auto known = [&](const std::string& key) {
+    for (auto n : names) {
+      if (n == key) return true;
+    }
+    return false;
+  };
+  auto present = [&](std::string_view name) {
+    for (const auto& m : obj.members) {
+      if (m.first == name) return true;
+    }
+    return false;
+  };
+  const std::string in = where.empty() ? "" : " in " + where;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string missing = "missing field '" + std::string(names[i]) + "'" + in;
+    if (i >= obj.members.size()) {
+      *error = missing;
+      return false;
+    }
+    const std::string& key = obj.members[i].first;
+    if (key == names[i]) continue;
+    if (!known(key)) {
+      *error = "unexpected field " + Describe(key) + in;
+    } else if (!present(names[i])) {
+      *error = missing;
+    } else {
+      *error = "field '" + key + "' is out of place or repeated";
+      *error += in;
+      *error += " (field " + std::to_string(i + 1) + " must be '" + std::string(names[i]) + "')";
+    }
+    return false;
+  }
+  if (obj.members.size() > names.size()) {
+    const std::string& key = obj.members[names.size()].first;
+    *error = (known(key) ? "repeated field '" + key + "'" : "unexpected field " + Describe(key)) +
+             " after '" + std::string(names.back()) + "'" + in;
+    return false;
+  }
+  return true;
+}
+
+bool GetInt64(const JsonValue& v, const std::string& where, std::int64_t* out, std::string* error) {
+  if (v.kind != JsonValue::kNumber) {
+    *error = where + " is " + KindName(v.kind) + ", expected an integer";
+    return false;
+  }
+  if (v.text.find_first_of(".eE") != std::string::npos) {
+    *error = where + " is " + Describe(v.text) + ", expected an integer";
+    return false;
+  }
+  const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), *out);
+  if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size()) {
+    *error = where + " " + Describe(v.text) + " is out of range for a 64-bit integer";
+    return false;
+  }
+  return true;
+}
+
+bool GetInt(const JsonValue& v, const std::string& where, int* out, std::string* error) {
+  std::int64_t wide = 0;
+  if (!GetInt64(v, where, &wide, error)) return false;
+  if (wide < std::numeric_limits<int>::min() || wide > std::numeric_limits<int>::max()) {
+    *error = where + " " + Describe(v.text) + " is out of range for a 32-bit integer";
+    return false;
+  }
+  *out = static_cast<int>(wide);
+  return true;
+}
+
+bool GetDouble(const JsonValue& v, const std::string& where, double* out, std::string* error) {
+  if (v.kind != JsonValue::kNumber) {
+    *error = where + " is " + KindName(v.kind) + ", expected a number";
+    return false;
+  }
+  double d = 0;
+  const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
+  if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size() || !std::isfinite(d)) {
+    *error = where + " " + Describe(v.text) + " is not a finite double";
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
+bool GetString(const JsonValue& v, const std::string& where, std::string* out, std::string* error) {
+  if (v.kind != JsonValue::kString) {
+    *error = where + " is " + KindName(v.kind) + ", expected a string";
+    return false;
+  }
+  *out = v.text;
+  return true;
+}
+
+bool GetHex64(const JsonValue& v, const std::string& where, std::string* out, std::string* error) {
+  if (!GetString(v, where, out, error)) return false;
+  if (!IsLowerHex64(*out)) {
+    *error = where + " is " + Describe(*out) + ", expected 64 lowercase hex digits";
+    return false;
+  }
+  return true;
+}
+
+bool GetIntArray(const JsonValue& v, const std::string& where, std::vector<std::int64_t>* out,
+                 std::string* error) {
+  if (v.kind != JsonValue::kArray) {
+    *error = where + " is " + KindName(v.kind) + ", expected an array of integers";
+    return false;
+  }
+  out->resize(v.items.size());
+  for (std::size_t i = 0; i < v.items.size(); ++i) {
+    if (!GetInt64(v.items[i], where + "[" + std::to_string(i) + "]", &(*out)[i], error)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+template <class T, class F>
+bool GetObjectArray(const JsonValue& v, const std::string& where,
+                    const std::vector<std::string_view>& names, std::vector<T>* out, F&& one,
+                    std::string* error) {
+  if (v.kind != JsonValue::kArray) {
+    *error = where + " is " + KindName(v.kind) + ", expected an array of objects";
+    return false;
+  }
+  out->resize(v.items.size());
+  for (std::size_t i = 0; i < v.items.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (!CheckMembers(v.items[i], names, at, error)) return false;
+    if (!one(v.items[i].members, at, &(*out)[i])) return false;
+  }
+  return true;
+}
+
+const std::vector<std::string_view>& RecordFields() {
+  static const std::vector<std::string_view> kFields = {
+      "seq",    "prev",     "round",   "time",   "participants", "updates",
+      "checks", "excluded", "rewards", "stakes", "note",         "hash"};
+  return kFields;
+}
+
+bool ValidResult(std::string_view r) { return r == "pass" || r == "fail" || r == "mismatch"; }
+
+// The record in `v`, with every field present, in order, of the right type and form.
+bool ToRecord(const JsonValue& v, LedgerRecord* r, std::string* error) {
+  if (v.kind != JsonValue::kObject) {
+    *error = std::string("the line is ") + KindName(v.kind) + ", expected a record object";
+    return false;
+  }
+  if (!CheckMembers(v, RecordFields(), "", error)) return false;
+  const auto& m = v.members;
+  using Members = std::vector<std::pair<std::string, JsonValue>>;
+  if (!GetInt64(m[0].second, "seq", &r->seq, error) ||
+      !GetHex64(m[1].second, "prev", &r->prev, error) ||
+      !GetInt64(m[2].second, "round", &r->round, error) ||
+      !GetString(m[3].second, "time", &r->time, error)) {
+    return false;
+  }
+  if (!ValidTime(r->time)) {
+    *error = "time is " + Describe(r->time) + ", expected YYYY-MM-DDTHH:MM:SS[.fraction]Z";
+    return false;
+  }
+  if (!GetIntArray(m[4].second, "participants", &r->participants, error)) return false;
+  if (!GetObjectArray(
+          m[5].second, "updates", {"client", "sha256", "samples"}, &r->updates,
+          [&](const Members& f, const std::string& at, LedgerUpdate* u) {
+            return GetInt64(f[0].second, at + ".client", &u->client, error) &&
+                   GetHex64(f[1].second, at + ".sha256", &u->sha256, error) &&
+                   GetInt64(f[2].second, at + ".samples", &u->samples, error);
+          },
+          error)) {
+    return false;
+  }
+  if (!GetObjectArray(
+          m[6].second, "checks", {"client", "segment", "result", "distance", "threshold"},
+          &r->checks,
+          [&](const Members& f, const std::string& at, LedgerCheck* c) {
+            if (!GetInt64(f[0].second, at + ".client", &c->client, error) ||
+                !GetInt(f[1].second, at + ".segment", &c->segment, error) ||
+                !GetString(f[2].second, at + ".result", &c->result, error)) {
+              return false;
+            }
+            if (!ValidResult(c->result)) {
+              *error = at + ".result is " + Describe(c->result) +
+                       ", expected 'pass', 'fail' or 'mismatch'";
+              return false;
+            }
+            return GetDouble(f[3].second, at + ".distance", &c->distance, error) &&
+                   GetDouble(f[4].second, at + ".threshold", &c->threshold, error);
+          },
+          error)) {
+    return false;
+  }
+  if (!GetIntArray(m[7].second, "excluded", &r->excluded, error)) return false;
+  if (!GetObjectArray(
+          m[8].second, "rewards", {"client", "amount"}, &r->rewards,
+          [&](const Members& f, const std::string& at, LedgerReward* w) {
+            return GetInt64(f[0].second, at + ".client", &w->client, error) &&
+                   GetDouble(f[1].second, at + ".amount", &w->amount, error);
+          },
+          error)) {
+    return false;
+  }
+  if (!GetObjectArray(
+          m[9].second, "stakes", {"client", "stake"}, &r->stakes,
+          [&](const Members& f, const std::string& at, LedgerStake* s) {
+            return GetInt64(f[0].second, at + ".client", &s->client, error) &&
+                   GetDouble(f[1].second, at + ".stake", &s->stake, error);
+          },
+          error)) {
+    return false;
+  }
+  return GetString(m[10].second, "note", &r->note, error) &&
+         GetHex64(m[11].second, "hash", &r->hash, error);
+}
+
+bool HexEqual(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// ---- the chain ---------------------------------------------------------------------------------
+
+// Checks lines one by one and stops at the first problem.
+class ChainVerifier {
+ public:
+  explicit ChainVerifier(std::vector<LedgerRecord>* keep) : keep_(keep) {}
+
+  bool done() const { return done_; }
+  const LedgerVerification& result() const { return result_; }
+  const std::string& last_hash() const { return last_hash_; }
+
+  // One line without its '\n'; `terminated` says whether the '\n' was there.
+  Status Line(std::string_view line, bool terminated) {
+    if (done_) return Status::Ok();
+    LedgerRecord record;
+    std::string problem;
+    FEDML_RETURN_IF_ERROR(Check(line, &record, &problem));
+    if (!terminated) {
+      std::string what =
+          "the last line has no '\\n' at its end: it is truncated, a write cut "
+          "short (by a crash?); the records before it are intact";
+      if (problem.empty()) what += " (its record is complete and verifies; only the '\\n' is lost)";
+      Stop(what, true);
+      return Status::Ok();
+    }
+    if (!problem.empty()) {
+      Stop(problem, false);
+      return Status::Ok();
+    }
+    last_hash_ = record.hash;
+    ++result_.records;
+    if (keep_ != nullptr) keep_->push_back(std::move(record));
+    return Status::Ok();
+  }
+
+  // A line longer than kMaxLedgerLineBytes at the current position.
+  void TooLong() {
+    Stop("the line is longer than " + std::to_string(kMaxLedgerLineBytes) + " bytes", false);
+  }
+
+ private:
+  void Stop(const std::string& what, bool truncated) {
+    done_ = true;
+    result_.ok = false;
+    result_.first_bad_record = result_.records;
+    result_.first_bad_line = static_cast<int>(result_.records + 1);
+    result_.truncated = truncated;
+    result_.problem = "record " + std::to_string(result_.records) + " (line " +
+                      std::to_string(result_.records + 1) + "): " + what;
+  }
+
+  // Leaves *problem empty when the line is a good next record.
+  Status Check(std::string_view line, LedgerRecord* record, std::string* problem) {
+    if (line.empty()) {
+      *problem = "an empty line";
+      return Status::Ok();
+    }
+    JsonValue value;
+    JsonParser parser(line);
+    if (!parser.ParseLine(&value)) {
+      *problem = parser.error();
+      return Status::Ok();
+    }
+    if (!ToRecord(value, record, problem)) return Status::Ok();
+    const std::string canonical = LedgerRecordToJson(*record);
+    if (canonical != line) {
+      std::size_t i = 0;
+      while (i < canonical.size() && i < line.size() && canonical[i] == line[i]) ++i;
+      *problem = "the line is not in the ledger's canonical form (first difference at column " +
+                 std::to_string(i + 1) + ")";
+      return Status::Ok();
+    }
+    const std::int64_t expected = result_.records;
+    if (record->seq != expected) {
+      *problem = "seq is " + std::to_string(record->seq) + ", expected " +
+                 std::to_string(expected) + " (records missing, repeated or out of order)";
+      return Status::Ok();
+    }
+    if (!HexEqual(record->prev, last_hash_)) {
+      *problem = expected == 0 ? "its prev is not 64 zeros, as the first record's must be"
+                               : "its prev does not match the hash of record " +
+                                     std::to_string(expected - 1) +
+                                     ": a record before it was changed, removed or reordered";
+      return Status::Ok();
+    }
+    // The canonical line ends in `,"hash":"<64 hex>"}`: hash what comes before, plus '}'.
+    std::string hashed(line.substr(0, line.size() - kHashSuffixBytes));
+    hashed.push_back('}');
+    FEDML_ASSIGN_OR_RETURN(const std::string hash, Sha256Hex(hashed.data(), hashed.size()));
+    if (!HexEqual(hash, record->hash)) {
+      *problem = "its hash does not match its content: the record was changed";
+    }
+    return Status::Ok();
+  }
+
+  std::vector<LedgerRecord>* keep_;
+  LedgerVerification result_;
+  std::string last_hash_{kLedgerGenesisPrev};
+  bool done_ = false;
+};
+
+// Feeds `contents` to `chain` line by line.
+Status VerifyText(std::string_view contents, ChainVerifier* chain) {
+  std::size_t start = 0;
+  while (start < contents.size() && !chain->done()) {
+    const std::size_t nl = contents.find('\n', start);
+    const std::size_t end = nl == std::string_view::npos ? contents.size() : nl;
+    if (end - start > kMaxLedgerLineBytes) {
+      chain->TooLong();
+      break;
+    }
+    FEDML_RETURN_IF_ERROR(
+        chain->Line(contents.substr(start, end - start), nl != std::string_view::npos));
+    start = end + 1;
+  }
+  return Status::Ok();
+}
+
+// Reads the file behind `fd` from its start (pread: the offset is left alone) and feeds it to
+// `chain`. *size is the number of bytes read (the file's size when chain found nothing wrong).
+Status VerifyFd(int fd, const std::string& path, ChainVerifier* chain, std::uint64_t* size) {
+  std::string pending;  // the bytes of the current, unfinished line
+  std::vector<char> chunk(kReadChunkBytes);
+  std::uint64_t offset = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, chunk.data(), chunk.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      if (err == EISDIR) return FileError(err, "cannot read ledger", path);
+      return Status::DataLoss("reading ledger '" + path + "' failed: " + ErrnoText(err));
+    }
+    if (n == 0) break;
+    offset += static_cast<std::uint64_t>(n);
+    std::string_view data(chunk.data(), static_cast<std::size_t>(n));
+    while (!data.empty() && !chain->done()) {
+      const std::size_t nl = data.find('\n');
+      if (nl == std::string_view::npos) {
+        if (pending.size() + data.size() > kMaxLedgerLineBytes) {
+          chain->TooLong();
+          break;
+        }
+        pending.append(data);
+        break;
+      }
+      if (pending.size() + nl > kMaxLedgerLineBytes) {
+        chain->TooLong();
+        break;
+      }
+      if (pending.empty()) {
+        FEDML_RETURN_IF_ERROR(chain->Line(data.substr(0, nl), true));
+      } else {
+        pending.append(data.substr(0, nl));
+        FEDML_RETURN_IF_ERROR(chain->Line(pending, true));
+        pending.clear();
+      }
+      data.remove_prefix(nl + 1);
+    }
+    if (chain->done()) break;
+  }
+  if (!chain->done() && !pending.empty()) FEDML_RETURN_IF_ERROR(chain->Line(pending, false));
+  *size = offset;
+  return Status::Ok();
+}
+
+Status ValidateForAppend(const LedgerRecord& r) {
+  auto utf8 = [](const std::string& s, const std::string& what) {
+    return IsValidUtf8(s)
+               ? Status::Ok()
+               : Status::InvalidArgument("ledger record: " + what + " is not valid UTF-8");
+  };
+  auto finite = [](double d, const std::string& what) {
+    return std::isfinite(d) ? Status::Ok()
+                            : Status::InvalidArgument("ledger record: " + what +
+                                                      " is not finite; only finite doubles can "
+                                                      "be written");
+  };
+  if (!r.time.empty() && !ValidTime(r.time)) {
+    return Status::InvalidArgument("ledger record: time " + Describe(r.time) +
+                                   " is not YYYY-MM-DDTHH:MM:SS[.fraction]Z (or empty: now)");
+  }
+  FEDML_RETURN_IF_ERROR(utf8(r.note, "note"));
+  for (std::size_t i = 0; i < r.updates.size(); ++i) {
+    if (!IsLowerHex64(r.updates[i].sha256)) {
+      return Status::InvalidArgument("ledger record: updates[" + std::to_string(i) +
+                                     "].sha256 is not 64 lowercase hex digits");
+    }
+  }
+  for (std::size_t i = 0; i < r.checks.size(); ++i) {
+    const std::string at = "checks[" + std::to_string(i) + "]";
+    if (!ValidResult(r.checks[i].result)) {
+      return Status::InvalidArgument("ledger record: " + at + ".result is " +
+                                     Describe(r.checks[i].result) +
+                                     "; allowed: 'pass', 'fail', 'mismatch'");
+    }
+    FEDML_RETURN_IF_ERROR(finite(r.checks[i].distance, at + ".distance"));
+    FEDML_RETURN_IF_ERROR(finite(r.checks[i].threshold, at + ".threshold"));
+  }
+  for (std::size_t i = 0; i < r.rewards.size(); ++i) {
+    FEDML_RETURN_IF_ERROR(finite(r.rewards[i].amount, "rewards[" + std::to_string(i) + "].amount"));
+  }
+  for (std::size_t i = 0; i < r.stakes.size(); ++i) {
+    FEDML_RETURN_IF_ERROR(finite(r.stakes[i].stake, "stakes[" + std::to_string(i) + "].stake"));
+  }
+  return Status::Ok();
+}
+
+// fsyncs the folder holding `path`, so that a newly created file survives a crash.
+Status SyncParent(const std::string& path) {
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  Fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) return FileError(errno, "cannot open the folder of ledger", path);
+  if (::fsync(dir.get()) != 0 && errno != EINVAL) {
+    return Status::DataLoss("fsync of the folder of ledger '" + path +
+                            "' failed: " + ErrnoText(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ---- public ------------------------------------------------------------------------------------
+
+bool operator==(const LedgerUpdate& a, const LedgerUpdate& b) {
+  return a.client == b.client && a.sha256 == b.sha256 && a.samples == b.samples;
+}
+bool operator==(const LedgerCheck& a, const LedgerCheck& b) {
+  return a.client == b.client && a.segment == b.segment && a.result == b.result &&
+         a.distance == b.distance && a.threshold == b.threshold;
+}
+bool operator==(const LedgerReward& a, const LedgerReward& b) {
+  return a.client == b.client && a.amount == b.amount;
+}
+bool operator==(const LedgerStake& a, const LedgerStake& b) {
+  return a.client == b.client && a.stake == b.stake;
+}
+bool operator==(const LedgerRecord& a, const LedgerRecord& b) {
+  return a.seq == b.seq && a.prev == b.prev && a.round == b.round && a.time == b.time &&
+         a.participants == b.participants && a.updates == b.updates && a.checks == b.checks &&
+         a.excluded == b.excluded && a.rewards == b.rewards && a.stakes == b.stakes &&
+         a.note == b.note && a.hash == b.hash;
+}
+
+std::string LedgerRecordToJson(const LedgerRecord& record) {
+  return WithHash(CanonicalBody(record), record.hash);
+}
+
+Result<LedgerVerification> VerifyLedgerContents(std::string_view contents) {
+  ChainVerifier chain(nullptr);
+  FEDML_RETURN_IF_ERROR(VerifyText(contents, &chain));
+  return chain.result();
+}
+
+Result<LedgerVerification> VerifyLedger(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return FileError(errno, "cannot open ledger", path);
+  ChainVerifier chain(nullptr);
+  std::uint64_t size = 0;
+  FEDML_RETURN_IF_ERROR(VerifyFd(fd.get(), path, &chain, &size));
+  return chain.result();
+}
+
+Result<std::vector<LedgerRecord>> ReadLedger(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return FileError(errno, "cannot open ledger", path);
+  std::vector<LedgerRecord> records;
+  ChainVerifier chain(&records);
+  std::uint64_t size = 0;
+  FEDML_RETURN_IF_ERROR(VerifyFd(fd.get(), path, &chain, &size));
+  if (!chain.result().ok) {
+    return Status::DataLoss("ledger '" + path + "' failed verification: " + chain.result().problem);
+  }
+  return records;
+}
+
+LedgerWriter::LedgerWriter(std::string path, int fd, std::int64_t next_seq, std::string last_hash,
+                           std::uint64_t size)
+    : path_(std::move(path)),
+      fd_(fd),
+      next_seq_(next_seq),
+      last_hash_(std::move(last_hash)),
+      size_(size) {}
+
+LedgerWriter::LedgerWriter(LedgerWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      next_seq_(other.next_seq_),
+      last_hash_(std::move(other.last_hash_)),
+      size_(other.size_),
+      failed_(other.failed_) {}
+
+LedgerWriter& LedgerWriter::operator=(LedgerWriter&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
+    next_seq_ = other.next_seq_;
+    last_hash_ = std::move(other.last_hash_);
+    size_ = other.size_;
+    failed_ = other.failed_;
+  }
+  return *this;
+}
+
+LedgerWriter::~LedgerWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<LedgerWriter> LedgerWriter::Open(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("ledger path is empty");
+  bool created = true;
+  int raw = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (raw < 0 && errno == EEXIST) {
+    created = false;
+    raw = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  }
+  if (raw < 0) return FileError(errno, "cannot open ledger", path);
+  Fd fd(raw);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return FileError(errno, "cannot stat ledger", path);
+  if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("ledger '" + path + "' is not a regular file");
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::FailedPrecondition("ledger '" + path +
+                                        "' is held by another LedgerWriter (flock)");
+    }
+    return FileError(errno, "cannot lock ledger", path);
+  }
+  if (created) FEDML_RETURN_IF_ERROR(SyncParent(path));
+  ChainVerifier chain(nullptr);
+  std::uint64_t size = 0;
+  FEDML_RETURN_IF_ERROR(VerifyFd(fd.get(), path, &chain, &size));
+  if (!chain.result().ok) {
+    return Status::DataLoss("ledger '" + path + "' failed verification, not appending to it: " +
+                            chain.result().problem);
+  }
+  return LedgerWriter(path, fd.release(), chain.result().records, chain.last_hash(), size);
+}
+
+Status LedgerWriter::Append(LedgerRecord record) {
+  if (fd_ < 0) return Status::FailedPrecondition("LedgerWriter was moved from");
+  if (failed_) {
+    return Status::FailedPrecondition("ledger '" + path_ +
+                                      "': an earlier write failed; reopen it to verify it");
+  }
+  FEDML_RETURN_IF_ERROR(ValidateForAppend(record));
+  record.seq = next_seq_;
+  record.prev = last_hash_;
+  if (record.time.empty()) record.time = NowUtc();
+  std::string body = CanonicalBody(record);
+  body.push_back('}');
+  FEDML_ASSIGN_OR_RETURN(record.hash, Sha256Hex(body.data(), body.size()));
+  body.pop_back();
+  std::string line = WithHash(std::move(body), record.hash);
+  if (line.size() > kMaxLedgerLineBytes) {
+    return Status::InvalidArgument("ledger record is " + std::to_string(line.size()) +
+                                   " bytes long; at most " + std::to_string(kMaxLedgerLineBytes) +
+                                   " allowed");
+  }
+  line.push_back('\n');
+
+  std::size_t written = 0;
+  while (written < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + written, line.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      failed_ = true;
+      // Cut off what part of the line did get written; a torn line stays if this fails too.
+      if (written > 0 && ::ftruncate(fd_, static_cast<off_t>(size_)) == 0) ::fsync(fd_);
+      return Status::DataLoss("writing ledger '" + path_ + "' failed: " + ErrnoText(err));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd_) != 0) {
+    const int err = errno;
+    failed_ = true;
+    return Status::DataLoss("fsync of ledger '" + path_ + "' failed: " + ErrnoText(err));
+  }
+  size_ += line.size();
+  ++next_seq_;
+  last_hash_ = std::move(record.hash);
+  return Status::Ok();
+}
+
+}  // namespace fedml::core::security
