@@ -251,6 +251,7 @@ Status RoundController::RunAsync(core::ModelState& global) {
     } else if (staleness > opt.max_staleness) {
       ++row.refused;
       row.extra["refused_stale"] += 1;
+      LedgerOutcome(t.client, 0, "", false);
       return Status::Ok();
     } else {
       algorithms::ClientUpdate update = UpdateFromReply(t.client, std::move(msg));
@@ -261,8 +262,11 @@ Status RoundController::RunAsync(core::ModelState& global) {
       const double n = static_cast<double>(update.num_samples);
       const auto secs = update.metrics.find("train_seconds");
       if (secs != update.metrics.end()) row.extra["client_train_seconds"] += secs->second;
+      const std::string sha = LedgerHash(update);
+      const std::int64_t samples = update.num_samples;
       st = aggregator_->Accumulate(std::move(update));
       if (st.ok()) {
+        LedgerOutcome(t.client, samples, sha, true);
         ++row.clients;
         loss_weighted += client_loss * n;
         loss_weight += n;
@@ -270,6 +274,7 @@ Status RoundController::RunAsync(core::ModelState& global) {
     }
     if (!st.ok()) {
       ++row.refused;
+      LedgerOutcome(t.client, 0, "", false);
       std::fprintf(stderr, "warning: version %lld: update of client %lld refused: %s\n", round_no(),
                    static_cast<long long>(t.client), st.ToString().c_str());
       return Status::Ok();

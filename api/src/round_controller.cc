@@ -14,6 +14,7 @@
 #include <set>
 
 #include "fedml/core/random.h"
+#include "fedml/core/security/crypto.h"
 
 namespace fedml::api {
 
@@ -81,6 +82,17 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = Status::InvalidArgument("the server needs at least one worker rank (world size " +
                                      std::to_string(comm_.world_size()) + ")");
   }
+  if (status.ok() && !options_.ledger_file.empty()) {
+    const auto parent = std::filesystem::path(options_.ledger_file).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    auto ledger = core::security::LedgerWriter::Open(options_.ledger_file);
+    if (ledger.ok()) {
+      ledger_.emplace(std::move(ledger).value());
+    } else {
+      status = ledger.status().WithContext("opening ledger_file " + options_.ledger_file);
+    }
+  }
   if (status.ok() && !options_.start_strategy_state.empty()) {
     status = aggregator_->RestoreState(options_.start_strategy_state)
                  .WithContext("restoring the strategy's state from the checkpoint");
@@ -137,6 +149,7 @@ Status RoundController::EvaluateIfDue(std::int64_t round, const core::ModelState
 Status RoundController::EndRow(std::int64_t rounds_done, const core::ModelState& global,
                                RoundMetrics& metrics) {
   if (options_.system) metrics.extra["virtual_seconds"] = virtual_now_;
+  FEDML_RETURN_IF_ERROR(LedgerAppend(rounds_done, metrics));
   if (!options_.checkpoint_dir.empty()) {
     FEDML_RETURN_IF_ERROR(WriteCheckpoint(options_.checkpoint_dir, rounds_done, model_version_,
                                           global, aggregator_->SaveState(), virtual_now_));
@@ -156,6 +169,60 @@ algorithms::ClientUpdate RoundController::UpdateFromReply(std::int64_t client_id
   update.metrics = std::move(reply.metrics);
   update.extras = std::move(reply.extras);
   return update;
+}
+
+std::string RoundController::LedgerHash(const algorithms::ClientUpdate& update) const {
+  if (!ledger_) return "";
+  auto sha = StateSha256(update.state);
+  return sha.ok() ? *sha : "";  // recorded as no hash; the append then refuses the record
+}
+
+void RoundController::LedgerOutcome(std::int64_t client, std::int64_t samples,
+                                    const std::string& sha256, bool accepted) {
+  if (!ledger_) return;
+  core::security::LedgerRecord& r = ledger_record_;
+  if (std::find(r.participants.begin(), r.participants.end(), client) == r.participants.end()) {
+    r.participants.push_back(client);
+  }
+  if (!accepted) {
+    r.excluded.push_back(client);
+    return;
+  }
+  r.updates.push_back({client, sha256, samples});
+  // Verification is not in place yet: the reward is the sample count the client claims.
+  r.rewards.push_back({client, static_cast<double>(samples)});
+}
+
+Status RoundController::LedgerAppend(std::int64_t round, const RoundMetrics& metrics) {
+  if (!ledger_) return Status::Ok();
+  core::security::LedgerRecord record = std::move(ledger_record_);
+  ledger_record_ = {};
+  record.round = round;
+  std::sort(record.participants.begin(), record.participants.end());
+  record.note = aggregator_->name() + ", model version " + std::to_string(model_version_) + ", " +
+                std::to_string(metrics.clients) + " accepted, " + std::to_string(metrics.dropped) +
+                " dropped; rewards: claimed samples (unverified)";
+  return ledger_->Append(std::move(record))
+      .WithContext("appending round " + std::to_string(round) + " to the ledger");
+}
+
+Result<std::string> StateSha256(const core::ModelState& state) {
+  // Host byte order is little-endian on every platform fedml-cpp builds for (x86-64, arm64).
+  core::Bytes bytes;
+  bytes.reserve(state.numel() * sizeof(float) + 64 * state.num_tensors());
+  auto put = [&bytes](const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  };
+  for (const core::TensorSpec& spec : state.specs()) {
+    put(spec.name.data(), spec.name.size());
+    bytes.push_back(0);
+    const auto rank = static_cast<std::int64_t>(spec.shape.size());
+    put(&rank, sizeof rank);
+    for (std::int64_t d : spec.shape) put(&d, sizeof d);
+    put(state.data() + spec.offset, spec.numel() * sizeof(float));
+  }
+  return core::security::Sha256Hex(bytes.data(), bytes.size());
 }
 
 double RoundController::ClientWork(std::int64_t id) const {
@@ -488,6 +555,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
     sampled = std::move(kept);
   }
   const int k = static_cast<int>(sampled.size());
+  if (ledger_) ledger_record_.participants = sampled;
   FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
   FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
 
@@ -511,6 +579,10 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
       },
       [&](int pos) { return "client " + std::to_string(sampled[pos]); },
       [&](int pos, Message&& msg) {
+        // What decides the update's fate is read before its payload moves on.
+        const bool invalid = msg.type == MessageType::kInvalid;
+        const std::string error = invalid ? msg.attrs["error"] : std::string();
+        const bool other_client = msg.client_ids != std::vector<std::int64_t>{sampled[pos]};
         algorithms::ClientUpdate update = UpdateFromReply(sampled[pos], std::move(msg));
         const double n = static_cast<double>(update.num_samples);
         const auto secs = update.metrics.find("train_seconds");
@@ -518,13 +590,17 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         const auto loss = update.metrics.find("train_loss");
         const double client_loss = loss == update.metrics.end() ? 0.0 : loss->second;
         Status st;
-        if (msg.type == MessageType::kInvalid) {
-          st = Status::InvalidArgument(msg.attrs["error"]);
-        } else if (msg.client_ids != std::vector<std::int64_t>{sampled[pos]}) {
+        if (invalid) {
+          st = Status::InvalidArgument(error);
+        } else if (other_client) {
           st = Status::InvalidArgument("the update names another client");
         } else {
+          const std::string sha = LedgerHash(update);
+          const std::int64_t samples = update.num_samples;
           st = aggregator_->Accumulate(std::move(update));
+          if (st.ok()) LedgerOutcome(sampled[pos], samples, sha, true);
         }
+        if (!st.ok()) LedgerOutcome(sampled[pos], 0, "", false);
         if (st.ok()) {
           ++metrics.clients;
           loss_weighted += client_loss * n;

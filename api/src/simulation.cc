@@ -27,6 +27,7 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   o.worker_timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(config.worker_timeout_s * 1000));
   o.checkpoint_dir = config.checkpoint_dir;
+  o.ledger_file = config.ledger_file;
   o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
   o.async.enabled = algorithms::IsAsynchronous(config.federated_optimizer);
   o.async.buffer_size = config.federated_optimizer == "FedBuff" ? config.buffer_size : 1;

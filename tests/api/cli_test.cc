@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -74,4 +75,57 @@ TEST_CASE("fedml simulate runs, writes metrics and a PyTorch-loadable model", "[
   }
   CHECK(lines == 3);
   CHECK(std::ifstream(dir + "/final_model.pt").good());
+}
+
+TEST_CASE("fedml ledger verify checks the chain a run wrote and names a tampered record",
+          "[cli][ledger]") {
+  const std::string dir = std::string(FEDML_BINARY_DIR) + "/tests/cli_ledger";
+  const std::string ledger = dir + "/ledger.jsonl";
+  std::remove(ledger.c_str());
+  const std::string run =
+      "simulate --dataset synthetic --model lr --client_num_in_total 20 "
+      "--client_num_per_round 5 --comm_round 3 --model_file_cache_folder '' --ledger_file " +
+      ledger;
+  // Two runs append to one ledger: 6 records, one per round, the chain continuing.
+  for (int i = 0; i < 2; ++i) {
+    auto r = RunFedml(run);
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    CHECK(r.output.find("ledger: " + ledger + ", " + std::to_string(3 * (i + 1)) + " records") !=
+          std::string::npos);
+  }
+  auto ok = RunFedml("ledger verify " + ledger);
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(ok.output.find("6 records, hash chain intact") != std::string::npos);
+
+  // Each record names the round's five clients and the hashes of the updates taken.
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(ledger);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  REQUIRE(lines.size() == 6);
+  CHECK(lines[3].find("\"seq\":3,") != std::string::npos);
+  CHECK(lines[3].find("\"round\":1,") != std::string::npos);  // the second run's first round
+  std::size_t hashes = 0;
+  for (std::size_t at = lines[0].find("\"sha256\":\""); at != std::string::npos;
+       at = lines[0].find("\"sha256\":\"", at + 1)) {
+    ++hashes;
+  }
+  CHECK(hashes == 5);
+
+  // One changed digit in record 4's content: verification fails there, exit code 5.
+  const auto digit = lines[4].find("\"samples\":") + 10;
+  lines[4][digit] = lines[4][digit] == '9' ? '8' : '9';
+  {
+    std::ofstream out(ledger, std::ios::trunc);
+    for (const auto& l : lines) out << l << '\n';
+  }
+  auto bad = RunFedml("ledger verify " + ledger);
+  INFO(bad.output);
+  CHECK(bad.code == 5);
+  CHECK(bad.output.find("record 4 (line 5)") != std::string::npos);
+  auto missing = RunFedml("ledger verify " + dir + "/none.jsonl");
+  CHECK(missing.code == 3);
 }

@@ -121,6 +121,9 @@ struct Config {
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";
+  // Append one hash-chained record per round (participants, update hashes, rewards) to this
+  // ledger (fedml/core/security/ledger.h); `fedml ledger verify FILE` checks it. "" = none.
+  std::string ledger_file = "";
   std::string log_level = "info";
   // threads each worker's LibTorch may use (0 = one each so workers do not oversubscribe cores)
   int torch_threads = 0;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "fedml/algorithms/aggregator.h"
@@ -14,6 +15,7 @@
 #include "fedml/api/metrics.h"
 #include "fedml/api/system_model.h"
 #include "fedml/core/comm/communicator.h"
+#include "fedml/core/security/ledger.h"
 #include "fedml/core/wire.h"
 
 namespace fedml::api {
@@ -29,6 +31,12 @@ struct ServerOptions {
   /// (0 = off: only round_timeout applies).
   std::chrono::milliseconds worker_timeout{0};
   std::string checkpoint_dir;  // "" = no checkpoint
+  /// Contribution ledger (fedml/core/security/ledger.h): after every round (asynchronous: every
+  /// version) one hash-chained record of the clients asked, the SHA-256 of every accepted update
+  /// (StateSha256), the refused ones and each accepted client's reward (its sample count: the
+  /// samples are claimed, not verified). Appended to an existing ledger after verifying it; a
+  /// damaged one fails the run before its first round. "" = none.
+  std::string ledger_file;
   /// Deployment (gRPC edge clients): client N is rank N + 1 and holds its own data, so its task
   /// goes to that rank only and carries the global model (a client that reconnected may hold
   /// none). A client that is gone, fails or misses the round deadline loses its update for the
@@ -125,6 +133,12 @@ class RoundController {
   /// the next online time when nobody is online.
   Result<std::vector<std::int64_t>> SampleRound(std::int64_t round);
   double ClientWork(std::int64_t id) const;
+  /// Ledger: the round's record so far, and appending it (no-op without a ledger).
+  /// The hash of an update about to be aggregated ("" without a ledger).
+  std::string LedgerHash(const algorithms::ClientUpdate& update) const;
+  void LedgerOutcome(std::int64_t client, std::int64_t samples, const std::string& sha256,
+                     bool accepted);
+  Status LedgerAppend(std::int64_t round, const RoundMetrics& metrics);
   /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).
   static algorithms::ClientUpdate UpdateFromReply(std::int64_t client_id, core::Message&& reply);
   Result<Evaluation> EvaluateOnWorkers(std::int64_t round, const core::ModelState& global,
@@ -155,10 +169,16 @@ class RoundController {
   std::vector<std::int64_t> worker_version_;  // model version each worker holds, -1 = none
   std::int64_t model_version_ = 0;
   double virtual_now_ = 0.0;  // the virtual clock (seconds), with a system model
+  std::optional<core::security::LedgerWriter> ledger_;
+  core::security::LedgerRecord ledger_record_;  // the round being recorded
   std::vector<RoundMetrics> history_;
   std::function<void(std::int64_t, int, int)> on_progress_;
   std::function<void(const RoundMetrics&)> on_round_;
 };
+
+/// SHA-256 (hex) of a model state as the ledger records it: for each tensor its name, a zero
+/// byte, its rank and dimensions as little-endian int64, then its float32 values little-endian.
+Result<std::string> StateSha256(const core::ModelState& state);
 
 /// Writes `global`, its round and the strategy's state (Aggregator::SaveState) atomically to
 /// `dir`/checkpoint.fedml (wire format).
