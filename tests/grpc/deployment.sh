@@ -21,9 +21,10 @@ cfg=("${common[@]}")
 "$fedml" certs --out certs --clients 4 > certs.log || fail "fedml certs"
 "$fedml" certs --out other_ca --clients 4 > other_ca.log || fail "fedml certs (second CA)"
 
-# FILE's lines as they are written (tail -f wakes on each write), for at most 120 s; as a process
-# substitution nobody waits for it, and it holds none of the test's output open.
-follow() { exec timeout 120 tail -n +1 -s 0.1 -f "$1" 2>/dev/null; }
+# FILE's lines as they are written (tail -F wakes on each write, and waits for FILE to appear),
+# for at most 120 s; as a process substitution nobody waits for it, and it holds none of the
+# test's output open.
+follow() { exec timeout 120 tail -n +1 -s 0.1 -F "$1" 2>/dev/null; }
 
 # Starts a server in the background; sets $port and $server_pid once it listens (tail -f wakes
 # on each new line of its log, so nothing sleeps).
@@ -32,7 +33,8 @@ start_server() {
   local log="$1"; shift
   local port_arg=0
   if [[ "${*: -2:1}" == "--port_reuse" ]]; then port_arg="${*: -1}"; set -- "${@:1:$#-2}"; fi
-  timeout 300 "$fedml" server "${cfg[@]}" --port "$port_arg" "$@" > "$log" 2>&1 &
+  : > "$log"  # exists before tail -f opens it (tail gives up on a file that is not there yet)
+  timeout 300 "$fedml" server "${cfg[@]}" --port "$port_arg" "$@" >> "$log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
   port=$(grep -m1 -o "listening on [^ ]*" <(follow "$log") | sed 's/.*://')
