@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "fedml/core/little_endian.h"
+
 namespace fedml::core::security {
 namespace {
 
@@ -94,18 +96,9 @@ std::string ShareName(std::size_t index, std::uint32_t x) {
   return "share " + std::to_string(index) + " (x = " + std::to_string(x) + ")";
 }
 
-void PutU32(std::uint32_t v, std::uint8_t* p) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-
-std::uint32_t GetU32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-}
-
-std::uint64_t GetU64(const std::uint8_t* p) {
-  return static_cast<std::uint64_t>(GetU32(p)) | (static_cast<std::uint64_t>(GetU32(p + 4)) << 32);
-}
+void PutU32(std::uint32_t v, std::uint8_t* p) { StoreLe32(p, v); }
+std::uint32_t GetU32(const std::uint8_t* p) { return LoadLe32(p); }
+std::uint64_t GetU64(const std::uint8_t* p) { return LoadLe64(p); }
 
 }  // namespace
 

@@ -16,6 +16,8 @@
 
 #include "fedml.pb.h"
 
+#include "fedml/core/little_endian.h"
+
 namespace fedml::core {
 namespace {
 
@@ -58,20 +60,9 @@ std::string WireDTypeName(std::uint32_t raw) {
 
 // ---- little-endian and varint primitives ------------------------------------------------------
 
-void PutU32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-
-std::uint32_t GetU32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
-}
-
-std::uint64_t GetU64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
+void PutU32(std::uint8_t* p, std::uint32_t v) { StoreLe32(p, v); }
+std::uint32_t GetU32(const std::uint8_t* p) { return LoadLe32(p); }
+std::uint64_t GetU64(const std::uint8_t* p) { return LoadLe64(p); }
 
 std::size_t VarintSize(std::uint64_t v) {
   std::size_t n = 1;

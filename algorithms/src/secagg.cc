@@ -1,0 +1,1453 @@
+#include "fedml/algorithms/secagg.h"
+
+#include <openssl/crypto.h>  // OPENSSL_cleanse: crypto.h offers no wipe helper
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <utility>
+
+#include "fedml/core/random.h"
+#include "fedml/core/security/crypto.h"
+#include "fedml/core/security/quantization.h"
+
+#include "fedml/core/little_endian.h"
+
+namespace fedml::algorithms {
+namespace {
+
+namespace sec = core::security;
+using core::Bytes;
+
+constexpr std::size_t kKeyBytes = sec::kX25519KeyBytes;
+constexpr std::size_t kSecretBytes = 32;  // b_u and s_u's private key
+constexpr std::size_t kSecretChunks = kSecretBytes / 4;
+constexpr std::size_t kEncodedShareBytes = 16 + 8 * kSecretChunks;  // EncodeShare's size
+// "FSAP" | u32 version | u32 from | u32 to | u32 len | share of s | u32 len | share of b
+constexpr std::size_t kSharePlaintextBytes =
+    4 + 4 + 4 + 4 + 4 + kEncodedShareBytes + 4 + kEncodedShareBytes;
+static_assert(kSecAggShareCiphertextBytes ==
+                  sec::kAeadNonceBytes + kSharePlaintextBytes + sec::kAeadTagBytes,
+              "the header's ciphertext size is out of date");
+
+// ---- Wiping ----
+
+void Wipe(Bytes& b) {
+  if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+  b.clear();
+}
+void Wipe(sec::ShamirShare& s) {
+  if (!s.y.empty()) OPENSSL_cleanse(s.y.data(), s.y.size() * sizeof(std::uint64_t));
+  s.y.clear();
+}
+void Wipe(std::vector<sec::ShamirShare>& v) {
+  for (auto& s : v) Wipe(s);
+  v.clear();
+}
+void Wipe(std::vector<std::uint32_t>& v) {
+  if (!v.empty()) OPENSSL_cleanse(v.data(), v.size() * sizeof(std::uint32_t));
+  v.clear();
+}
+
+// Runs f when the scope ends, on every path (early error returns included).
+template <class F>
+class Defer {
+ public:
+  explicit Defer(F f) : f_(std::move(f)) {}
+  ~Defer() { f_(); }
+  Defer(const Defer&) = delete;
+  Defer& operator=(const Defer&) = delete;
+
+ private:
+  F f_;
+};
+
+// ---- Byte encoding ----
+
+void PutU32(Bytes& out, std::uint32_t v) { core::AppendLe32(out, v); }
+void PutU64(Bytes& out, std::uint64_t v) { core::AppendLe64(out, v); }
+void PutId(Bytes& out, int id) { PutU32(out, static_cast<std::uint32_t>(id)); }
+void PutBlob(Bytes& out, const Bytes& b) {
+  PutU32(out, static_cast<std::uint32_t>(b.size()));
+  out.insert(out.end(), b.begin(), b.end());
+}
+void PutIds(Bytes& out, const std::vector<int>& ids) {
+  PutU32(out, static_cast<std::uint32_t>(ids.size()));
+  for (int id : ids) PutId(out, id);
+}
+Bytes Header(const char* magic) {
+  Bytes out(magic, magic + 4);
+  PutU32(out, kSecAggFormatVersion);
+  return out;
+}
+
+// Bounds-checked reading; every error names the message and the field.
+class Reader {
+ public:
+  Reader(const Bytes& in, const char* what) : in_(in), what_(what) {}
+
+  Status Start(const char* magic) {
+    if (in_.size() < 8)
+      return Error("too short for the header (" + std::to_string(in_.size()) + " bytes, need 8)");
+    if (std::memcmp(in_.data(), magic, 4) != 0) {
+      return Error(std::string("wrong magic (not a ") + what_ + ")");
+    }
+    pos_ = 4;
+    std::uint32_t version = 0;
+    FEDML_RETURN_IF_ERROR(U32(&version, "version"));
+    if (version != kSecAggFormatVersion) {
+      return Error("unknown format version " + std::to_string(version) + " (this build reads " +
+                   std::to_string(kSecAggFormatVersion) + ")");
+    }
+    return Status::Ok();
+  }
+  Status U8(std::uint8_t* v, const char* field) {
+    FEDML_RETURN_IF_ERROR(Need(1, field));
+    *v = in_[pos_++];
+    return Status::Ok();
+  }
+  Status U32(std::uint32_t* v, const char* field) {
+    FEDML_RETURN_IF_ERROR(Need(4, field));
+    *v = core::LoadLe32(in_.data() + pos_);
+    pos_ += 4;
+    return Status::Ok();
+  }
+  Status U64(std::uint64_t* v, const char* field) {
+    FEDML_RETURN_IF_ERROR(Need(8, field));
+    *v = core::LoadLe64(in_.data() + pos_);
+    pos_ += 8;
+    return Status::Ok();
+  }
+  Status Id(int* v, const char* field) {
+    std::uint32_t r = 0;
+    FEDML_RETURN_IF_ERROR(U32(&r, field));
+    if (r > 0x7fffffffu)
+      return Error(std::string(field) + " " + std::to_string(r) + " is above INT32_MAX");
+    *v = static_cast<int>(r);
+    return Status::Ok();
+  }
+  // A u32 count of elements at least min_bytes long each, refused when they cannot fit.
+  Status Count(std::uint32_t* n, std::size_t min_bytes, const char* field) {
+    FEDML_RETURN_IF_ERROR(U32(n, field));
+    if (static_cast<std::uint64_t>(*n) * min_bytes > in_.size() - pos_) {
+      return Error(std::string(field) + " count " + std::to_string(*n) +
+                   " does not fit in the remaining " + std::to_string(in_.size() - pos_) +
+                   " bytes");
+    }
+    return Status::Ok();
+  }
+  Status Blob(Bytes* b, const char* field) {
+    std::uint32_t n = 0;
+    FEDML_RETURN_IF_ERROR(Count(&n, 1, field));
+    b->assign(in_.begin() + static_cast<std::ptrdiff_t>(pos_),
+              in_.begin() + static_cast<std::ptrdiff_t>(pos_ + n));
+    pos_ += n;
+    return Status::Ok();
+  }
+  Status Key(Bytes* b, const char* field) {
+    FEDML_RETURN_IF_ERROR(Blob(b, field));
+    if (b->size() != kKeyBytes) {
+      return Error(std::string(field) + " is " + std::to_string(b->size()) +
+                   " bytes; X25519 keys are 32");
+    }
+    return Status::Ok();
+  }
+  Status Ids(std::vector<int>* ids, const char* field) {
+    std::uint32_t n = 0;
+    FEDML_RETURN_IF_ERROR(Count(&n, 4, field));
+    ids->resize(n);
+    for (auto& id : *ids) FEDML_RETURN_IF_ERROR(Id(&id, field));
+    return Status::Ok();
+  }
+  Status Share(sec::ShamirShare* share, const char* field) {
+    Bytes encoded;
+    FEDML_RETURN_IF_ERROR(Blob(&encoded, field));
+    Result<sec::ShamirShare> s = sec::DecodeShare(encoded);
+    Wipe(encoded);
+    if (!s.ok()) return Error(std::string(field) + ": " + s.status().message());
+    *share = std::move(s).value();
+    return Status::Ok();
+  }
+  Status End() {
+    if (pos_ != in_.size()) {
+      return Error(std::to_string(in_.size() - pos_) + " trailing bytes after the message");
+    }
+    return Status::Ok();
+  }
+  std::size_t remaining() const { return in_.size() - pos_; }
+  const std::uint8_t* here() const { return in_.data() + pos_; }
+  void Skip(std::size_t n) { pos_ += n; }
+  Status Error(const std::string& m) const {
+    return Status::InvalidArgument(std::string(what_) + ": " + m);
+  }
+
+ private:
+  Status Need(std::size_t n, const char* field) const {
+    if (in_.size() - pos_ < n) {
+      return Error(std::string("truncated at byte ") + std::to_string(pos_) + " (reading " + field +
+                   ")");
+    }
+    return Status::Ok();
+  }
+
+  const Bytes& in_;
+  const char* what_;
+  std::size_t pos_ = 0;
+};
+
+void PutKeys(Bytes& out, const SecAggKeys& k) {
+  PutU64(out, k.round_id);
+  PutId(out, k.id);
+  PutBlob(out, k.c_public);
+  PutBlob(out, k.s_public);
+}
+constexpr std::size_t kMinKeysBytes = 8 + 4 + 4 + 4;
+Status ReadKeys(Reader& r, SecAggKeys* k) {
+  FEDML_RETURN_IF_ERROR(r.U64(&k->round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&k->id, "id"));
+  FEDML_RETURN_IF_ERROR(r.Key(&k->c_public, "c_public"));
+  return r.Key(&k->s_public, "s_public");
+}
+
+void PutCiphertexts(Bytes& out, const std::vector<SecAggShareCiphertext>& cts) {
+  PutU32(out, static_cast<std::uint32_t>(cts.size()));
+  for (const auto& c : cts) {
+    PutId(out, c.from);
+    PutId(out, c.to);
+    PutBlob(out, c.ciphertext);
+  }
+}
+Status ReadCiphertexts(Reader& r, std::vector<SecAggShareCiphertext>* cts) {
+  std::uint32_t n = 0;
+  FEDML_RETURN_IF_ERROR(r.Count(&n, 12, "ciphertexts"));
+  cts->resize(n);
+  for (auto& c : *cts) {
+    FEDML_RETURN_IF_ERROR(r.Id(&c.from, "ciphertext from"));
+    FEDML_RETURN_IF_ERROR(r.Id(&c.to, "ciphertext to"));
+    FEDML_RETURN_IF_ERROR(r.Blob(&c.ciphertext, "ciphertext"));
+  }
+  return Status::Ok();
+}
+
+// ---- Protocol helpers ----
+
+std::string Str(int v) { return std::to_string(v); }
+std::string Str(std::size_t v) { return std::to_string(v); }
+
+Bytes Salt(std::uint64_t round_id) {
+  Bytes salt;
+  PutU64(salt, round_id);
+  return salt;
+}
+
+Bytes ShareAssociatedData(std::uint64_t round_id, int from, int to) {
+  Bytes ad;
+  PutU64(ad, round_id);
+  PutId(ad, from);
+  PutId(ad, to);
+  return ad;
+}
+
+std::string ShareInfo(int from, int to) {
+  return "fedml secagg share " + Str(from) + "->" + Str(to);
+}
+constexpr const char* kMaskInfo = "fedml secagg mask";
+
+// HKDF-SHA256(X25519(my_private, their_public), salt, info, 32); the shared secret is wiped.
+Result<Bytes> DeriveKey(const Bytes& my_private, const Bytes& their_public, const Bytes& salt,
+                        const std::string& info) {
+  FEDML_ASSIGN_OR_RETURN(Bytes shared, sec::X25519SharedSecret(my_private, their_public));
+  Result<Bytes> key = sec::HkdfSha256(shared, salt, info, 32);
+  Wipe(shared);
+  return key;
+}
+
+// scratch = PRG(seed); acc += scratch or acc -= scratch (mod M). The seed is the caller's.
+Status ApplyMask(const Bytes& seed, bool add, std::vector<std::uint32_t>& scratch,
+                 std::uint32_t* acc, std::uint64_t modulus) {
+  FEDML_RETURN_IF_ERROR(sec::ExpandMask(seed, scratch.data(), scratch.size()));
+  if (add) {
+    sec::AddModInPlace(acc, scratch.data(), scratch.size(), modulus);
+  } else {
+    sec::SubModInPlace(acc, scratch.data(), scratch.size(), modulus);
+  }
+  return Status::Ok();
+}
+
+// The ring order of SecAgg+ (position -> client).
+std::vector<int> RingOrder(const SecAggParams& p) {
+  std::vector<int> perm(static_cast<std::size_t>(p.num_clients));
+  std::iota(perm.begin(), perm.end(), 0);
+  core::Rng rng(core::DeriveSeed(p.graph_seed, {kSecAggGraphDomain}));
+  rng.Shuffle(perm);
+  return perm;
+}
+
+// N(u), sorted, for client at ring position pos of perm (SecAgg+), or everyone else (SecAgg).
+std::vector<int> NeighboursAt(const SecAggParams& p, const std::vector<int>& perm, int u,
+                              std::size_t pos) {
+  std::vector<int> out;
+  const int n = p.num_clients;
+  const int k = p.num_neighbours;
+  if (k == 0) {
+    out.reserve(static_cast<std::size_t>(n - 1));
+    for (int v = 0; v < n; ++v) {
+      if (v != u) out.push_back(v);
+    }
+    return out;
+  }
+  out.reserve(static_cast<std::size_t>(k));
+  const std::size_t nn = static_cast<std::size_t>(n);
+  for (int d = 1; d <= k / 2; ++d) {
+    const std::size_t dd = static_cast<std::size_t>(d);
+    out.push_back(perm[(pos + dd) % nn]);
+    out.push_back(perm[(pos + nn - dd) % nn]);
+  }
+  if (k % 2 == 1) out.push_back(perm[(pos + nn / 2) % nn]);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<int> NeighboursOf(const SecAggParams& p, int u) {
+  if (p.num_neighbours == 0) return NeighboursAt(p, {}, u, 0);
+  const std::vector<int> perm = RingOrder(p);
+  const std::size_t pos =
+      static_cast<std::size_t>(std::find(perm.begin(), perm.end(), u) - perm.begin());
+  return NeighboursAt(p, perm, u, pos);
+}
+
+int NeighbourhoodSize(const SecAggParams& p) {
+  return p.num_neighbours == 0 ? p.num_clients : p.num_neighbours + 1;
+}
+
+bool Contains(const std::vector<int>& sorted, int v) {
+  return std::binary_search(sorted.begin(), sorted.end(), v);
+}
+
+// Checks that ids are strictly increasing and within 0..n-1.
+Status CheckIdList(const std::vector<int>& ids, int n, const std::string& what) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= n) {
+      return Status::InvalidArgument(what + " lists client " + Str(ids[i]) + ", outside 0.." +
+                                     Str(n - 1));
+    }
+    if (i > 0 && ids[i] <= ids[i - 1]) {
+      return Status::InvalidArgument(what + " is not strictly increasing (" + Str(ids[i - 1]) +
+                                     " then " + Str(ids[i]) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+// The share-pair plaintext sealed from `from` to `to`.
+Bytes EncodeSharePlaintext(int from, int to, const sec::ShamirShare& s_share,
+                           const sec::ShamirShare& b_share) {
+  Bytes out = Header("FSAP");
+  out.reserve(kSharePlaintextBytes);
+  PutId(out, from);
+  PutId(out, to);
+  Bytes e = sec::EncodeShare(s_share);
+  PutBlob(out, e);
+  Wipe(e);
+  e = sec::EncodeShare(b_share);
+  PutBlob(out, e);
+  Wipe(e);
+  return out;
+}
+
+Status CheckSecretShare(const sec::ShamirShare& s, const std::string& what) {
+  if (s.secret_bytes != kSecretBytes || s.y.size() != kSecretChunks) {
+    return Status::InvalidArgument(what + " is not a share of a 32-byte secret (" +
+                                   std::to_string(s.secret_bytes) + " bytes, " + Str(s.y.size()) +
+                                   " chunks)");
+  }
+  if (s.x < 1 || s.x > static_cast<std::uint32_t>(sec::kShamirMaxShares)) {
+    return Status::InvalidArgument(what + " has x = " + std::to_string(s.x) + ", outside 1.." +
+                                   Str(sec::kShamirMaxShares));
+  }
+  for (std::uint64_t y : s.y) {
+    if (y >= sec::kShamirPrime) {
+      return Status::InvalidArgument(what + " has a value outside the field");
+    }
+  }
+  return Status::Ok();
+}
+
+Status DecodeSharePlaintext(const Bytes& pt, int from, int to, sec::ShamirShare* s_share,
+                            sec::ShamirShare* b_share) {
+  const std::string who = "shares from client " + Str(from);
+  Reader r(pt, "share plaintext");
+  Status st = r.Start("FSAP");
+  int f = -1, t = -1;
+  if (st.ok()) st = r.Id(&f, "from");
+  if (st.ok()) st = r.Id(&t, "to");
+  if (st.ok() && (f != from || t != to)) {
+    st = Status::InvalidArgument("names the pair " + Str(f) + "->" + Str(t));
+  }
+  if (st.ok()) st = r.Share(s_share, "share of s");
+  if (st.ok()) st = r.Share(b_share, "share of b");
+  if (st.ok()) st = r.End();
+  if (st.ok()) st = CheckSecretShare(*s_share, "share of s");
+  if (st.ok()) st = CheckSecretShare(*b_share, "share of b");
+  if (!st.ok()) {
+    Wipe(*s_share);
+    Wipe(*b_share);
+    return Status::InvalidArgument(who + " to client " + Str(to) +
+                                   " are not a valid share pair: " + st.message());
+  }
+  return Status::Ok();
+}
+
+Status AbortStatus(int stage, std::size_t remain, int of, int threshold) {
+  return Status::FailedPrecondition("secure aggregation aborted at stage " + Str(stage) + ": " +
+                                    Str(remain) + " of " + Str(of) + " clients remain, threshold " +
+                                    Str(threshold));
+}
+Status NeighbourhoodAbortStatus(int stage, std::size_t remain, int of, int u, int threshold) {
+  return Status::FailedPrecondition(
+      "secure aggregation aborted at stage " + Str(stage) + ": " + Str(remain) + " of " + Str(of) +
+      " clients remain in the neighbourhood of client " + Str(u) + ", threshold " + Str(threshold));
+}
+
+}  // namespace
+
+// ---- Parameters and graph ----
+
+Status ValidateSecAggParams(const SecAggParams& p) {
+  if (p.num_clients < 2 || p.num_clients > kSecAggMaxClients) {
+    return Status::InvalidArgument("num_clients is " + Str(p.num_clients) + "; allowed: 2.." +
+                                   Str(kSecAggMaxClients));
+  }
+  if (p.num_neighbours < 0 || p.num_neighbours >= p.num_clients) {
+    return Status::InvalidArgument("num_neighbours is " + Str(p.num_neighbours) +
+                                   "; allowed: 0 (everyone: SecAgg) or 1..num_clients - 1 = " +
+                                   Str(p.num_clients - 1) + " (SecAgg+)");
+  }
+  if (p.num_neighbours % 2 == 1 && p.num_clients % 2 == 1) {
+    return Status::InvalidArgument("num_neighbours is " + Str(p.num_neighbours) +
+                                   ", odd, with num_clients " + Str(p.num_clients) +
+                                   ", odd: no graph has every degree odd on an odd number of "
+                                   "clients; use an even num_neighbours");
+  }
+  const int hood = NeighbourhoodSize(p);
+  if (hood > sec::kShamirMaxShares) {
+    return Status::InvalidArgument(
+        "the neighbourhood has " + Str(hood) + " clients (num_clients " + Str(p.num_clients) +
+        ", num_neighbours " + Str(p.num_neighbours) + "); Shamir sharing allows at most " +
+        Str(sec::kShamirMaxShares) + ": set num_neighbours (SecAgg+) to at most " +
+        Str(sec::kShamirMaxShares - 1));
+  }
+  if (p.threshold < 1 || p.threshold > hood) {
+    return Status::InvalidArgument(
+        "threshold is " + Str(p.threshold) + "; allowed: 1.." + Str(hood) +
+        " (the neighbourhood size: " +
+        (p.num_neighbours == 0 ? std::string("num_clients") : std::string("num_neighbours + 1")) +
+        "); more than half of it is recommended");
+  }
+  const std::uint64_t m = p.modulus;
+  if (m < 2 || m > (std::uint64_t{1} << 32) || (m & (m - 1)) != 0) {
+    return Status::InvalidArgument("modulus is " + std::to_string(m) +
+                                   "; allowed: a power of two in [2, 2^32]");
+  }
+  if (p.vector_length < 1 || p.vector_length > kSecAggMaxVectorLength) {
+    return Status::InvalidArgument("vector_length is " + Str(p.vector_length) + "; allowed: 1.." +
+                                   Str(kSecAggMaxVectorLength));
+  }
+  return Status::Ok();
+}
+
+std::vector<std::vector<int>> SecAggNeighbours(const SecAggParams& p) {
+  if (!ValidateSecAggParams(p).ok()) return {};
+  const std::size_t n = static_cast<std::size_t>(p.num_clients);
+  std::vector<std::vector<int>> out(n);
+  if (p.num_neighbours == 0) {
+    for (std::size_t u = 0; u < n; ++u) out[u] = NeighboursAt(p, {}, static_cast<int>(u), 0);
+    return out;
+  }
+  const std::vector<int> perm = RingOrder(p);
+  for (std::size_t pos = 0; pos < n; ++pos) {
+    const int u = perm[pos];
+    out[static_cast<std::size_t>(u)] = NeighboursAt(p, perm, u, pos);
+  }
+  return out;
+}
+
+// ---- Encoding ----
+
+Bytes Encode(const SecAggKeys& m) {
+  Bytes out = Header("FSAK");
+  PutKeys(out, m);
+  return out;
+}
+
+Result<SecAggKeys> DecodeSecAggKeys(const Bytes& bytes) {
+  Reader r(bytes, "SecAggKeys");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAK"));
+  SecAggKeys m;
+  FEDML_RETURN_IF_ERROR(ReadKeys(r, &m));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggKeyList& m) {
+  Bytes out = Header("FSAL");
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutIds(out, m.survivors);
+  PutU32(out, static_cast<std::uint32_t>(m.neighbours.size()));
+  for (const auto& k : m.neighbours) PutKeys(out, k);
+  return out;
+}
+
+Result<SecAggKeyList> DecodeSecAggKeyList(const Bytes& bytes) {
+  Reader r(bytes, "SecAggKeyList");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAL"));
+  SecAggKeyList m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
+  std::uint32_t n = 0;
+  FEDML_RETURN_IF_ERROR(r.Count(&n, kMinKeysBytes, "neighbours"));
+  m.neighbours.resize(n);
+  for (auto& k : m.neighbours) FEDML_RETURN_IF_ERROR(ReadKeys(r, &k));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggEncryptedShares& m) {
+  Bytes out = Header("FSAE");
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutCiphertexts(out, m.ciphertexts);
+  return out;
+}
+
+Result<SecAggEncryptedShares> DecodeSecAggEncryptedShares(const Bytes& bytes) {
+  Reader r(bytes, "SecAggEncryptedShares");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAE"));
+  SecAggEncryptedShares m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  FEDML_RETURN_IF_ERROR(ReadCiphertexts(r, &m.ciphertexts));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggSharesForYou& m) {
+  Bytes out = Header("FSAS");
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutIds(out, m.survivors);
+  PutCiphertexts(out, m.ciphertexts);
+  return out;
+}
+
+Result<SecAggSharesForYou> DecodeSecAggSharesForYou(const Bytes& bytes) {
+  Reader r(bytes, "SecAggSharesForYou");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAS"));
+  SecAggSharesForYou m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
+  FEDML_RETURN_IF_ERROR(ReadCiphertexts(r, &m.ciphertexts));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggMaskedInput& m) {
+  Bytes out = Header("FSAM");
+  out.reserve(8 + 8 + 4 + 8 + 4 * m.masked.size());
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutU64(out, m.masked.size());
+  const std::size_t at = out.size();
+  out.resize(at + 4 * m.masked.size());
+  std::uint8_t* p = out.data() + at;
+  for (std::uint32_t w : m.masked) {
+    core::StoreLe32(p, w);
+    p += 4;
+  }
+  return out;
+}
+
+Result<SecAggMaskedInput> DecodeSecAggMaskedInput(const Bytes& bytes) {
+  Reader r(bytes, "SecAggMaskedInput");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAM"));
+  SecAggMaskedInput m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  std::uint64_t n = 0;
+  FEDML_RETURN_IF_ERROR(r.U64(&n, "masked count"));
+  if (n > r.remaining() / 4) {
+    return r.Error("masked count " + std::to_string(n) + " does not fit in the remaining " +
+                   Str(r.remaining()) + " bytes (4 per word)");
+  }
+  m.masked.resize(static_cast<std::size_t>(n));
+  const std::uint8_t* p = r.here();
+  for (auto& w : m.masked) {
+    w = core::LoadLe32(p);
+    p += 4;
+  }
+  r.Skip(4 * static_cast<std::size_t>(n));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggUnmaskRequest& m) {
+  Bytes out = Header("FSAR");
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutIds(out, m.survivors);
+  PutIds(out, m.dropped);
+  return out;
+}
+
+Result<SecAggUnmaskRequest> DecodeSecAggUnmaskRequest(const Bytes& bytes) {
+  Reader r(bytes, "SecAggUnmaskRequest");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAR"));
+  SecAggUnmaskRequest m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
+  FEDML_RETURN_IF_ERROR(r.Ids(&m.dropped, "dropped"));
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+Bytes Encode(const SecAggUnmaskReply& m) {
+  Bytes out = Header("FSAU");
+  PutU64(out, m.round_id);
+  PutId(out, m.id);
+  PutU32(out, static_cast<std::uint32_t>(m.shares.size()));
+  for (const auto& s : m.shares) {
+    PutId(out, s.owner);
+    out.push_back(static_cast<std::uint8_t>(s.kind));
+    PutBlob(out, sec::EncodeShare(s.share));
+  }
+  return out;
+}
+
+Result<SecAggUnmaskReply> DecodeSecAggUnmaskReply(const Bytes& bytes) {
+  Reader r(bytes, "SecAggUnmaskReply");
+  FEDML_RETURN_IF_ERROR(r.Start("FSAU"));
+  SecAggUnmaskReply m;
+  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
+  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
+  std::uint32_t n = 0;
+  FEDML_RETURN_IF_ERROR(r.Count(&n, 4 + 1 + 4 + 16, "shares"));
+  m.shares.resize(n);
+  for (auto& s : m.shares) {
+    FEDML_RETURN_IF_ERROR(r.Id(&s.owner, "share owner"));
+    std::uint8_t kind = 0;
+    FEDML_RETURN_IF_ERROR(r.U8(&kind, "share kind"));
+    if (kind != static_cast<std::uint8_t>(SecAggShareKind::kSelfMaskSeed) &&
+        kind != static_cast<std::uint8_t>(SecAggShareKind::kMaskKey)) {
+      return r.Error("share kind " + std::to_string(kind) +
+                     " is neither 1 (self-mask seed) nor 2 (mask key)");
+    }
+    s.kind = static_cast<SecAggShareKind>(kind);
+    FEDML_RETURN_IF_ERROR(r.Share(&s.share, "share"));
+  }
+  FEDML_RETURN_IF_ERROR(r.End());
+  return m;
+}
+
+// ---- Client ----
+
+namespace {
+enum class ClientStage { kAdvertise, kShare, kMask, kUnmask, kDone };
+}  // namespace
+
+struct SecAggClient::Impl {
+  int id;
+  SecAggParams params;
+  std::uint64_t round_id;
+  Status invalid;  // non-OK when params or id are unusable
+  ClientStage stage = ClientStage::kAdvertise;
+  Bytes salt;
+  std::vector<int> neighbours;  // N(u), sorted
+  sec::X25519KeyPair c_keys, s_keys;
+  std::map<int, SecAggKeys> peer_keys;  // N(u) n U1
+  std::vector<int> u1, u2;
+  Bytes b_seed;
+  // Shares held for each owner of the neighbourhood (this client included): of s and of b.
+  std::map<int, std::pair<sec::ShamirShare, sec::ShamirShare>> held;
+
+  ~Impl() { WipeSecrets(); }
+
+  void WipeSecrets() {
+    Wipe(c_keys.private_key);
+    Wipe(s_keys.private_key);
+    Wipe(b_seed);
+    for (auto& [owner, pair] : held) {
+      Wipe(pair.first);
+      Wipe(pair.second);
+    }
+    held.clear();
+  }
+
+  Status Expect(ClientStage want, const char* call) const {
+    if (!invalid.ok()) return invalid;
+    if (stage == want) return Status::Ok();
+    static const char* const kNames[] = {"AdvertiseKeys", "ShareKeys", "MaskInput", "Unmask",
+                                         "none (the client is done)"};
+    return Status::FailedPrecondition(std::string("SecAggClient ") + Str(id) + ": " + call +
+                                      " called out of order; the next call must be " +
+                                      kNames[static_cast<int>(stage)]);
+  }
+
+  Status CheckMessage(std::uint64_t msg_round, int msg_id, const char* what) const {
+    if (msg_round != round_id) {
+      return Status::InvalidArgument(std::string(what) + " is for round " +
+                                     std::to_string(msg_round) + ", this client's round is " +
+                                     std::to_string(round_id));
+    }
+    if (msg_id != id) {
+      return Status::InvalidArgument(std::string(what) + " is addressed to client " + Str(msg_id) +
+                                     ", this is client " + Str(id));
+    }
+    return Status::Ok();
+  }
+
+  // (N(u) + u) n set, sorted.
+  std::vector<int> HoodWithin(const std::vector<int>& set) const {
+    std::vector<int> out;
+    for (int v : set) {
+      if (v == id || Contains(neighbours, v)) out.push_back(v);
+    }
+    return out;
+  }
+};
+
+SecAggClient::SecAggClient(int id, SecAggParams params, std::uint64_t round_id)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->id = id;
+  impl_->params = params;
+  impl_->round_id = round_id;
+  impl_->invalid = ValidateSecAggParams(params);
+  if (impl_->invalid.ok() && (id < 0 || id >= params.num_clients)) {
+    impl_->invalid = Status::InvalidArgument("client id " + Str(id) + " is outside 0.." +
+                                             Str(params.num_clients - 1));
+  }
+  if (impl_->invalid.ok()) {
+    impl_->salt = Salt(round_id);
+    impl_->neighbours = NeighboursOf(params, id);
+  }
+}
+
+SecAggClient::~SecAggClient() = default;
+SecAggClient::SecAggClient(SecAggClient&&) noexcept = default;
+SecAggClient& SecAggClient::operator=(SecAggClient&&) noexcept = default;
+
+int SecAggClient::id() const { return impl_->id; }
+
+Result<SecAggKeys> SecAggClient::AdvertiseKeys() {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ClientStage::kAdvertise, "AdvertiseKeys"));
+  FEDML_ASSIGN_OR_RETURN(sec::X25519KeyPair c, sec::GenerateX25519());
+  Result<sec::X25519KeyPair> s = sec::GenerateX25519();
+  if (!s.ok()) {
+    Wipe(c.private_key);
+    return s.status();
+  }
+  m.c_keys = std::move(c);
+  m.s_keys = std::move(s).value();
+  m.stage = ClientStage::kShare;
+  SecAggKeys out;
+  out.round_id = m.round_id;
+  out.id = m.id;
+  out.c_public = m.c_keys.public_key;
+  out.s_public = m.s_keys.public_key;
+  return out;
+}
+
+Result<SecAggEncryptedShares> SecAggClient::ShareKeys(const SecAggKeyList& list) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ClientStage::kShare, "ShareKeys"));
+  FEDML_RETURN_IF_ERROR(m.CheckMessage(list.round_id, list.id, "SecAggKeyList"));
+  const int n = m.params.num_clients;
+  const int t = m.params.threshold;
+  FEDML_RETURN_IF_ERROR(CheckIdList(list.survivors, n, "SecAggKeyList survivors (U1)"));
+  for (int v : list.survivors) {
+    if (v != m.id && !Contains(m.neighbours, v)) {
+      return Status::InvalidArgument("SecAggKeyList survivors (U1) list client " + Str(v) +
+                                     ", not in the neighbourhood of client " + Str(m.id));
+    }
+  }
+  if (!Contains(list.survivors, m.id)) {
+    return Status::InvalidArgument("SecAggKeyList survivors (U1) do not list this client (" +
+                                   Str(m.id) + ")");
+  }
+  if (static_cast<int>(list.survivors.size()) < t) {
+    return Status::FailedPrecondition("SecAggKeyList lists " + Str(list.survivors.size()) +
+                                      " survivors in the neighbourhood, fewer than the "
+                                      "threshold " +
+                                      Str(t));
+  }
+  std::map<int, SecAggKeys> peers;
+  for (const SecAggKeys& k : list.neighbours) {
+    if (!Contains(m.neighbours, k.id)) {
+      return Status::InvalidArgument("SecAggKeyList has keys of client " + Str(k.id) +
+                                     ", not a neighbour of client " + Str(m.id));
+    }
+    if (!Contains(list.survivors, k.id)) {
+      return Status::InvalidArgument("SecAggKeyList has keys of client " + Str(k.id) +
+                                     ", not listed as a survivor");
+    }
+    if (k.round_id != m.round_id) {
+      return Status::InvalidArgument("SecAggKeyList: the keys of client " + Str(k.id) +
+                                     " are for round " + std::to_string(k.round_id));
+    }
+    if (k.c_public.size() != kKeyBytes || k.s_public.size() != kKeyBytes) {
+      return Status::InvalidArgument("SecAggKeyList: the keys of client " + Str(k.id) +
+                                     " are not 32 bytes each");
+    }
+    if (!peers.emplace(k.id, k).second) {
+      return Status::InvalidArgument("SecAggKeyList has the keys of client " + Str(k.id) +
+                                     " twice");
+    }
+  }
+  const std::vector<int>& holders = list.survivors;  // (N(u) + u) n U1, increasing
+  for (int v : holders) {
+    if (v != m.id && peers.count(v) == 0) {
+      return Status::InvalidArgument("SecAggKeyList lists neighbour " + Str(v) +
+                                     " as a survivor but has no keys for it");
+    }
+  }
+
+  FEDML_ASSIGN_OR_RETURN(Bytes b_seed, sec::SecureRandomBytes(kSecretBytes));
+  std::vector<sec::ShamirShare> s_shares, b_shares;
+  Defer wipe([&] {
+    Wipe(b_seed);
+    Wipe(s_shares);
+    Wipe(b_shares);
+  });
+  const int holders_n = static_cast<int>(holders.size());
+  FEDML_ASSIGN_OR_RETURN(s_shares, sec::ShamirSplit(m.s_keys.private_key, t, holders_n));
+  FEDML_ASSIGN_OR_RETURN(b_shares, sec::ShamirSplit(b_seed, t, holders_n));
+
+  SecAggEncryptedShares out;
+  out.round_id = m.round_id;
+  out.id = m.id;
+  out.ciphertexts.reserve(holders.size() - 1);
+  std::size_t own = 0;
+  for (std::size_t i = 0; i < holders.size(); ++i) {
+    const int v = holders[i];
+    if (v == m.id) {
+      own = i;
+      continue;
+    }
+    Bytes plaintext = EncodeSharePlaintext(m.id, v, s_shares[i], b_shares[i]);
+    Result<Bytes> key =
+        DeriveKey(m.c_keys.private_key, peers[v].c_public, m.salt, ShareInfo(m.id, v));
+    if (!key.ok()) {
+      Wipe(plaintext);
+      return key.status().WithContext("agreeing the share key with client " + Str(v));
+    }
+    Result<Bytes> sealed =
+        sec::AeadSeal(key.value(), plaintext, ShareAssociatedData(m.round_id, m.id, v));
+    Wipe(key.value());
+    Wipe(plaintext);
+    if (!sealed.ok()) return sealed.status();
+    out.ciphertexts.push_back({m.id, v, std::move(sealed).value()});
+  }
+  // Commit.
+  m.peer_keys = std::move(peers);
+  m.u1 = list.survivors;
+  m.b_seed = std::move(b_seed);
+  b_seed.clear();
+  auto& mine = m.held[m.id];
+  mine.first = std::move(s_shares[own]);
+  mine.second = std::move(b_shares[own]);
+  m.stage = ClientStage::kMask;
+  return out;
+}
+
+Result<SecAggMaskedInput> SecAggClient::MaskInput(const SecAggSharesForYou& shares,
+                                                  const std::uint32_t* input) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ClientStage::kMask, "MaskInput"));
+  FEDML_RETURN_IF_ERROR(m.CheckMessage(shares.round_id, shares.id, "SecAggSharesForYou"));
+  const std::size_t len = m.params.vector_length;
+  const std::uint64_t modulus = m.params.modulus;
+  if (input == nullptr) return Status::InvalidArgument("MaskInput: input is null");
+  if (modulus < (std::uint64_t{1} << 32)) {
+    for (std::size_t i = 0; i < len; ++i) {
+      if (input[i] >= modulus) {
+        return Status::InvalidArgument("MaskInput: input[" + Str(i) +
+                                       "] = " + std::to_string(input[i]) +
+                                       " is not below the modulus " + std::to_string(modulus));
+      }
+    }
+  }
+  const int t = m.params.threshold;
+  FEDML_RETURN_IF_ERROR(
+      CheckIdList(shares.survivors, m.params.num_clients, "SecAggSharesForYou survivors (U2)"));
+  for (int v : shares.survivors) {
+    if (!Contains(m.u1, v)) {
+      return Status::InvalidArgument("SecAggSharesForYou survivors (U2) list client " + Str(v) +
+                                     ", which is not in U1");
+    }
+  }
+  if (!Contains(shares.survivors, m.id)) {
+    return Status::InvalidArgument("SecAggSharesForYou survivors (U2) do not list this client (" +
+                                   Str(m.id) + ")");
+  }
+  if (static_cast<int>(shares.survivors.size()) < t) {
+    return Status::FailedPrecondition("SecAggSharesForYou lists " + Str(shares.survivors.size()) +
+                                      " survivors in the neighbourhood, fewer than the "
+                                      "threshold " +
+                                      Str(t));
+  }
+  const std::vector<int> hood2 = m.HoodWithin(shares.survivors);  // (N(u) + u) n U2
+  std::map<int, const SecAggShareCiphertext*> by_sender;
+  for (const auto& c : shares.ciphertexts) {
+    if (c.to != m.id) {
+      return Status::InvalidArgument("SecAggSharesForYou has a ciphertext for client " + Str(c.to) +
+                                     " (from " + Str(c.from) + ")");
+    }
+    if (c.from == m.id || !Contains(hood2, c.from)) {
+      return Status::InvalidArgument("SecAggSharesForYou has a ciphertext from client " +
+                                     Str(c.from) + ", not a neighbour in U2");
+    }
+    if (!by_sender.emplace(c.from, &c).second) {
+      return Status::InvalidArgument("SecAggSharesForYou has two ciphertexts from client " +
+                                     Str(c.from));
+    }
+  }
+  for (int v : hood2) {
+    if (v != m.id && by_sender.count(v) == 0) {
+      return Status::InvalidArgument("SecAggSharesForYou lists neighbour " + Str(v) +
+                                     " in U2 but has no ciphertext from it");
+    }
+  }
+
+  // Open every ciphertext before anything is committed.
+  std::map<int, std::pair<sec::ShamirShare, sec::ShamirShare>> opened;
+  Defer wipe_opened([&] {
+    for (auto& [v, pair] : opened) {
+      Wipe(pair.first);
+      Wipe(pair.second);
+    }
+  });
+  for (const auto& [v, c] : by_sender) {
+    FEDML_ASSIGN_OR_RETURN(Bytes key, DeriveKey(m.c_keys.private_key, m.peer_keys[v].c_public,
+                                                m.salt, ShareInfo(v, m.id)));
+    Result<Bytes> plaintext =
+        sec::AeadOpen(key, c->ciphertext, ShareAssociatedData(m.round_id, v, m.id));
+    Wipe(key);
+    if (!plaintext.ok()) {
+      if (plaintext.status().code() == StatusCode::kDataLoss) {
+        return Status::DataLoss("shares from client " + Str(v) + " to client " + Str(m.id) +
+                                " failed authentication (tampered with, or sealed for another "
+                                "pair or round): " +
+                                plaintext.status().message());
+      }
+      return plaintext.status().WithContext("opening the shares from client " + Str(v));
+    }
+    auto& slot = opened[v];
+    Status st = DecodeSharePlaintext(plaintext.value(), v, m.id, &slot.first, &slot.second);
+    Wipe(plaintext.value());
+    FEDML_RETURN_IF_ERROR(st);
+  }
+
+  // y = x + PRG(b_u) + sum_v sign(u, v) PRG(k_uv).
+  SecAggMaskedInput out;
+  out.round_id = m.round_id;
+  out.id = m.id;
+  out.masked.assign(input, input + len);
+  std::vector<std::uint32_t> scratch(len);
+  Defer wipe_scratch([&] { Wipe(scratch); });
+  FEDML_RETURN_IF_ERROR(ApplyMask(m.b_seed, true, scratch, out.masked.data(), modulus));
+  for (int v : hood2) {
+    if (v == m.id) continue;
+    Result<Bytes> seed =
+        DeriveKey(m.s_keys.private_key, m.peer_keys[v].s_public, m.salt, kMaskInfo);
+    if (!seed.ok()) return seed.status().WithContext("agreeing the mask with client " + Str(v));
+    Status st = ApplyMask(seed.value(), m.id < v, scratch, out.masked.data(), modulus);
+    Wipe(seed.value());
+    FEDML_RETURN_IF_ERROR(st);
+  }
+  // Commit.
+  for (auto& [v, pair] : opened) m.held[v] = std::move(pair);
+  opened.clear();
+  m.u2 = shares.survivors;
+  m.stage = ClientStage::kUnmask;
+  return out;
+}
+
+Result<SecAggUnmaskReply> SecAggClient::Unmask(const SecAggUnmaskRequest& request) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ClientStage::kUnmask, "Unmask"));
+  FEDML_RETURN_IF_ERROR(m.CheckMessage(request.round_id, request.id, "SecAggUnmaskRequest"));
+  const int n = m.params.num_clients;
+  // The safeguard first, whatever else is wrong with the lists.
+  std::vector<char> alive(static_cast<std::size_t>(n), 0);
+  for (int v : request.survivors) {
+    if (v >= 0 && v < n) alive[static_cast<std::size_t>(v)] = 1;
+  }
+  for (int v : request.dropped) {
+    if (v >= 0 && v < n && alive[static_cast<std::size_t>(v)]) {
+      return Status::PermissionDenied(
+          "SecAggUnmaskRequest asked for both the self-mask seed and the mask key of client " +
+          Str(v) + " (listed as a survivor and as dropped): refusing, both would expose its input");
+    }
+    if (v == m.id) {
+      return Status::PermissionDenied(
+          "SecAggUnmaskRequest lists this client (" + Str(m.id) +
+          ") as dropped: refusing to reveal its mask key, which would expose its input");
+    }
+  }
+  FEDML_RETURN_IF_ERROR(CheckIdList(request.survivors, n, "SecAggUnmaskRequest survivors (U3)"));
+  FEDML_RETURN_IF_ERROR(CheckIdList(request.dropped, n, "SecAggUnmaskRequest dropped"));
+  if (!Contains(request.survivors, m.id)) {
+    return Status::InvalidArgument("SecAggUnmaskRequest survivors (U3) do not list this client (" +
+                                   Str(m.id) + ")");
+  }
+  if (request.survivors.size() + request.dropped.size() != m.u2.size()) {
+    return Status::InvalidArgument(
+        "SecAggUnmaskRequest: survivors (" + Str(request.survivors.size()) + ") and dropped (" +
+        Str(request.dropped.size()) + ") do not add up to U2 (" + Str(m.u2.size()) + " clients)");
+  }
+  for (const auto* list : {&request.survivors, &request.dropped}) {
+    for (int v : *list) {
+      if (!Contains(m.u2, v)) {
+        return Status::InvalidArgument("SecAggUnmaskRequest lists client " + Str(v) +
+                                       ", which is not in U2");
+      }
+    }
+  }
+  if (static_cast<int>(request.survivors.size()) < m.params.threshold) {
+    return Status::FailedPrecondition("SecAggUnmaskRequest lists " + Str(request.survivors.size()) +
+                                      " survivors in the neighbourhood, fewer than the "
+                                      "threshold " +
+                                      Str(m.params.threshold));
+  }
+  SecAggUnmaskReply out;
+  out.round_id = m.round_id;
+  out.id = m.id;
+  out.shares.reserve(m.held.size());
+  for (const auto& [owner, pair] : m.held) {  // (N(u) + u) n U2, increasing
+    SecAggRevealedShare r;
+    r.owner = owner;
+    if (alive[static_cast<std::size_t>(owner)]) {
+      r.kind = SecAggShareKind::kSelfMaskSeed;
+      r.share = pair.second;
+    } else {
+      r.kind = SecAggShareKind::kMaskKey;
+      r.share = pair.first;
+    }
+    out.shares.push_back(std::move(r));
+  }
+  m.WipeSecrets();
+  m.stage = ClientStage::kDone;
+  return out;
+}
+
+// ---- Server ----
+
+namespace {
+enum class ServerStage { kAdvertise, kSharing, kMasking, kUnmasking, kDone, kFailed };
+}  // namespace
+
+struct SecAggServer::Impl {
+  SecAggParams params;
+  std::uint64_t round_id;
+  Status invalid;
+  ServerStage stage = ServerStage::kAdvertise;
+  Status failure;
+  Bytes salt;
+  std::vector<std::vector<int>> graph;
+  std::vector<SecAggKeys> keys;                           // by id; id -1 while absent
+  std::vector<char> in1, in2, in3, in4;                   // membership of U1..U4
+  std::vector<int> u1, u2, u3, dropped;                   // increasing
+  std::vector<std::vector<SecAggShareCiphertext>> inbox;  // by recipient
+  std::vector<std::uint32_t> sum;
+  std::vector<std::vector<sec::ShamirShare>> revealed;  // by owner
+  std::vector<int> survivors;                           // U3 once stage 2 is closed
+
+  ~Impl() { WipeAll(); }
+
+  void WipeAll() {
+    for (auto& v : revealed) Wipe(v);
+  }
+
+  std::size_t N() const { return static_cast<std::size_t>(params.num_clients); }
+
+  Status Expect(ServerStage want, const char* call) const {
+    if (!invalid.ok()) return invalid;
+    if (stage == ServerStage::kFailed) return failure;
+    if (stage == want) return Status::Ok();
+    static const char* const kNames[] = {"AdvertiseKeys (AddKeys, EndAdvertise)",
+                                         "ShareKeys (AddShares, EndSharing)",
+                                         "MaskedInput (AddMaskedInput, EndMasking)",
+                                         "Unmasking (AddUnmaskReply, Finish)",
+                                         "done (the sum was returned)",
+                                         "failed"};
+    return Status::FailedPrecondition(std::string("SecAggServer: ") + call +
+                                      " does not belong to the current stage, " +
+                                      kNames[static_cast<int>(stage)]);
+  }
+
+  Status CheckRound(std::uint64_t r, const char* what) const {
+    if (r == round_id) return Status::Ok();
+    return Status::InvalidArgument(std::string(what) + " is for round " + std::to_string(r) +
+                                   ", this server's round is " + std::to_string(round_id));
+  }
+
+  // An id that must be in the set `member` (the previous stage's survivors) and not yet in
+  // `done`.
+  Status CheckSender(int id, const std::vector<char>* member, const std::vector<char>& done,
+                     const char* what, const char* set_name) const {
+    if (id < 0 || id >= params.num_clients) {
+      return Status::InvalidArgument(std::string(what) + " from client " + Str(id) +
+                                     ", outside 0.." + Str(params.num_clients - 1));
+    }
+    const std::size_t i = static_cast<std::size_t>(id);
+    if (member != nullptr && !(*member)[i]) {
+      return Status::InvalidArgument(std::string(what) + " from client " + Str(id) +
+                                     ", which is not in " + set_name);
+    }
+    if (done[i]) {
+      return Status(StatusCode::kAlreadyExists,
+                    std::string(what) + " from client " + Str(id) + " arrived already");
+    }
+    return Status::Ok();
+  }
+
+  Status Abort(Status s) {
+    stage = ServerStage::kFailed;
+    failure = std::move(s);
+    inbox.clear();
+    Wipe(sum);
+    WipeAll();
+    return failure;
+  }
+
+  // Members of (N(u) + u) with flag set.
+  std::size_t HoodCount(int u, const std::vector<char>& flag) const {
+    std::size_t c = flag[static_cast<std::size_t>(u)] ? 1 : 0;
+    for (int v : graph[static_cast<std::size_t>(u)]) c += flag[static_cast<std::size_t>(v)] ? 1 : 0;
+    return c;
+  }
+
+  // Aborts at `stage_no` unless `set` (marked by `flag`) holds >= t clients, globally and in the
+  // neighbourhood of every client of `owners`.
+  Status CheckSurvivors(int stage_no, const std::vector<int>& set, const std::vector<char>& flag,
+                        const std::vector<int>& owners) {
+    const int t = params.threshold;
+    if (static_cast<int>(set.size()) < t) {
+      return Abort(AbortStatus(stage_no, set.size(), params.num_clients, t));
+    }
+    for (int u : owners) {
+      const std::size_t c = HoodCount(u, flag);
+      if (static_cast<int>(c) < t) {
+        return Abort(NeighbourhoodAbortStatus(stage_no, c, NeighbourhoodSize(params), u, t));
+      }
+    }
+    return Status::Ok();
+  }
+
+  // (N(u) + u) n {flag set}, increasing.
+  std::vector<int> HoodMembers(int u, const std::vector<char>& flag) const {
+    std::vector<int> out;
+    const std::vector<int>& nu = graph[static_cast<std::size_t>(u)];
+    out.reserve(nu.size() + 1);
+    bool placed = false;
+    for (int v : nu) {
+      if (!placed && v > u) {
+        out.push_back(u);
+        placed = true;
+      }
+      if (flag[static_cast<std::size_t>(v)]) out.push_back(v);
+    }
+    if (!placed) out.push_back(u);
+    if (!flag[static_cast<std::size_t>(u)]) out.erase(std::find(out.begin(), out.end(), u));
+    return out;
+  }
+
+  static std::vector<int> Members(const std::vector<char>& flag) {
+    std::vector<int> out;
+    for (std::size_t i = 0; i < flag.size(); ++i) {
+      if (flag[i]) out.push_back(static_cast<int>(i));
+    }
+    return out;
+  }
+};
+
+SecAggServer::SecAggServer(SecAggParams params, std::uint64_t round_id)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.params = params;
+  m.round_id = round_id;
+  m.invalid = ValidateSecAggParams(params);
+  if (!m.invalid.ok()) return;
+  m.salt = Salt(round_id);
+  m.graph = SecAggNeighbours(params);
+  const std::size_t n = m.N();
+  m.keys.resize(n);
+  m.in1.assign(n, 0);
+  m.in2.assign(n, 0);
+  m.in3.assign(n, 0);
+  m.in4.assign(n, 0);
+}
+
+SecAggServer::~SecAggServer() = default;
+SecAggServer::SecAggServer(SecAggServer&&) noexcept = default;
+SecAggServer& SecAggServer::operator=(SecAggServer&&) noexcept = default;
+
+const std::vector<int>& SecAggServer::survivors() const { return impl_->survivors; }
+
+Status SecAggServer::AddKeys(const SecAggKeys& k) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kAdvertise, "AddKeys"));
+  FEDML_RETURN_IF_ERROR(m.CheckRound(k.round_id, "SecAggKeys"));
+  FEDML_RETURN_IF_ERROR(m.CheckSender(k.id, nullptr, m.in1, "SecAggKeys", ""));
+  if (k.c_public.size() != kKeyBytes || k.s_public.size() != kKeyBytes) {
+    return Status::InvalidArgument("SecAggKeys from client " + Str(k.id) + ": c_public is " +
+                                   Str(k.c_public.size()) + " bytes and s_public " +
+                                   Str(k.s_public.size()) + "; X25519 keys are 32");
+  }
+  m.keys[static_cast<std::size_t>(k.id)] = k;
+  m.in1[static_cast<std::size_t>(k.id)] = 1;
+  return Status::Ok();
+}
+
+Result<std::map<int, SecAggKeyList>> SecAggServer::EndAdvertise() {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kAdvertise, "EndAdvertise"));
+  m.u1 = Impl::Members(m.in1);
+  FEDML_RETURN_IF_ERROR(m.CheckSurvivors(0, m.u1, m.in1, m.u1));
+  std::map<int, SecAggKeyList> out;
+  for (int u : m.u1) {
+    SecAggKeyList& l = out[u];
+    l.round_id = m.round_id;
+    l.id = u;
+    l.survivors = m.HoodMembers(u, m.in1);
+    for (int v : m.graph[static_cast<std::size_t>(u)]) {
+      if (m.in1[static_cast<std::size_t>(v)])
+        l.neighbours.push_back(m.keys[static_cast<std::size_t>(v)]);
+    }
+  }
+  m.inbox.assign(m.N(), {});
+  m.stage = ServerStage::kSharing;
+  return out;
+}
+
+Status SecAggServer::AddShares(const SecAggEncryptedShares& s) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kSharing, "AddShares"));
+  FEDML_RETURN_IF_ERROR(m.CheckRound(s.round_id, "SecAggEncryptedShares"));
+  FEDML_RETURN_IF_ERROR(m.CheckSender(s.id, &m.in1, m.in2, "SecAggEncryptedShares", "U1"));
+  const std::vector<int>& hood = m.graph[static_cast<std::size_t>(s.id)];
+  std::vector<int> seen;  // recipients so far
+  seen.reserve(s.ciphertexts.size());
+  std::size_t expected = 0;
+  for (int v : hood) expected += m.in1[static_cast<std::size_t>(v)] ? 1 : 0;
+  const std::string who = "SecAggEncryptedShares from client " + Str(s.id);
+  for (const auto& c : s.ciphertexts) {
+    if (c.from != s.id) {
+      return Status::InvalidArgument(who + " has a ciphertext marked from client " + Str(c.from));
+    }
+    if (c.to < 0 || c.to >= m.params.num_clients || !Contains(hood, c.to) ||
+        !m.in1[static_cast<std::size_t>(c.to)]) {
+      return Status::InvalidArgument(who + " has a ciphertext for client " + Str(c.to) +
+                                     ", not a neighbour in U1");
+    }
+    seen.push_back(c.to);
+    if (c.ciphertext.size() != kSecAggShareCiphertextBytes) {
+      return Status::InvalidArgument(who + ": the ciphertext for client " + Str(c.to) + " is " +
+                                     Str(c.ciphertext.size()) + " bytes, expected " +
+                                     Str(kSecAggShareCiphertextBytes));
+    }
+  }
+  std::sort(seen.begin(), seen.end());
+  const auto twice = std::adjacent_find(seen.begin(), seen.end());
+  if (twice != seen.end()) {
+    return Status::InvalidArgument(who + " has two ciphertexts for client " + Str(*twice));
+  }
+  if (s.ciphertexts.size() != expected) {
+    return Status::InvalidArgument(who + " has " + Str(s.ciphertexts.size()) +
+                                   " ciphertexts; its neighbours in U1 are " + Str(expected));
+  }
+  for (const auto& c : s.ciphertexts) m.inbox[static_cast<std::size_t>(c.to)].push_back(c);
+  m.in2[static_cast<std::size_t>(s.id)] = 1;
+  return Status::Ok();
+}
+
+Result<std::map<int, SecAggSharesForYou>> SecAggServer::EndSharing() {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kSharing, "EndSharing"));
+  m.u2 = Impl::Members(m.in2);
+  FEDML_RETURN_IF_ERROR(m.CheckSurvivors(1, m.u2, m.in2, m.u2));
+  std::map<int, SecAggSharesForYou> out;
+  for (int u : m.u2) {
+    SecAggSharesForYou& f = out[u];
+    f.round_id = m.round_id;
+    f.id = u;
+    f.survivors = m.HoodMembers(u, m.in2);
+    f.ciphertexts = std::move(m.inbox[static_cast<std::size_t>(u)]);
+  }
+  m.inbox.clear();
+  m.inbox.shrink_to_fit();
+  m.sum.assign(m.params.vector_length, 0);
+  m.stage = ServerStage::kMasking;
+  return out;
+}
+
+Status SecAggServer::AddMaskedInput(const SecAggMaskedInput& in) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kMasking, "AddMaskedInput"));
+  FEDML_RETURN_IF_ERROR(m.CheckRound(in.round_id, "SecAggMaskedInput"));
+  FEDML_RETURN_IF_ERROR(m.CheckSender(in.id, &m.in2, m.in3, "SecAggMaskedInput", "U2"));
+  const std::size_t len = m.params.vector_length;
+  if (in.masked.size() != len) {
+    return Status::InvalidArgument("SecAggMaskedInput from client " + Str(in.id) + " has " +
+                                   Str(in.masked.size()) + " words, expected vector_length " +
+                                   Str(len));
+  }
+  const std::uint64_t modulus = m.params.modulus;
+  if (modulus < (std::uint64_t{1} << 32)) {
+    for (std::size_t i = 0; i < len; ++i) {
+      if (in.masked[i] >= modulus) {
+        return Status::InvalidArgument("SecAggMaskedInput from client " + Str(in.id) + ": word " +
+                                       Str(i) + " is not below the modulus " +
+                                       std::to_string(modulus));
+      }
+    }
+  }
+  sec::AddModInPlace(m.sum.data(), in.masked.data(), len, modulus);
+  m.in3[static_cast<std::size_t>(in.id)] = 1;
+  return Status::Ok();
+}
+
+Result<std::map<int, SecAggUnmaskRequest>> SecAggServer::EndMasking() {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kMasking, "EndMasking"));
+  m.u3 = Impl::Members(m.in3);
+  // Every owner in U2 needs threshold holders among U3 (U4 can only be smaller).
+  FEDML_RETURN_IF_ERROR(m.CheckSurvivors(2, m.u3, m.in3, m.u2));
+  m.dropped.clear();
+  for (int u : m.u2) {
+    if (!m.in3[static_cast<std::size_t>(u)]) m.dropped.push_back(u);
+  }
+  m.survivors = m.u3;
+  m.revealed.assign(m.N(), {});
+  std::map<int, SecAggUnmaskRequest> out;
+  for (int u : m.u3) {
+    SecAggUnmaskRequest& r = out[u];
+    r.round_id = m.round_id;
+    r.id = u;
+    for (int v : m.HoodMembers(u, m.in2)) {
+      (m.in3[static_cast<std::size_t>(v)] ? r.survivors : r.dropped).push_back(v);
+    }
+  }
+  m.stage = ServerStage::kUnmasking;
+  return out;
+}
+
+Status SecAggServer::AddUnmaskReply(const SecAggUnmaskReply& reply) {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kUnmasking, "AddUnmaskReply"));
+  FEDML_RETURN_IF_ERROR(m.CheckRound(reply.round_id, "SecAggUnmaskReply"));
+  FEDML_RETURN_IF_ERROR(m.CheckSender(reply.id, &m.in3, m.in4, "SecAggUnmaskReply", "U3"));
+  const std::string who = "SecAggUnmaskReply from client " + Str(reply.id);
+  // Expected owners: (N(id) + id) n U2, increasing.
+  std::vector<int> owners;
+  for (int v : m.graph[static_cast<std::size_t>(reply.id)]) {
+    if (m.in2[static_cast<std::size_t>(v)]) owners.push_back(v);
+  }
+  owners.insert(std::lower_bound(owners.begin(), owners.end(), reply.id), reply.id);
+  if (reply.shares.size() != owners.size()) {
+    return Status::InvalidArgument(who + " has " + Str(reply.shares.size()) +
+                                   " shares; its neighbourhood within U2 has " +
+                                   Str(owners.size()) + " clients");
+  }
+  for (std::size_t i = 0; i < owners.size(); ++i) {
+    const SecAggRevealedShare& s = reply.shares[i];
+    if (s.owner != owners[i]) {
+      return Status::InvalidArgument(who + ": share " + Str(i) + " is of client " + Str(s.owner) +
+                                     ", expected client " + Str(owners[i]) +
+                                     " (one per neighbour in U2, increasing)");
+    }
+    const bool alive = m.in3[static_cast<std::size_t>(s.owner)] != 0;
+    const SecAggShareKind want = alive ? SecAggShareKind::kSelfMaskSeed : SecAggShareKind::kMaskKey;
+    if (s.kind != want) {
+      return Status::InvalidArgument(
+          who + ": the share of client " + Str(s.owner) + " is of the " +
+          (s.kind == SecAggShareKind::kMaskKey ? "mask key" : "self-mask seed") + ", but client " +
+          Str(s.owner) +
+          (alive ? " survived (the self-mask seed is due)" : " dropped (the mask key is due)"));
+    }
+    FEDML_RETURN_IF_ERROR(CheckSecretShare(s.share, who + ": the share of client " + Str(s.owner)));
+  }
+  for (const auto& s : reply.shares)
+    m.revealed[static_cast<std::size_t>(s.owner)].push_back(s.share);
+  m.in4[static_cast<std::size_t>(reply.id)] = 1;
+  return Status::Ok();
+}
+
+Result<std::vector<std::uint32_t>> SecAggServer::Finish() {
+  Impl& m = *impl_;
+  FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kUnmasking, "Finish"));
+  const std::vector<int> u4 = Impl::Members(m.in4);
+  FEDML_RETURN_IF_ERROR(m.CheckSurvivors(3, u4, m.in4, m.u2));
+  const int t = m.params.threshold;
+  const std::uint64_t modulus = m.params.modulus;
+  std::vector<std::uint32_t> scratch(m.params.vector_length);
+  Defer wipe_scratch([&] { Wipe(scratch); });
+
+  // Self masks of the survivors.
+  for (int u : m.u3) {
+    Result<Bytes> b = sec::ShamirCombine(m.revealed[static_cast<std::size_t>(u)], t);
+    if (!b.ok()) {
+      return m.Abort(
+          Status::DataLoss("the shares of client " + Str(u) +
+                           "'s self-mask seed do not reconstruct it: " + b.status().message()));
+    }
+    Status st = b->size() == kSecretBytes
+                    ? ApplyMask(b.value(), false, scratch, m.sum.data(), modulus)
+                    : Status::DataLoss("client " + Str(u) + "'s self-mask seed is " +
+                                       Str(b->size()) + " bytes, not 32");
+    Wipe(b.value());
+    if (!st.ok()) return m.Abort(st);
+  }
+  // Pairwise masks between each dropped client and its neighbours in U3.
+  for (int u : m.dropped) {
+    Result<Bytes> s = sec::ShamirCombine(m.revealed[static_cast<std::size_t>(u)], t);
+    if (!s.ok()) {
+      return m.Abort(
+          Status::DataLoss("the shares of client " + Str(u) +
+                           "'s mask key do not reconstruct it: " + s.status().message()));
+    }
+    Bytes key = std::move(s).value();
+    Defer wipe_key([&] { Wipe(key); });
+    Result<sec::X25519KeyPair> pair =
+        key.size() == kSecretBytes ? sec::X25519FromPrivate(key)
+                                   : Result<sec::X25519KeyPair>(Status::DataLoss("not 32 bytes"));
+    if (!pair.ok() ||
+        !sec::ConstantTimeEqual(pair->public_key, m.keys[static_cast<std::size_t>(u)].s_public)) {
+      if (pair.ok()) Wipe(pair->private_key);
+      return m.Abort(Status::DataLoss("the reconstructed mask key of client " + Str(u) +
+                                      " does not match its public key"));
+    }
+    Wipe(pair->private_key);
+    for (int v : m.graph[static_cast<std::size_t>(u)]) {
+      if (!m.in3[static_cast<std::size_t>(v)]) continue;
+      Result<Bytes> seed =
+          DeriveKey(key, m.keys[static_cast<std::size_t>(v)].s_public, m.salt, kMaskInfo);
+      if (!seed.ok())
+        return m.Abort(seed.status().WithContext("mask of " + Str(u) + " and " + Str(v)));
+      // v added sign(v, u) PRG(k_uv): +1 when v < u. Take it back out.
+      Status st = ApplyMask(seed.value(), v > u, scratch, m.sum.data(), modulus);
+      Wipe(seed.value());
+      if (!st.ok()) return m.Abort(st);
+    }
+  }
+  m.WipeAll();
+  m.stage = ServerStage::kDone;
+  return std::move(m.sum);
+}
+
+}  // namespace fedml::algorithms
