@@ -682,12 +682,10 @@ Result<std::string> ReadTextFile(const std::string& path, bool trim) {
 }
 
 Result<std::uint64_t> SecureRandomU64() {
-  unsigned char bytes[8];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) {
-    return Status::Internal("OpenSSL's RAND_bytes failed to produce a secret seed");
-  }
+  FEDML_ASSIGN_OR_RETURN(Bytes bytes, SecureRandomBytes(8));
   std::uint64_t v = 0;
-  for (unsigned char b : bytes) v = (v << 8) | b;
+  for (std::uint8_t b : bytes) v = (v << 8) | b;
+  OPENSSL_cleanse(bytes.data(), bytes.size());
   return v;
 }
 
