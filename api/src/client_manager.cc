@@ -1,11 +1,25 @@
 #include "fedml/api/client_manager.h"
 
+#include <algorithm>
+
+#include "fedml/algorithms/secagg.h"
 #include "fedml/core/random.h"
 
 namespace fedml::api {
 
 using core::Message;
 using core::MessageType;
+
+namespace {
+constexpr std::uint64_t kSecureRoundingTag = 0x736563726e64ULL;  // "secrnd"
+}  // namespace
+
+struct ClientManager::SecureClient {
+  std::int64_t round = -1;
+  algorithms::SecAggClient protocol;
+  std::vector<std::uint32_t> input;  // the ring vector [w, w (x - g)]
+  int last_stage = 3;                // the last stage it answers (a simulated dropout: fewer)
+};
 
 ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
                              WorkerOptions options)
@@ -18,7 +32,10 @@ ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTra
     return Status::Ok();
   };
   handlers_[MessageType::kHeartbeat] = [](Message&) { return Status::Ok(); };
+  handlers_[MessageType::kProtocol] = [this](Message& m) { return HandleSecureStage(m); };
 }
+
+ClientManager::~ClientManager() = default;
 
 Status ClientManager::Run() {
   while (!finished_) {
@@ -115,6 +132,10 @@ Status ClientManager::HandleEval(Message& msg) {
 
 Status ClientManager::HandleTrain(Message& msg) {
   if (!msg.model.empty()) FEDML_RETURN_IF_ERROR(HandleSync(msg));  // a task that brings its model
+  // Protocol state of earlier rounds is dead: those rounds are over at the server.
+  for (auto it = secure_.begin(); it != secure_.end();) {
+    it = it->second->round < msg.round ? secure_.erase(it) : std::next(it);
+  }
   for (std::int64_t client : msg.client_ids) {
     Message reply = ReplyTo(msg);
     reply.client_ids = {client};
@@ -140,10 +161,14 @@ Status ClientManager::HandleTrain(Message& msg) {
         update->metrics["train_seconds"] =
             std::chrono::duration<double>(core::Clock::now() - t0).count();
         reply.type = MessageType::kClientUpdate;
-        reply.num_samples = update->num_samples;
-        reply.metrics = std::move(update->metrics);
-        reply.model = std::move(update->state);
-        reply.extras = std::move(update->extras);
+        if (HasSecureTaskAttrs(msg.attrs)) {
+          st = StartSecureClient(msg, client, *update, reply);
+        } else {
+          reply.num_samples = update->num_samples;
+          reply.metrics = std::move(update->metrics);
+          reply.model = std::move(update->state);
+          reply.extras = std::move(update->extras);
+        }
       } else {
         st = update.status();
       }
@@ -151,6 +176,96 @@ Status ClientManager::HandleTrain(Message& msg) {
     FEDML_RETURN_IF_ERROR(SendReply(reply, st));
   }
   return Status::Ok();
+}
+
+Status ClientManager::StartSecureClient(const Message& task, std::int64_t client,
+                                        LocalUpdate& update, Message& reply) {
+  FEDML_ASSIGN_OR_RETURN(SecureTask secure, SecureTaskFromAttrs(task.attrs));
+  if (!update.extras.empty()) {
+    return Status::FailedPrecondition(
+        "secure aggregation carries the model only; this client's update has side payloads (" +
+        update.extras.begin()->first + ")");
+  }
+  FEDML_ASSIGN_OR_RETURN(
+      SecureInputVector input,
+      SecureInput(update.state, global_, update.num_samples, secure,
+                  core::DeriveSeed(options_.random_seed,
+                                   {kSecureRoundingTag, static_cast<std::uint64_t>(task.round),
+                                    static_cast<std::uint64_t>(client)})));
+  auto state = std::make_unique<SecureClient>(SecureClient{
+      task.round, algorithms::SecAggClient(secure.index, secure.params, secure.round_id),
+      std::move(input.words), 3});
+  const std::vector<int> drops = SimulatedDropouts(
+      options_.random_seed, task.round, secure.params.num_clients, options_.secure_dropout.rate);
+  if (std::binary_search(drops.begin(), drops.end(), secure.index)) {
+    const auto& names = SecureDropoutStageNames();
+    state->last_stage = static_cast<int>(
+        std::find(names.begin(), names.end(), options_.secure_dropout.stage) - names.begin());
+  }
+  FEDML_ASSIGN_OR_RETURN(algorithms::SecAggKeys keys, state->protocol.AdvertiseKeys());
+  const core::Bytes encoded = algorithms::Encode(keys);
+  reply.blob.assign(encoded.begin(), encoded.end());
+  reply.metrics = std::move(update.metrics);
+  if (input.clipped > 0) reply.metrics["secagg_clipped"] = static_cast<double>(input.clipped);
+  secure_[client] = std::move(state);
+  return Status::Ok();
+}
+
+Status ClientManager::HandleSecureStage(Message& msg) {
+  Message reply = ReplyTo(msg);
+  reply.type = MessageType::kProtocol;
+  reply.client_ids = msg.client_ids;
+  const std::string stage = msg.attrs["stage"];
+  reply.attrs["stage"] = stage;
+  const int index = stage == kSecureStageShareKeys   ? 1
+                    : stage == kSecureStageMaskInput ? 2
+                    : stage == kSecureStageUnmask    ? 3
+                                                     : 0;
+  Status st;
+  auto it = msg.client_ids.size() == 1 ? secure_.find(msg.client_ids[0]) : secure_.end();
+  if (index == 0) {
+    st = Status::InvalidArgument("unknown secure aggregation stage '" + stage + "'");
+  } else if (it == secure_.end() || it->second->round != msg.round) {
+    st = Status::FailedPrecondition(
+        "no secure aggregation state on this worker for the client of this " + stage +
+        " request (round " + std::to_string(msg.round + 1) + ")");
+  } else if (index > it->second->last_stage) {
+    secure_.erase(it);  // the client vanishes with its secrets
+    if (options_.secure_dropout.silent) return Status::Ok();
+    reply.attrs["dropped"] = "1";
+    return SendReply(reply, Status::Ok());
+  }
+  auto answer = [&]() -> Result<core::Bytes> {
+    SecureClient& c = *it->second;
+    const core::Bytes in(msg.blob.begin(), msg.blob.end());
+    if (index == 1) {
+      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggKeyList m, algorithms::DecodeSecAggKeyList(in));
+      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggEncryptedShares out, c.protocol.ShareKeys(m));
+      return algorithms::Encode(out);
+    }
+    if (index == 2) {
+      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggSharesForYou m,
+                             algorithms::DecodeSecAggSharesForYou(in));
+      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggMaskedInput out,
+                             c.protocol.MaskInput(m, c.input.data()));
+      return algorithms::Encode(out);
+    }
+    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggUnmaskRequest m,
+                           algorithms::DecodeSecAggUnmaskRequest(in));
+    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggUnmaskReply out, c.protocol.Unmask(m));
+    return algorithms::Encode(out);
+  };
+  if (st.ok()) {
+    auto out = answer();
+    if (out.ok()) {
+      reply.blob.assign(out->begin(), out->end());
+    } else {
+      st = out.status();
+    }
+    // A client that answered the last stage, or failed one, has nothing left to do.
+    if (index == 3 || !st.ok()) secure_.erase(it);
+  }
+  return SendReply(reply, st);
 }
 
 }  // namespace fedml::api

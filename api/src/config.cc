@@ -27,15 +27,17 @@
 #include "fedml/algorithms/registry.h"
 #include "fedml/algorithms/robust.h"
 #include "fedml/algorithms/server_optimizer.h"
+#include "fedml/api/secure_aggregation.h"
 #include "fedml/core/text.h"
 
 namespace fedml::api {
 namespace {
 
 // FedML's sections, in the order its example files use (and ConfigToYaml writes).
-constexpr const char* kSections[] = {
-    "common_args", "data_args",       "model_args",  "train_args", "defense_args", "attack_args",
-    "dp_args",     "validation_args", "device_args", "comm_args",  "tracking_args"};
+constexpr const char* kSections[] = {"common_args", "data_args",     "model_args",
+                                     "train_args",  "defense_args",  "attack_args",
+                                     "dp_args",     "security_args", "validation_args",
+                                     "device_args", "comm_args",     "tracking_args"};
 
 // Where MNIST lives when the config names `dataset: mnist` but no data_cache_dir: the
 // Config default points at Fashion-MNIST, which would silently load the wrong images.
@@ -277,6 +279,21 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("dp_args", "delta", &C::delta, InOpen(0.0, 1.0)));
     k.push_back(Key("dp_args", "clipping_norm", &C::clipping_norm, GreaterThan(0.0)));
     k.push_back(Key("dp_args", "noise_multiplier", &C::noise_multiplier, AtLeast(0.0)));
+    // security_args
+    k.push_back(Key("security_args", "secure_aggregation", &C::secure_aggregation,
+                    OneOf({"none", "secagg", "secagg_plus"})));
+    k.push_back(Key("security_args", "num_shares", &C::num_shares, AtLeast(0)));
+    k.push_back(Key("security_args", "reconstruction_threshold", &C::reconstruction_threshold,
+                    AtLeast(0.0)));
+    k.push_back(Key("security_args", "clipping_range", &C::clipping_range, GreaterThan(0.0)));
+    k.push_back(Key("security_args", "quantization_range", &C::quantization_range));
+    k.push_back(Key("security_args", "modulus", &C::modulus));
+    k.push_back(Key("security_args", "max_weight", &C::max_weight, GreaterThan(0.0)));
+    k.push_back(Key("security_args", "secagg_stage_timeout_s", &C::secagg_stage_timeout_s,
+                    GreaterThan(0.0)));
+    k.push_back(Key("security_args", "dropout_rate", &C::dropout_rate, InHalfOpen(0.0, 1.0)));
+    k.push_back(
+        Key("security_args", "dropout_stage", &C::dropout_stage, OneOf(SecureDropoutStageNames())));
     // validation_args
     k.push_back(
         Key("validation_args", "frequency_of_the_test", &C::frequency_of_the_test, AtLeast(1)));
@@ -716,6 +733,30 @@ Status CheckAlgorithmKeys(const Config& c) {
     return Status::InvalidArgument(
         "heterogeneity trace needs trace_file (a CSV: see "
         "docs/configuration.md)");
+  }
+  if (c.secure_aggregation != "none") {
+    // The same resolution a round uses, for a round of client_num_per_round clients.
+    auto task = SecureTaskForRound(SecureOptionsFrom(c), c.client_num_per_round, 1, 0, 0);
+    if (!task.ok()) return Status::InvalidArgument(task.status().message());
+    std::string what;
+    if (async) what = opt + " (asynchronous: no rounds to sum)";
+    if (opt == "SCAFFOLD") what = "SCAFFOLD (its control variates travel in the clear)";
+    if (opt == "FedNova") what = "FedNova (it normalises each update on its own)";
+    if (c.enable_defense) what = "defense_type " + c.defense_type + " (it must see each update)";
+    if (c.enable_dp && c.dp_solution_type == "cdp") {
+      what = "central DP (it clips each update on the server; use dp_solution_type ldp)";
+    }
+    if (!what.empty()) {
+      return Status::InvalidArgument(
+          "secure_aggregation " + c.secure_aggregation +
+          " reveals only the sum of a round's updates and so combines with linear aggregation "
+          "(FedAvg, FedProx, FedAvgM, FedOpt, FedAdam, FedAdagrad, FedYogi), not with " +
+          what);
+    }
+  } else if (c.dropout_rate > 0.0) {
+    return Status::InvalidArgument(
+        "dropout_rate simulates clients vanishing during secure aggregation; set "
+        "secure_aggregation to secagg or secagg_plus, or dropout_rate to 0");
   }
   if (opt == "SCAFFOLD" && c.client_optimizer != "sgd") {
     return Status::InvalidArgument(

@@ -102,6 +102,11 @@ void PrintBanner(const fedml::api::Config& config, const std::string& who) {
               config.partition_method.c_str(), config.client_num_in_total,
               async ? at_once : config.client_num_per_round, async ? "at once" : "per round",
               config.model.c_str(), config.comm_round, async ? "versions" : "rounds", who.c_str());
+  if (config.secure_aggregation != "none") {
+    std::printf("secure aggregation: %s (the server sees only each round's sum)%s\n",
+                config.secure_aggregation.c_str(),
+                config.dropout_rate > 0 ? ", simulated dropouts" : "");
+  }
   if (config.heterogeneity == "lognormal") {
     std::printf("virtual clock: log-normal devices, speed_sigma %g, bandwidth_sigma %g\n",
                 config.speed_sigma, config.bandwidth_sigma);

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "fedml/core/random.h"
+#include "fedml/core/security/commitment.h"
 #include "fedml/core/security/crypto.h"
 
 namespace fedml::api {
@@ -96,6 +97,20 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
   if (status.ok() && !options_.start_strategy_state.empty()) {
     status = aggregator_->RestoreState(options_.start_strategy_state)
                  .WithContext("restoring the strategy's state from the checkpoint");
+  }
+  if (status.ok() && options_.secure.enabled()) {
+    if (options_.async.enabled) {
+      status =
+          Status::InvalidArgument("secure aggregation sums the updates of a round; asynchronous " +
+                                  aggregator_->name() + " has no rounds");
+    } else if (!aggregator_->is_linear()) {
+      status = Status::InvalidArgument(
+          "secure aggregation (" + options_.secure.protocol +
+          ") reveals only the sum of the "
+          "updates, so it needs a linear aggregator (FedAvg, FedProx, FedAvgM, the FedOpt "
+          "family); " +
+          aggregator_->name() + " is not linear");
+    }
   }
   if (status.ok() && options_.async.enabled) {
     status = RunAsync(global);
@@ -207,22 +222,7 @@ Status RoundController::LedgerAppend(std::int64_t round, const RoundMetrics& met
 }
 
 Result<std::string> StateSha256(const core::ModelState& state) {
-  // Host byte order is little-endian on every platform fedml-cpp builds for (x86-64, arm64).
-  core::Bytes bytes;
-  bytes.reserve(state.numel() * sizeof(float) + 64 * state.num_tensors());
-  auto put = [&bytes](const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::uint8_t*>(p);
-    bytes.insert(bytes.end(), b, b + n);
-  };
-  for (const core::TensorSpec& spec : state.specs()) {
-    put(spec.name.data(), spec.name.size());
-    bytes.push_back(0);
-    const auto rank = static_cast<std::int64_t>(spec.shape.size());
-    put(&rank, sizeof rank);
-    for (std::int64_t d : spec.shape) put(&d, sizeof d);
-    put(state.data() + spec.offset, spec.numel() * sizeof(float));
-  }
-  return core::security::Sha256Hex(bytes.data(), bytes.size());
+  return core::security::CheckpointSha256(state);  // one definition of a model's hash
 }
 
 double RoundController::ClientWork(std::int64_t id) const {
@@ -470,6 +470,7 @@ Status RoundController::Dispatch(std::int64_t round, int n, MessageType reply_ty
     Message msg;
     if (decoded.ok()) {
       msg = std::move(decoded).value();
+      msg.sender = src;  // the transport's word for who sent it, not the frame's
     } else if (in_flight.count(src)) {
       // A malformed reply (truncated, non-finite values, ...) answers the sender's task: the
       // task ends refused, so one bad client costs the round its update, not the deadline.
@@ -556,8 +557,11 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   }
   const int k = static_cast<int>(sampled.size());
   if (ledger_) ledger_record_.participants = sampled;
-  FEDML_RETURN_IF_ERROR(aggregator_->Begin(global, {round, model_version_, k}));
+  // With secure aggregation the aggregator sees one update: the survivors' secure mean.
+  FEDML_RETURN_IF_ERROR(
+      aggregator_->Begin(global, {round, model_version_, options_.secure.enabled() ? 1 : k}));
   FEDML_RETURN_IF_ERROR(SyncWorkers(round, global, metrics));
+  if (options_.secure.enabled()) return RunSecureRound(round, sampled, global, metrics);
 
   // Updates reach the aggregator in the order of `sampled`, whatever order they arrive in, so
   // the result is the same for any number of workers and on every backend.
@@ -606,30 +610,39 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
           loss_weighted += client_loss * n;
           loss_weight += n;
         } else {
-          ++metrics.refused;
-          std::fprintf(stderr, "warning: round %lld: update of client %lld refused: %s\n",
-                       static_cast<long long>(round) + 1, static_cast<long long>(sampled[pos]),
-                       st.ToString().c_str());
+          Refuse(round, sampled[pos], "update", st, metrics);
         }
         if (on_progress_) on_progress_(round + 1, pos + 1, k);
       },
       metrics));
+  metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
+  return EndTraining(round, aggregator_->accepted(), global, metrics,
+                     deadline - options_.round_timeout);
+}
+
+void RoundController::Refuse(std::int64_t round, std::int64_t client, const char* what,
+                             const Status& why, RoundMetrics& metrics) const {
+  ++metrics.refused;
+  std::fprintf(stderr, "warning: round %lld: %s of client %lld refused: %s\n",
+               static_cast<long long>(round) + 1, what, static_cast<long long>(client),
+               why.ToString().c_str());
+}
+
+Status RoundController::EndTraining(std::int64_t round, int accepted, core::ModelState& global,
+                                    RoundMetrics& metrics, core::Clock::time_point train_start) {
   const auto t_agg = core::Clock::now();
-  if (aggregator_->accepted() < std::max(1, options_.min_clients)) {
+  if (accepted < std::max(1, options_.min_clients)) {
     // Too few updates: the global model stays as it was (and keeps its version).
     std::fprintf(stderr,
                  "warning: round %lld: %d update(s) accepted, fewer than min_clients=%d; the "
                  "global model is kept\n",
-                 static_cast<long long>(round) + 1, aggregator_->accepted(),
-                 std::max(1, options_.min_clients));
+                 static_cast<long long>(round) + 1, accepted, std::max(1, options_.min_clients));
   } else {
     FEDML_ASSIGN_OR_RETURN(global, aggregator_->Finalize());
     ++model_version_;
     for (const auto& [name, value] : aggregator_->RoundFigures()) metrics.extra[name] = value;
   }
-  metrics.extra["train_phase_seconds"] =
-      std::chrono::duration<double>(t_agg - (deadline - options_.round_timeout)).count();
-  metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
+  metrics.extra["train_phase_seconds"] = std::chrono::duration<double>(t_agg - train_start).count();
   return Status::Ok();
 }
 

@@ -34,6 +34,7 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   o.async.max_concurrency =
       config.max_concurrency > 0 ? config.max_concurrency : config.client_num_per_round;
   o.async.max_staleness = config.max_staleness;
+  o.secure = SecureOptionsFrom(config);
   return o;
 }
 
@@ -54,9 +55,13 @@ Result<std::shared_ptr<const SystemModel>> SystemModelFrom(const Config& config)
 WorkerOptions WorkerOptionsFrom(const Config& config) {
   WorkerOptions o;
   o.random_seed = config.random_seed;
-  // Between two messages a worker may wait out a whole round plus the evaluation after it.
-  o.idle_timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(config.round_timeout_s * 2000));
+  // Between two messages a worker may wait out a whole round plus the evaluation after it, and
+  // with secure aggregation its three stages.
+  const double stages_s =
+      config.secure_aggregation == "none" ? 0.0 : 3.0 * config.secagg_stage_timeout_s;
+  o.idle_timeout = std::chrono::milliseconds(
+      static_cast<std::int64_t>((config.round_timeout_s * 2.0 + stages_s) * 1000));
+  o.secure_dropout = SecureDropoutFrom(config);
   return o;
 }
 

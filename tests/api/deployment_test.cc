@@ -3,6 +3,7 @@
 // dropped with a reason, and the round goes on with the others.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
@@ -42,29 +43,32 @@ std::unique_ptr<core::grpc_comm::ServerCommunicator> StartLoopbackServer(int cli
 
 // Client i (one thread each) connects to `server` and serves with trainers[i] until FINISH;
 // its result lands in status[i]. Join the threads before `status` goes.
+// worker_options[i], where given, are client i's (default: a 60 s idle timeout).
 std::vector<std::thread> StartClients(core::grpc_comm::ServerCommunicator& server,
                                       std::vector<std::unique_ptr<ClientTrainer>> trainers,
-                                      std::vector<Status>& status) {
+                                      std::vector<Status>& status,
+                                      std::vector<WorkerOptions> worker_options = {}) {
   status.assign(trainers.size(), Status::Ok());
+  worker_options.resize(trainers.size());
   std::vector<std::thread> clients;
   const int port = server.bound_port();
   for (std::size_t id = 0; id < trainers.size(); ++id) {
-    clients.emplace_back([&status, port, id, trainer = std::move(trainers[id])]() mutable {
-      core::grpc_comm::ClientOptions co;
-      co.server = "127.0.0.1:" + std::to_string(port);
-      co.client_id = static_cast<int>(id);
-      co.security.insecure = true;
-      co.connect_timeout = std::chrono::seconds(20);
-      auto comm = core::grpc_comm::ConnectClient(co);
-      if (!comm.ok()) {
-        status[id] = comm.status();
-        return;
-      }
-      WorkerOptions wo;
-      wo.idle_timeout = std::chrono::seconds(60);
-      ClientManager manager(**comm, std::move(trainer), wo);
-      status[id] = manager.Run();
-    });
+    clients.emplace_back(
+        [&status, port, id, wo = worker_options[id], trainer = std::move(trainers[id])]() mutable {
+          core::grpc_comm::ClientOptions co;
+          co.server = "127.0.0.1:" + std::to_string(port);
+          co.client_id = static_cast<int>(id);
+          co.security.insecure = true;
+          co.connect_timeout = std::chrono::seconds(20);
+          auto comm = core::grpc_comm::ConnectClient(co);
+          if (!comm.ok()) {
+            status[id] = comm.status();
+            return;
+          }
+          wo.idle_timeout = std::chrono::seconds(60);
+          ClientManager manager(**comm, std::move(trainer), wo);
+          status[id] = manager.Run();
+        });
   }
   REQUIRE(server
               .WaitForClients(static_cast<int>(trainers.size()),
@@ -204,4 +208,65 @@ TEST_CASE("asynchronous FedBuff over gRPC goes on without a client that went qui
     CHECK(final_model->data()[i] <= 4.0f);
   }
   for (const Status& st : client_status) CHECK(st.ok());
+}
+
+TEST_CASE("secure aggregation over gRPC survives a client that goes silent mid-protocol",
+          "[deployment][secagg]") {
+  auto server = StartLoopbackServer(5);
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  for (int i = 0; i < 5; ++i) {
+    trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  }
+  // Client 4 sends its keys, then says nothing more: the server waits out the stage.
+  std::vector<WorkerOptions> worker_options(5);
+  worker_options[4].secure_dropout.rate = 1.0;
+  worker_options[4].secure_dropout.stage = "advertise_keys";
+  worker_options[4].secure_dropout.silent = true;
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients =
+      StartClients(*server, std::move(trainers), client_status, worker_options);
+
+  ServerOptions options;
+  options.client_num_in_total = 5;
+  options.client_num_per_round = 5;
+  options.comm_round = 2;
+  options.round_timeout = std::chrono::seconds(30);
+  options.fixed_clients = true;
+  options.secure.protocol = "secagg";
+  options.secure.reconstruction_threshold = 3;
+  options.secure.max_weight = 10;  // each client's weight is 1
+  options.secure.stage_timeout = std::chrono::milliseconds(1500);
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  auto final_model = controller.Run(Model(3, 0.0f));
+  for (auto& t : clients) t.join();
+  REQUIRE(final_model.ok());
+  const auto& rounds = controller.history();
+  REQUIRE(rounds.size() == 2);
+  for (const RoundMetrics& m : rounds) {
+    CHECK(m.clients == 4);
+    CHECK(m.dropped == 1);
+    CHECK(m.extra.at("secagg_survivors") == 4);
+  }
+  // Every survivor added 1 per round; the mean is exact up to the quantization step.
+  const double step = 16.0 / ((1 << 22) - 1);
+  for (std::size_t i = 0; i < final_model->numel(); ++i) {
+    CHECK(std::fabs(final_model->data()[i] - 2.0f) <= 2 * 2 * 4 * step / 4 + 1e-6);
+  }
+  for (const Status& st : client_status) CHECK(st.ok());
+
+  // A non-linear aggregator is refused before the first round.
+  auto server2 = StartLoopbackServer(2);
+  algorithms::AggregatorOptions robust;
+  robust.enable_defense = true;
+  robust.defense.defense_type = "wise_median";
+  auto median = algorithms::CreateAggregator("FedAvg", robust);
+  REQUIRE(median.ok());
+  options.client_num_in_total = 2;
+  options.client_num_per_round = 2;
+  RoundController refused(*server2, std::move(median).value(), options, {});
+  auto result = refused.Run(Model(3, 0.0f));
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.status().message().find("needs a linear aggregator") != std::string::npos);
 }

@@ -22,11 +22,14 @@ for k in 3 4; do
   [[ $(wc -l < "$work/mpi$k.jsonl") -eq 3 ]] || { echo "expected 3 rounds from -np $k"; exit 1; }
   echo "mpirun -np $k: per-round test_accuracy, test_loss and train_loss equal the in-process run"
 done
-# Strategies with server state (SCAFFOLD's control variates, FedAdam's moments) and a robust
-# rule under a simulated attack give the same answer under mpirun too.
+# Strategies with server state (SCAFFOLD's control variates, FedAdam's moments), a robust rule
+# under a simulated attack, and secure aggregation with dropouts (SecAgg, SecAgg+) give the same
+# answer under mpirun too.
 for variant in "--federated_optimizer SCAFFOLD" \
                "--federated_optimizer FedAdam --server_lr 0.03" \
-               "--enable_defense true --defense_type multikrum --byzantine_client_num 2 --enable_attack true --attack_mode flip"; do
+               "--enable_defense true --defense_type multikrum --byzantine_client_num 2 --enable_attack true --attack_mode flip" \
+               "--secure_aggregation secagg --dropout_rate 0.3 --dropout_stage share_keys" \
+               "--secure_aggregation secagg_plus --num_shares 5 --dropout_rate 0.2 --dropout_stage mask_input"; do
   # shellcheck disable=SC2086
   "$fedml" simulate "${common[@]}" $variant --backend inproc --worker_num 2 \
     --metrics_file "$work/v_inproc.jsonl" >/dev/null

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "fedml/api/client_trainer.h"
+#include "fedml/api/secure_aggregation.h"
 #include "fedml/core/comm/communicator.h"
 #include "fedml/core/wire.h"
 
@@ -18,15 +19,20 @@ struct WorkerOptions {
   std::chrono::milliseconds idle_timeout{1200000};
   core::EncodeOptions encode;
   core::DecodeLimits decode;
+  /// Simulated secure-aggregation dropouts of the clients this worker trains.
+  SecureDropoutOptions secure_dropout;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is
-/// handed through its trainer, sends the updates back. `comm` must outlive it. Run() on one
-/// thread.
+/// handed through its trainer, sends the updates back. With secure aggregation
+/// (fedml/api/secure_aggregation.h) it keeps each trained client's masked-input state until the
+/// round's last stage, answers the stages for it, and sends no model in the clear. `comm` must
+/// outlive it. Run() on one thread.
 class ClientManager {
  public:
   ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
                 WorkerOptions options);
+  ~ClientManager();
 
   /// Serves until FINISH (OK), an abort (ABORTED), or idle_timeout with no message from the
   /// server (DEADLINE_EXCEEDED). A training failure is reported to the server as an ERROR
@@ -38,6 +44,11 @@ class ClientManager {
   Status HandleSync(core::Message& msg);
   Status HandleTrain(core::Message& msg);
   Status HandleEval(core::Message& msg);
+  /// A secure-aggregation stage (kProtocol) for one client this worker trained.
+  Status HandleSecureStage(core::Message& msg);
+  /// Turns a trained client's update into its stage-0 reply (keys instead of the model).
+  Status StartSecureClient(const core::Message& task, std::int64_t client, LocalUpdate& update,
+                           core::Message& reply);
   /// A reply to `request` addressed to the server, carrying this worker's model version.
   core::Message ReplyTo(const core::Message& request) const;
   /// Sends `reply`, turned into an ERROR carrying `status` when that is not OK.
@@ -50,6 +61,8 @@ class ClientManager {
   core::ModelState global_;
   std::int64_t model_version_ = -1;
   bool finished_ = false;
+  struct SecureClient;  // a client's protocol object and ring vector, until its round ends
+  std::map<std::int64_t, std::unique_ptr<SecureClient>> secure_;  // by client id
 };
 
 }  // namespace fedml::api

@@ -85,6 +85,20 @@ struct Config {
   double delta = 1e-5;
   double clipping_norm = 1.0;
   double noise_multiplier = 0.0;  // 0: derived from epsilon
+  // security_args: secure aggregation (fedml/api/secure_aggregation.h), SecAgg or SecAgg+;
+  // the server learns only the sum of each round's quantized updates.
+  std::string secure_aggregation = "none";  // none | secagg | secagg_plus
+  int num_shares = 0;                       // secagg_plus neighbourhood incl. the client (0 = auto)
+  double reconstruction_threshold = 0;      // 0 = majority; (0, 1) fraction; >= 1 a count
+  double clipping_range = 8.0;              // update values are clipped to [-c, c]
+  std::uint64_t quantization_range = std::uint64_t{1} << 22;
+  std::uint64_t modulus = std::uint64_t{1} << 32;  // the ring: a power of two <= 2^32
+  double max_weight = 1000.0;                      // a client's weight: min(samples / this, 1)
+  double secagg_stage_timeout_s = 60.0;            // the longest one stage waits for answers
+  // Simulated dropouts: this fraction of each round's clients vanish after dropout_stage
+  // (advertise_keys | share_keys | mask_input).
+  double dropout_rate = 0.0;
+  std::string dropout_stage = "share_keys";
   // validation_args
   int frequency_of_the_test = 1;
   // device_args

@@ -13,6 +13,7 @@
 #include "fedml/algorithms/aggregator.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/metrics.h"
+#include "fedml/api/secure_aggregation.h"
 #include "fedml/api/system_model.h"
 #include "fedml/core/comm/communicator.h"
 #include "fedml/core/security/ledger.h"
@@ -85,6 +86,13 @@ struct ServerOptions {
   std::function<double(std::int64_t id)> client_work;
   /// Resume: the virtual time the checkpoint was taken at.
   double start_virtual_seconds = 0.0;
+  /// Secure aggregation (fedml/api/secure_aggregation.h): the server sees only the sum of each
+  /// round's updates. Needs a linear aggregator (Aggregator::is_linear) and synchronous rounds;
+  /// Run fails before the first round otherwise. Every stage is bounded by stage_timeout. The
+  /// ledger records, for each survivor, the SHA-256 of the masked input it sent (what the server
+  /// saw) and no sample count (the server does not learn it); the round's train_loss is the
+  /// unweighted mean of the clients' reported losses.
+  SecureAggregationOptions secure;
 };
 
 /// Evaluates a global model on the test set on the controller's thread. When none is given the
@@ -123,6 +131,24 @@ class RoundController {
 
  private:
   Status RunRound(std::int64_t round, core::ModelState& global, RoundMetrics& metrics);
+  /// A round through secure aggregation (ServerOptions::secure), in secure_rounds.cc: training
+  /// with stage 0, then the protocol's stages, then one aggregated update.
+  Status RunSecureRound(std::int64_t round, const std::vector<std::int64_t>& sampled,
+                        core::ModelState& global, RoundMetrics& metrics);
+  /// Sends each participant's stage message (out, by participant index) to the rank that holds
+  /// it and collects the answers into `in` until all are in or stage_timeout passes; those that
+  /// did not answer (gone, silent, failed, or a simulated dropout) are left out of `in`.
+  Status SecureExchange(std::int64_t round, const char* stage,
+                        const std::vector<std::int64_t>& sampled, const std::vector<int>& rank_of,
+                        std::map<int, core::Bytes>& out, std::map<int, core::Bytes>& in,
+                        RoundMetrics& metrics);
+  /// Counts a refused message of `client` and says why on stderr.
+  void Refuse(std::int64_t round, std::int64_t client, const char* what, const Status& why,
+              RoundMetrics& metrics) const;
+  /// Ends a round's training phase: a new global model from the aggregator when at least
+  /// min_clients of the round's clients were `accepted`, else a warning and the model kept.
+  Status EndTraining(std::int64_t round, int accepted, core::ModelState& global,
+                     RoundMetrics& metrics, core::Clock::time_point train_start);
   /// Asynchronous aggregation (ServerOptions::async), in async_rounds.cc.
   Status RunAsync(core::ModelState& global);
   /// Evaluates `global` when round (0-based) is due, into `metrics`.
