@@ -13,6 +13,7 @@
 
 #include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"
+#include "fedml/core/security/quantization.h"
 
 using fedml::StatusCode;
 using fedml::core::Bytes;
@@ -390,4 +391,48 @@ TEST_CASE("ConstantTimeEqual compares sizes and contents", "[secagg][crypto]") {
   CHECK_FALSE(ConstantTimeEqual(Bytes{1, 2, 3}, Bytes{1, 2, 4}));
   CHECK_FALSE(ConstantTimeEqual(Bytes{1, 2, 3}, Bytes{1, 2}));
   CHECK_FALSE(ConstantTimeEqual({}, Bytes{0}));
+}
+
+TEST_CASE("ApplyMasks adds and subtracts ExpandMask's words, for any thread count",
+          "[secagg][crypto]") {
+  // Not a multiple of the 16 KiB chunk nor of an AES block; 70 terms cross the 64-context batch.
+  const std::size_t len = (std::size_t{1} << 20) + 13;
+  std::vector<MaskTerm> terms;
+  for (int i = 0; i < 70; ++i) {
+    Bytes seed(32, static_cast<std::uint8_t>(i));
+    terms.push_back({seed, i % 3 != 0});
+  }
+  std::vector<std::uint32_t> start(len);
+  fedml::core::Rng rng(9);
+  for (auto& w : start) w = static_cast<std::uint32_t>(rng.NextU64());
+  for (std::uint64_t modulus : {std::uint64_t{1} << 32, std::uint64_t{1} << 20}) {
+    INFO("modulus " << modulus);
+    std::vector<std::uint32_t> expected = start;
+    if (modulus != (std::uint64_t{1} << 32)) {
+      for (auto& w : expected) w &= static_cast<std::uint32_t>(modulus - 1);
+    }
+    std::vector<std::uint32_t> mask(len);
+    for (const MaskTerm& t : terms) {
+      REQUIRE(ExpandMask(t.seed, mask.data(), len).ok());
+      if (t.add) {
+        AddModInPlace(expected.data(), mask.data(), len, modulus);
+      } else {
+        SubModInPlace(expected.data(), mask.data(), len, modulus);
+      }
+    }
+    for (int threads : {1, 2, 0}) {
+      INFO("threads " << threads);
+      std::vector<std::uint32_t> acc = start;
+      if (modulus != (std::uint64_t{1} << 32)) {
+        for (auto& w : acc) w &= static_cast<std::uint32_t>(modulus - 1);
+      }
+      REQUIRE(ApplyMasks(terms, acc.data(), len, modulus, threads).ok());
+      CHECK(acc == expected);
+    }
+  }
+  terms[5].seed.pop_back();
+  std::vector<std::uint32_t> acc(16);
+  auto bad = ApplyMasks(terms, acc.data(), acc.size(), std::uint64_t{1} << 32, 1);
+  CHECK(bad.code() == StatusCode::kInvalidArgument);
+  CHECK(bad.message().find("31") != std::string::npos);
 }

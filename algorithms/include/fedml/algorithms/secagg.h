@@ -292,7 +292,10 @@ class SecAggClient {
 /// destroyed or assigned to).
 class SecAggServer {
  public:
-  SecAggServer(SecAggParams params, std::uint64_t round_id);
+  /// `threads`: Finish removes the masks with up to this many threads (0: the hardware's
+  /// concurrency), each owning a slice of the sum and all joined before Finish returns; the sum
+  /// is the same for any count. Threads pay off only with idle cores.
+  SecAggServer(SecAggParams params, std::uint64_t round_id, int threads = 1);
   ~SecAggServer();
   SecAggServer(SecAggServer&&) noexcept;
   SecAggServer& operator=(SecAggServer&&) noexcept;

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fedml/core/status.h"
 #include "fedml/core/wire.h"  // fedml::core::Bytes
@@ -94,6 +95,21 @@ Result<Bytes> AeadOpen(const Bytes& key32, const Bytes& sealed, const Bytes& ass
 /// Errors: INVALID_ARGUMENT when seed32 is not 32 bytes or out is null with n > 0 (or 4n
 /// overflows); INTERNAL when OpenSSL fails. n == 0 writes nothing. On error out is unspecified.
 Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n);
+
+/// One mask of a sum: ExpandMask(seed)'s words, added (add) or subtracted. seed: 32 bytes.
+struct MaskTerm {
+  Bytes seed;
+  bool add = true;
+};
+/// acc[i] = acc[i] + sum over terms of +-ExpandMask(seed)[i], mod modulus (a power of two
+/// <= 2^32), for i in [0, len): the words ExpandMask gives, produced in 16 KiB chunks and added as
+/// they come, so the accumulator crosses memory once per 64 masks and no mask is materialised.
+/// max_threads (0 = the hardware's concurrency) threads each own a slice of acc and are joined
+/// before return; the result does not depend on their number. Keystream scratch is wiped.
+/// INVALID_ARGUMENT for a seed other than 32 bytes, INTERNAL when OpenSSL fails (acc may then be
+/// partly updated).
+Status ApplyMasks(const std::vector<MaskTerm>& terms, std::uint32_t* acc, std::size_t len,
+                  std::uint64_t modulus, int max_threads);
 
 /// SHA-256 of data[0..n) (EVP_Digest); data may be null when n is 0. Thread-safe. INTERNAL when
 /// OpenSSL fails.
