@@ -23,7 +23,7 @@ struct ClientManager::SecureClient {
 
 ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
                              WorkerOptions options)
-    : comm_(comm), trainer_(std::move(trainer)), options_(options) {
+    : comm_(comm), trainer_(std::move(trainer)), options_(std::move(options)) {
   handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
   handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
   handlers_[MessageType::kEvalTask] = [this](Message& m) { return HandleEval(m); };

@@ -152,7 +152,8 @@ Status RoundController::RunSecureRound(std::int64_t round, const std::vector<std
     return aborted(task_or.status());
   }
   SecureTask task = std::move(task_or).value();
-  algorithms::SecAggServer server(task.params, task.round_id);
+  // Unmasking runs on every core: the workers wait for the round's end meanwhile.
+  algorithms::SecAggServer server(task.params, task.round_id, /*threads=*/0);
   std::vector<int> rank_of(static_cast<std::size_t>(n), -1);
   double loss_sum = 0.0;
   int loss_count = 0;
