@@ -71,10 +71,26 @@ Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Data
     if (adjustments.flip_labels) labels = (data.num_classes - 1) - labels;
     Rng rng(seed);
     std::vector<std::int64_t> order = indices;
-    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    const std::int64_t interval = adjustments.on_checkpoint ? adjustments.checkpoint_interval : 0;
+    std::int64_t step = 0;              // the number of the next step
+    std::int64_t last_checkpoint = -1;  // the step count last reported to on_checkpoint
+    bool stopped = false;
+    for (int epoch = 0; epoch < options.epochs && !stopped; ++epoch) {
       rng.Shuffle(order);
-      for (std::size_t begin = 0; begin < order.size(); begin += options.batch_size) {
+      for (std::size_t begin = 0; begin < order.size(); begin += options.batch_size, ++step) {
         const std::size_t end = std::min(order.size(), begin + options.batch_size);
+        if (adjustments.stop_step >= 0 && step >= adjustments.stop_step) {
+          stopped = true;
+          break;
+        }
+        if (step < adjustments.first_step) continue;  // drawn, not trained: the order stays
+        if (interval > 0 && step % interval == 0) {
+          adjustments.on_checkpoint(step);
+          last_checkpoint = step;
+        }
+        if (adjustments.on_batch) {
+          adjustments.on_batch(order.data() + begin, end - begin);
+        }
         torch::Tensor idx = torch::from_blob(
             order.data() + begin, {static_cast<std::int64_t>(end - begin)}, torch::kLong);
         torch::Tensor x = features.index_select(0, idx).to(device);
@@ -97,6 +113,9 @@ Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Data
         seen += static_cast<std::int64_t>(end - begin);
         ++stats.steps;
       }
+    }
+    if (interval > 0 && step > adjustments.first_step && last_checkpoint != step) {
+      adjustments.on_checkpoint(step);
     }
   });
   if (!st.ok()) return st;

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,24 @@ struct LocalTrainAdjustments {
   std::vector<torch::Tensor> gradient_offset;
   /// Train on y -> num_classes - 1 - y (a simulated label-flipping attacker).
   bool flip_labels = false;
+
+  // Verified work (fedml/core/security/commitment.h). Steps are numbered from 0 across epochs in
+  // the order the seed gives; a replay of steps [first_step, stop_step) draws the same batches
+  // as the original run and trains only those, so it ends where the original did at stop_step
+  // (exactly, for optimizers without state: SGD with momentum 0; with momentum or Adam the
+  // optimizer's state at first_step is not restored and the replay differs).
+  /// Steps before this one are drawn but not trained. >= 0.
+  std::int64_t first_step = 0;
+  /// Training stops before this step (-1: at the end of the last epoch).
+  std::int64_t stop_step = -1;
+  /// With checkpoint_interval > 0 and on_checkpoint set: on_checkpoint(s) runs before every
+  /// trained step s that is a multiple of the interval, and once more after the last step taken
+  /// (s = the number of that step + 1) unless that step count was just reported; `model` then
+  /// holds the weights after s steps.
+  std::int64_t checkpoint_interval = 0;
+  std::function<void(std::int64_t step)> on_checkpoint;
+  /// Called with each trained batch's sample indices (before its step), in order.
+  std::function<void(const std::int64_t* indices, std::size_t n)> on_batch;
 };
 
 struct LocalTrainStats {
