@@ -23,6 +23,17 @@ class PipelineTrainer final : public ClientTrainer {
   Status SetState(const core::ModelState& state) override { return inner_->SetState(state); }
   Result<core::ModelState> GetState() override { return inner_->GetState(); }
   Result<Evaluation> Evaluate(const EvalTask& task) override { return inner_->Evaluate(task); }
+  Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override {
+    return inner_->NumTrainSamples(client_id);
+  }
+  Result<core::ModelState> CommittedCheckpoint(std::int64_t round, std::int64_t client_id,
+                                               std::int64_t index) const override {
+    return inner_->CommittedCheckpoint(round, client_id, index);
+  }
+  void ReleaseCheckpoints(std::int64_t round) override { inner_->ReleaseCheckpoints(round); }
+  Result<core::ModelState> ReplaySegment(const ReplayTask& task) override {
+    return inner_->ReplaySegment(task);
+  }
 
   Result<LocalUpdate> Train(const TrainTask& task) override {
     const bool attacker = IsAttacker(attack_, task.round, task.client_id);

@@ -1,6 +1,7 @@
 #include "fedml/api/torch_trainer.h"
 
 #include "fedml/algorithms/scaffold.h"
+#include "fedml/core/security/commitment.h"
 #include "fedml/core/train/models.h"
 #include "fedml/core/train/torch_bridge.h"
 
@@ -80,11 +81,56 @@ Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
                                    task.extras.begin()->first +
                                    ") this client does not implement; check federated_optimizer");
   }
+  // Verified work: every checkpoint kept and hashed, every batch's indices hashed.
+  const bool commit = task.checkpoint_interval > 0;
+  std::vector<core::ModelState> trajectory;
+  core::security::TrainingCommitment commitment;
+  core::security::BatchIndicesHasher batches;
+  Status hook_status;
+  if (commit) {
+    if (scaffold_ || options_.proximal_mu > 0 || options_.optimizer != "sgd" ||
+        options_.momentum != 0.0) {
+      return Status::FailedPrecondition(
+          "verification replays committed segments from their checkpoints, which needs plain "
+          "SGD (client_optimizer sgd, momentum 0, no FedProx or SCAFFOLD): their state at a "
+          "checkpoint is not committed");
+    }
+    adjust.checkpoint_interval = task.checkpoint_interval;
+    adjust.on_checkpoint = [&](std::int64_t) {
+      if (!hook_status.ok()) return;
+      auto state = core::StateFromModule(*model_.ptr());
+      auto sha = state.ok() ? core::security::CheckpointSha256(*state)
+                            : Result<std::string>(state.status());
+      if (!sha.ok()) {
+        hook_status = sha.status();
+        return;
+      }
+      commitment.checkpoint_sha256.push_back(std::move(sha).value());
+      trajectory.push_back(std::move(state).value());
+    };
+    adjust.on_batch = [&](const std::int64_t* idx, std::size_t n) { batches.Add(idx, n); };
+  }
   FEDML_ASSIGN_OR_RETURN(
       core::LocalTrainStats stats,
       core::TrainLocal(model_, data_->train, indices, options_, task.seed, device_, adjust));
+  FEDML_RETURN_IF_ERROR(hook_status);
   LocalUpdate update;
   FEDML_ASSIGN_OR_RETURN(update.state, core::StateFromModule(*model_.ptr()));
+  if (commit) {
+    commitment.data_seed = task.seed;
+    commitment.checkpoint_interval = task.checkpoint_interval;
+    commitment.total_steps = stats.steps;
+    FEDML_ASSIGN_OR_RETURN(commitment.batch_indices_sha256, batches.Finish());
+    commitment.hyperparameters = {{"batch_size", static_cast<double>(options_.batch_size)},
+                                  {"epochs", static_cast<double>(options_.epochs)},
+                                  {"learning_rate", options_.learning_rate},
+                                  {"weight_decay", options_.weight_decay}};
+    commitment.num_samples = stats.num_samples;
+    FEDML_RETURN_IF_ERROR(core::security::ValidateCommitment(commitment)
+                              .WithContext("the trajectory this client committed to"));
+    update.commitment = core::security::EncodeCommitment(commitment);
+    checkpoints_[{task.round, task.client_id}] = std::move(trajectory);
+  }
   if (scaffold_) {
     // delta_c_i = c_i+ - c_i = -c + (x - y_i) / (K lr), on parameters; zero on buffers.
     core::ModelState delta = core::ModelState::ZerosLike(start);
@@ -107,6 +153,44 @@ Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
   update.metrics["train_loss"] = stats.mean_loss;
   update.metrics["steps"] = static_cast<double>(stats.steps);
   return update;
+}
+
+Result<core::ModelState> TorchClientTrainer::CommittedCheckpoint(std::int64_t round,
+                                                                 std::int64_t client_id,
+                                                                 std::int64_t index) const {
+  const auto it = checkpoints_.find({round, client_id});
+  if (it == checkpoints_.end()) {
+    return Status::NotFound("no committed trajectory of client " + std::to_string(client_id) +
+                            " in round " + std::to_string(round + 1) + " is held here");
+  }
+  if (index < 0 || index >= static_cast<std::int64_t>(it->second.size())) {
+    return Status::NotFound("checkpoint " + std::to_string(index) + " of client " +
+                            std::to_string(client_id) + "'s trajectory does not exist (it has " +
+                            std::to_string(it->second.size()) + ")");
+  }
+  return it->second[static_cast<std::size_t>(index)];
+}
+
+void TorchClientTrainer::ReleaseCheckpoints(std::int64_t round) {
+  checkpoints_.erase(checkpoints_.begin(), checkpoints_.lower_bound({round, INT64_MIN}));
+}
+
+Result<core::ModelState> TorchClientTrainer::ReplaySegment(const ReplayTask& task) {
+  FEDML_RETURN_IF_ERROR(CheckClient(*data_, task.client_id));
+  if (task.first_step < 0 || task.stop_step <= task.first_step) {
+    return Status::InvalidArgument("a replayed segment needs 0 <= first_step < stop_step, got [" +
+                                   std::to_string(task.first_step) + ", " +
+                                   std::to_string(task.stop_step) + ")");
+  }
+  FEDML_RETURN_IF_ERROR(SetState(task.start).WithContext("the segment's start checkpoint"));
+  core::LocalTrainAdjustments adjust;
+  adjust.first_step = task.first_step;
+  adjust.stop_step = task.stop_step;
+  const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
+  FEDML_RETURN_IF_ERROR(
+      core::TrainLocal(model_, data_->train, indices, options_, task.data_seed, device_, adjust)
+          .status());
+  return core::StateFromModule(*model_.ptr());
 }
 
 Result<Evaluation> TorchClientTrainer::Evaluate(const EvalTask& task) {

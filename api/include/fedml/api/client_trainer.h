@@ -10,6 +10,7 @@
 
 #include "fedml/core/model_state.h"
 #include "fedml/core/status.h"
+#include "fedml/core/wire.h"  // core::Bytes
 
 namespace fedml::api {
 
@@ -26,6 +27,10 @@ struct TrainTask {
   /// Set by the attack harness (fedml/api/attack.h) for a simulated label-flipping attacker:
   /// train on labels y -> num_classes - 1 - y. A trainer that cannot must refuse the task.
   bool flip_labels = false;
+  /// Verified work (fedml/core/security/commitment.h): > 0 asks the trainer to commit to its
+  /// training trajectory, a checkpoint every this many optimizer steps (LocalUpdate::commitment),
+  /// and to keep the checkpoints for spot checks until ReleaseCheckpoints. 0: no commitment.
+  std::int64_t checkpoint_interval = 0;
 };
 
 /// The result of TrainTask: the client's local model after training.
@@ -34,6 +39,20 @@ struct LocalUpdate {
   std::int64_t num_samples = 0;                    // > 0; the FedAvg weight
   std::map<std::string, double> metrics;           // e.g. "train_loss"
   std::map<std::string, core::ModelState> extras;  // side payloads (control variates)
+  /// EncodeCommitment of the trajectory when the task asked for one (TrainTask::
+  /// checkpoint_interval > 0), else empty. Its last checkpoint hash is state's CheckpointSha256.
+  core::Bytes commitment;
+};
+
+/// A spot check's re-execution of one committed segment: steps [first_step, stop_step) of
+/// client_id's data order drawn from data_seed (the commitment's), from `start` (the committed
+/// checkpoint at first_step).
+struct ReplayTask {
+  std::int64_t client_id = 0;
+  std::uint64_t data_seed = 0;
+  std::int64_t first_step = 0;
+  std::int64_t stop_step = 0;
+  core::ModelState start;
 };
 
 /// Which part of the held-out data to evaluate: the shard-th of num_shards contiguous ranges.
@@ -72,6 +91,23 @@ class ClientTrainer {
   /// sample, so the virtual clock models speed and bandwidth only.
   virtual Result<std::int64_t> NumTrainSamples(std::int64_t /*client_id*/) const {
     return Status::Unimplemented("this trainer does not report its clients' sample counts");
+  }
+
+  // Verified work. A trainer that commits (TrainTask::checkpoint_interval) keeps its checkpoints
+  // and reveals them for spot checks; a verifier re-executes segments. Defaults: UNIMPLEMENTED.
+  /// Checkpoint `index` (0-based, as the commitment lists them) of the trajectory committed for
+  /// (round, client_id). NOT_FOUND when it is not held (released, or never trained here).
+  virtual Result<core::ModelState> CommittedCheckpoint(std::int64_t /*round*/,
+                                                       std::int64_t /*client_id*/,
+                                                       std::int64_t /*index*/) const {
+    return Status::Unimplemented("this trainer keeps no training checkpoints");
+  }
+  /// Forgets the checkpoints of rounds before `round` (their rounds are settled).
+  virtual void ReleaseCheckpoints(std::int64_t /*round*/) {}
+  /// Re-executes `task` on this trainer's copy of the client's data and returns the model after
+  /// it. Leaves the trainer's state at that model (callers SetState before training again).
+  virtual Result<core::ModelState> ReplaySegment(const ReplayTask& /*task*/) {
+    return Status::Unimplemented("this trainer cannot replay training segments");
   }
 };
 

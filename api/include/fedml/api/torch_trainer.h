@@ -3,7 +3,10 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/federated_data.h"
@@ -30,6 +33,13 @@ class TorchClientTrainer final : public ClientTrainer {
   Result<LocalUpdate> Train(const TrainTask& task) override;
   Result<Evaluation> Evaluate(const EvalTask& task) override;
   Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override;
+  /// Verified work: commitments need plain SGD (momentum 0) without FedProx or SCAFFOLD, whose
+  /// state at a checkpoint (momentum, the anchor, the control variates) a replay would not have;
+  /// Train refuses a commitment otherwise (FAILED_PRECONDITION).
+  Result<core::ModelState> CommittedCheckpoint(std::int64_t round, std::int64_t client_id,
+                                               std::int64_t index) const override;
+  void ReleaseCheckpoints(std::int64_t round) override;
+  Result<core::ModelState> ReplaySegment(const ReplayTask& task) override;
 
   torch::nn::AnyModule& model() { return model_; }
 
@@ -42,6 +52,8 @@ class TorchClientTrainer final : public ClientTrainer {
   core::LocalTrainOptions options_;
   torch::Device device_;
   bool scaffold_ = false;
+  /// Committed trajectories, by (round, client): checkpoint 0, I, 2I, ..., the last.
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<core::ModelState>> checkpoints_;
 };
 
 /// Builds a module for worker `worker_index`.
