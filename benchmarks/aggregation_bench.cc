@@ -6,6 +6,8 @@
 // fold_width updates, so ~0.7 of memcpy's read+write rate is what a memory-bound fold reaches
 // where reading is as fast as copying. Updates are generated once; each repetition copies them
 // outside the timed region, because Accumulate takes them by move.
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,43 +37,6 @@ struct Args {
   long long memcpy_mb = 256;
 };
 
-void Usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--clients N] [--params P] [--reps R] [--fold-width W] "
-               "[--memcpy-mb M]\n",
-               argv0);
-}
-
-bool Parse(int argc, char** argv, Args* a) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      Usage(argv[0]);
-      return false;
-    }
-    const long long v = std::atoll(argv[++i]);
-    if (v <= 0) {
-      std::fprintf(stderr, "%s must be a positive integer\n", flag.c_str());
-      return false;
-    }
-    if (flag == "--clients") {
-      a->clients = static_cast<int>(v);
-    } else if (flag == "--params") {
-      a->params = v;
-    } else if (flag == "--reps") {
-      a->reps = static_cast<int>(v);
-    } else if (flag == "--fold-width") {
-      a->fold_width = static_cast<int>(v);
-    } else if (flag == "--memcpy-mb") {
-      a->memcpy_mb = v;
-    } else {
-      Usage(argv[0]);
-      return false;
-    }
-  }
-  return true;
-}
-
 // Bytes read plus written per second for one rep: `kCopies` copies between two touched buffers
 // (touched so that no page fault lands in the timed region).
 class MemcpyProbe {
@@ -99,12 +64,21 @@ class MemcpyProbe {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   using fedml::algorithms::ClientUpdate;
   using fedml::algorithms::FedAvg;
   using fedml::algorithms::FedAvgOptions;
   Args args;
-  if (!Parse(argc, argv, &args)) return 2;
+  CLI::App app("FedAvg aggregation throughput against memcpy bandwidth");
+  app.add_option("--clients", args.clients, "updates per round")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--params", args.params, "parameters per update")
+      ->check(CLI::Range(1LL, 1LL << 34));
+  app.add_option("--reps", args.reps, "timed rounds (best is kept)")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--fold-width", args.fold_width, "FedAvg's fold width")
+      ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--memcpy-mb", args.memcpy_mb, "memcpy probe buffer, MiB")
+      ->check(CLI::Range(1, 1 << 30));
+  CLI11_PARSE(app, argc, argv);
 
   MemcpyProbe memcpy_probe(static_cast<std::size_t>(args.memcpy_mb) << 20);
   auto made = fedml::bench::SyntheticUpdates(args.clients, args.params);
@@ -153,4 +127,13 @@ int main(int argc, char** argv) {
   std::printf("ratio FedAvg/memcpy: %.3f (checksum %g)\n", ratio, checksum);
   std::printf("goal >= 0.70: %s\n", ratio >= 0.70 ? "PASS" : "MISS");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // std::bad_alloc for a model larger than memory
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
 }

@@ -5,6 +5,8 @@
 // once. Accumulate takes its update by move, so each round's N copies are made before its clock
 // starts. Rules that need f use f = 10 where n allows it, otherwise the largest f the rule
 // allows (krum/multikrum: n >= 2f + 3; bulyan: n >= 4f + 3); trimmed_mean uses beta = 0.1.
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,36 +32,6 @@ struct Args {
   long long params = 1000000;
   int reps = 3;
 };
-
-void Usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--clients N] [--params P] [--reps R]\n", argv0);
-}
-
-bool Parse(int argc, char** argv, Args* a) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      Usage(argv[0]);
-      return false;
-    }
-    const long long v = std::atoll(argv[++i]);
-    if (v <= 0) {
-      std::fprintf(stderr, "%s must be a positive integer\n", flag.c_str());
-      return false;
-    }
-    if (flag == "--clients") {
-      a->clients = static_cast<int>(v);
-    } else if (flag == "--params") {
-      a->params = v;
-    } else if (flag == "--reps") {
-      a->reps = static_cast<int>(v);
-    } else {
-      Usage(argv[0]);
-      return false;
-    }
-  }
-  return true;
-}
 
 struct Timing {
   double best_s = 1e30;
@@ -100,9 +72,14 @@ Timing TimeRounds(Aggregator& agg, const fedml::core::ModelState& global,
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   Args args;
-  if (!Parse(argc, argv, &args)) return 2;
+  CLI::App app("robust aggregation rules' cost per round against FedAvg");
+  app.add_option("--clients", args.clients, "updates per round")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--params", args.params, "parameters per update")
+      ->check(CLI::Range(1LL, 1LL << 34));
+  app.add_option("--reps", args.reps, "timed rounds (best is kept)")->check(CLI::Range(1, 1 << 30));
+  CLI11_PARSE(app, argc, argv);
 
   auto made = fedml::bench::SyntheticUpdates(args.clients, args.params);
   if (!made.ok()) {
@@ -145,11 +122,22 @@ int main(int argc, char** argv) {
     if (!t.ok) return 1;
     std::string note = t.note;
     if (rule == "krum" || rule == "multikrum" || rule == "bulyan") {
-      note = "f=" + std::to_string(f) + (note.empty() ? "" : " ") + note;
+      std::string with_f = "f=" + std::to_string(f);
+      if (!note.empty()) with_f += " " + note;
+      note = std::move(with_f);
     }
     std::printf("%-20s %12.4f %10.2f  %s\n", rule.c_str(), t.best_s, t.best_s / base.best_s,
                 note.c_str());
   }
   std::printf("(checksum %g)\n", checksum);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // std::bad_alloc for a model larger than memory
+    std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+    return 1;
+  }
 }

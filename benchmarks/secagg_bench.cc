@@ -21,6 +21,8 @@
 // messages; the first drives
 // the clients, the others' messages are checked byte-identical, and every server's sum is checked
 // exactly.
+#include <CLI/CLI.hpp>
+
 #include <openssl/opensslv.h>
 
 #include <time.h>  // clock_gettime: CPU time of the process
@@ -116,93 +118,45 @@ struct Args {
   std::uint64_t seed = 7;
 };
 
-void Usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--clients 100,1000] [--params 1000000] [--dropout 0,0.1,0.3]\n"
-               "  [--modes secagg_plus,secagg] [--secagg_max_clients 100] [--num_shares S]\n"
-               "  [--threshold T] [--dropout_stage advertise|share|mask] [--placement "
-               "random|spread]\n"
-               "  [--server_threads 1,0] [--mask_reps 64] [--openssl_kbps K] "
-               "[--seed 7]\n",
-               argv0);
-}
-
-template <class T>
-bool ParseList(const std::string& s, std::vector<T>* out) {
-  out->clear();
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::stringstream is(item);
-    T v{};
-    if (!(is >> v)) return false;
-    out->push_back(v);
-  }
-  return !out->empty();
-}
-
-bool Parse(int argc, char** argv, Args* a) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      Usage(argv[0]);
-      return false;
-    }
-    const std::string v = argv[++i];
-    bool ok = true;
-    if (flag == "--clients") {
-      ok = ParseList(v, &a->clients);
-    } else if (flag == "--params") {
-      a->params = std::atoll(v.c_str());
-      ok = a->params > 0;
-    } else if (flag == "--dropout") {
-      ok = ParseList(v, &a->dropout);
-      for (double d : a->dropout) ok = ok && d >= 0.0 && d < 1.0;
-    } else if (flag == "--modes") {
-      ok = ParseList(v, &a->modes);
-      for (const auto& m : a->modes) ok = ok && (m == "secagg_plus" || m == "secagg");
-    } else if (flag == "--secagg_max_clients") {
-      a->secagg_max_clients = std::atoi(v.c_str());
-    } else if (flag == "--num_shares") {
-      a->num_shares = std::atoi(v.c_str());
-      ok = a->num_shares >= 2;
-    } else if (flag == "--threshold") {
-      a->threshold = std::atoi(v.c_str());
-      ok = a->threshold >= 1;
-    } else if (flag == "--dropout_stage") {
-      if (v == "advertise") {
-        a->drop_stage = DropStage::kAfterAdvertise;
-      } else if (v == "share") {
-        a->drop_stage = DropStage::kAfterShare;
-      } else if (v == "mask") {
-        a->drop_stage = DropStage::kAfterMask;
-      } else {
-        ok = false;
-      }
-    } else if (flag == "--placement") {
-      a->placement = v;
-      ok = v == "random" || v == "spread";
-    } else if (flag == "--server_threads") {
-      ok = ParseList(v, &a->server_threads);
-      for (int t : a->server_threads) ok = ok && t >= 0;
-    } else if (flag == "--mask_reps") {
-      a->mask_reps = std::atoi(v.c_str());
-      ok = a->mask_reps >= 1;
-    } else if (flag == "--openssl_kbps") {
-      a->openssl_kbps = std::atof(v.c_str());
-      ok = a->openssl_kbps > 0.0;
-    } else if (flag == "--seed") {
-      a->seed = std::strtoull(v.c_str(), nullptr, 10);
-    } else {
-      Usage(argv[0]);
-      return false;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "bad value for %s: %s\n", flag.c_str(), v.c_str());
-      return false;
-    }
-  }
-  return true;
+// Flags (CLI11); values are checked here, so a run never starts with a setting it cannot use.
+int ParseArgs(int argc, char** argv, Args* a) {
+  CLI::App app("secure aggregation (SecAgg, SecAgg+) against plaintext FedAvg, one real round");
+  app.add_option("--clients", a->clients, "participants per round (list)")
+      ->delimiter(',')
+      ->check(CLI::Range(2, 1 << 20));
+  app.add_option("--params", a->params, "model parameters")->check(CLI::Range(1LL, 1LL << 31));
+  app.add_option("--dropout", a->dropout, "fractions that drop (list)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--modes", a->modes, "protocols (list)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"secagg_plus", "secagg"}));
+  app.add_option("--secagg_max_clients", a->secagg_max_clients,
+                 "full SecAgg only up to this many clients (its client cost is O(n L))");
+  app.add_option("--num_shares", a->num_shares, "SecAgg+ neighbourhood incl. the client")
+      ->check(CLI::Range(2, 1 << 16));
+  app.add_option("--threshold", a->threshold, "reconstruction threshold")
+      ->check(CLI::Range(1, 1 << 30));
+  std::string stage = "share";
+  app.add_option("--dropout_stage", stage, "when dropouts vanish")
+      ->check(CLI::IsMember({"advertise", "share", "mask"}));
+  app.add_option("--placement", a->placement, "where dropouts fall")
+      ->check(CLI::IsMember({"random", "spread"}));
+  app.add_option("--server_threads", a->server_threads,
+                 "SecAggServer thread counts (list, 0 = all)")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 1 << 16));
+  app.add_option("--mask_reps", a->mask_reps, "masks per mask-generation pass")
+      ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--openssl_kbps", a->openssl_kbps,
+                 "AES-256-CTR speed from openssl speed, 1000s of bytes/s")
+      ->check(CLI::Range(1e-3, 1e15));
+  app.add_option("--seed", a->seed, "inputs' seed");
+  CLI11_PARSE(app, argc, argv);
+  a->drop_stage = stage == "advertise" ? DropStage::kAfterAdvertise
+                  : stage == "mask"    ? DropStage::kAfterMask
+                                       : DropStage::kAfterShare;
+  return -1;  // parsed: run
 }
 
 // ---- Inputs ----
@@ -646,7 +600,7 @@ struct Summary {
 
 int Main(int argc, char** argv) {
   Args args;
-  if (!Parse(argc, argv, &args)) return 2;
+  if (const int rc = ParseArgs(argc, argv, &args); rc >= 0) return rc;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a long run shows its configurations as they end
   const std::size_t len = static_cast<std::size_t>(args.params) + 1;
   const double plain_up = 4.0 * static_cast<double>(len);

@@ -2,8 +2,8 @@
 find_package(Threads REQUIRED)
 if(FEDML_WITH_TORCH)
   find_package(Torch REQUIRED)
-  find_package(CLI11 REQUIRED)
 endif()
+find_package(CLI11 REQUIRED)  # the fedml program's and the benchmarks' flags
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(Protobuf REQUIRED)
 find_package(OpenSSL REQUIRED)
