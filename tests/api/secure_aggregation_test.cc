@@ -318,8 +318,8 @@ TEST_CASE("secure aggregation is refused where it cannot work, naming why", "[se
 TEST_CASE("a trained model with secure aggregation matches the plaintext run", "[secagg]") {
   // LibTorch's logistic regression on the synthetic data set, three rounds, no dropouts: the
   // only difference is the quantization of each round's mean (steps of 2 x 8 / (2^22 - 1)).
-  const RawConfig raw = {{"client_num_in_total", "20"}, {"client_num_per_round", "8"},
-                         {"max_weight", "1000"}};
+  const RawConfig raw = {
+      {"client_num_in_total", "20"}, {"client_num_per_round", "8"}, {"max_weight", "1000"}};
   auto plain = RunSimulation(MakeConfig(raw));
   RawConfig secure_raw = raw;
   secure_raw["secure_aggregation"] = "secagg_plus";
