@@ -1,6 +1,7 @@
 #include "fedml/api/client_manager.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "fedml/algorithms/secagg.h"
 #include "fedml/core/random.h"
@@ -32,7 +33,9 @@ ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTra
     return Status::Ok();
   };
   handlers_[MessageType::kHeartbeat] = [](Message&) { return Status::Ok(); };
-  handlers_[MessageType::kProtocol] = [this](Message& m) { return HandleSecureStage(m); };
+  handlers_[MessageType::kProtocol] = [this](Message& m) {
+    return m.attrs["stage"] == kVerifyStageReveal ? HandleReveal(m) : HandleSecureStage(m);
+  };
 }
 
 ClientManager::~ClientManager() = default;
@@ -136,6 +139,19 @@ Status ClientManager::HandleTrain(Message& msg) {
   for (auto it = secure_.begin(); it != secure_.end();) {
     it = it->second->round < msg.round ? secure_.erase(it) : std::next(it);
   }
+  // So are the committed checkpoints of earlier rounds: their spot checks are over.
+  trainer_->ReleaseCheckpoints(msg.round);
+  std::int64_t checkpoint_interval = 0;
+  std::optional<std::uint64_t> assigned_seed;
+  if (msg.attrs.count(kVerifyIntervalAttr)) {
+    try {
+      checkpoint_interval = std::stoll(msg.attrs[kVerifyIntervalAttr]);
+      assigned_seed = std::stoull(msg.attrs[kVerifySeedAttr]);
+      if (checkpoint_interval < 1) checkpoint_interval = -1;
+    } catch (const std::exception&) {
+      checkpoint_interval = -1;
+    }
+  }
   for (std::int64_t client : msg.client_ids) {
     Message reply = ReplyTo(msg);
     reply.client_ids = {client};
@@ -144,6 +160,9 @@ Status ClientManager::HandleTrain(Message& msg) {
       st =
           Status::FailedPrecondition("task for model version " + std::to_string(msg.model_version) +
                                      " arrived before its model");
+    } else if (checkpoint_interval < 0 || (assigned_seed && msg.client_ids.size() != 1)) {
+      st = Status::InvalidArgument(
+          "a verified task needs one client, a checkpoint interval >= 1 and a data seed");
     } else {
       st = trainer_->SetState(global_);
     }
@@ -155,6 +174,8 @@ Status ClientManager::HandleTrain(Message& msg) {
       task.seed = core::DeriveSeed(options_.random_seed, {static_cast<std::uint64_t>(msg.round),
                                                           static_cast<std::uint64_t>(client)});
       task.extras = msg.extras;  // copied: a task may name several clients
+      task.checkpoint_interval = checkpoint_interval;
+      if (assigned_seed) task.seed = *assigned_seed;
       const auto t0 = core::Clock::now();
       auto update = trainer_->Train(task);
       if (update.ok()) {
@@ -168,6 +189,9 @@ Status ClientManager::HandleTrain(Message& msg) {
           reply.metrics = std::move(update->metrics);
           reply.model = std::move(update->state);
           reply.extras = std::move(update->extras);
+          if (checkpoint_interval > 0) {
+            reply.blob.assign(update->commitment.begin(), update->commitment.end());
+          }
         }
       } else {
         st = update.status();
@@ -209,6 +233,38 @@ Status ClientManager::StartSecureClient(const Message& task, std::int64_t client
   if (input.clipped > 0) reply.metrics["secagg_clipped"] = static_cast<double>(input.clipped);
   secure_[client] = std::move(state);
   return Status::Ok();
+}
+
+Status ClientManager::HandleReveal(Message& msg) {
+  Message reply = ReplyTo(msg);
+  reply.type = MessageType::kProtocol;
+  reply.client_ids = msg.client_ids;
+  reply.attrs["stage"] = kVerifyStageReveal;
+  Status st;
+  std::int64_t segment = -1;
+  try {
+    segment = std::stoll(msg.attrs[kVerifySegmentAttr]);
+  } catch (const std::exception&) {
+    st = Status::InvalidArgument("a reveal request without a valid segment");
+  }
+  if (st.ok() && msg.client_ids.size() != 1) {
+    st = Status::InvalidArgument("a reveal request names one client");
+  }
+  if (st.ok()) {
+    auto start = trainer_->CommittedCheckpoint(msg.round, msg.client_ids[0], segment);
+    auto next = start.ok()
+                    ? trainer_->CommittedCheckpoint(msg.round, msg.client_ids[0], segment + 1)
+                    : start;
+    if (next.ok()) {
+      reply.model = std::move(start).value();
+      reply.extras[kVerifyNextExtra] = std::move(next).value();
+    } else {
+      st = next.status();
+    }
+  }
+  // A client that cannot reveal fails its check; the worker itself goes on serving.
+  if (!st.ok()) reply.attrs["error"] = st.ToString();
+  return SendReply(reply, Status::Ok());
 }
 
 Status ClientManager::HandleSecureStage(Message& msg) {

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
 
 #include "fedml/api/round_controller.h"
 #include "fedml/core/random.h"
+#include "fedml/core/security/commitment.h"
 
 namespace fedml::api {
 namespace {
@@ -14,27 +16,30 @@ namespace {
 constexpr std::uint64_t kAttackTag = 0x61747461636bULL;  // "attack"
 constexpr std::uint64_t kLdpTag = 0x6c6470ULL;           // "ldp"
 
-class PipelineTrainer final : public ClientTrainer {
+class PipelineTrainer final : public ForwardingClientTrainer {
  public:
   PipelineTrainer(std::unique_ptr<ClientTrainer> inner, AttackOptions attack,
-                  std::optional<algorithms::DpOptions> ldp, std::optional<std::uint64_t> secret)
-      : inner_(std::move(inner)), attack_(std::move(attack)), ldp_(ldp), secret_(secret) {}
+                  std::optional<algorithms::DpOptions> ldp, std::optional<std::uint64_t> secret,
+                  core::ModelState initial)
+      : ForwardingClientTrainer(std::move(inner)),
+        attack_(std::move(attack)),
+        ldp_(ldp),
+        secret_(secret),
+        initial_(std::move(initial)) {}
 
-  Status SetState(const core::ModelState& state) override { return inner_->SetState(state); }
-  Result<core::ModelState> GetState() override { return inner_->GetState(); }
-  Result<Evaluation> Evaluate(const EvalTask& task) override { return inner_->Evaluate(task); }
-  Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override {
-    return inner_->NumTrainSamples(client_id);
-  }
   Result<core::ModelState> CommittedCheckpoint(std::int64_t round, std::int64_t client_id,
                                                std::int64_t index) const override {
-    return inner_->CommittedCheckpoint(round, client_id, index);
+    const auto claimed = claimed_.find({round, client_id});
+    if (claimed == claimed_.end()) return inner_->CommittedCheckpoint(round, client_id, index);
+    if (index < 0 || index >= static_cast<std::int64_t>(claimed->second.size())) {
+      return Status::NotFound("checkpoint " + std::to_string(index) + " does not exist");
+    }
+    return claimed->second[static_cast<std::size_t>(index)];
   }
-  void ReleaseCheckpoints(std::int64_t round) override { inner_->ReleaseCheckpoints(round); }
-  Result<core::ModelState> ReplaySegment(const ReplayTask& task) override {
-    return inner_->ReplaySegment(task);
+  void ReleaseCheckpoints(std::int64_t round) override {
+    inner_->ReleaseCheckpoints(round);
+    claimed_.erase(claimed_.begin(), claimed_.lower_bound({round, INT64_MIN}));
   }
-
   Result<LocalUpdate> Train(const TrainTask& task) override {
     const bool attacker = IsAttacker(attack_, task.round, task.client_id);
     const bool flips_labels = attacker && attack_.type == "label_flipping";
@@ -43,6 +48,11 @@ class PipelineTrainer final : public ClientTrainer {
     core::ModelState global;
     if (replaces_update || (!attacker && ldp_)) {
       FEDML_ASSIGN_OR_RETURN(global, inner_->GetState());
+    }
+    if (attacker && IsCheat(attack_.type)) {
+      FEDML_ASSIGN_OR_RETURN(LocalUpdate update, Cheat(global, task));
+      update.metrics["attacker"] = 1.0;
+      return update;
     }
     TrainTask t = task;
     t.flip_labels = flips_labels;
@@ -64,12 +74,128 @@ class PipelineTrainer final : public ClientTrainer {
   }
 
  private:
+  static bool IsCheat(const std::string& type) {
+    return type == "free_rider" || type == "noise" || type == "fewer_steps" || type == "replay";
+  }
+
+  // The trajectory the inner trainer committed to for (round, client): its checkpoints.
+  Result<std::vector<core::ModelState>> Trajectory(std::int64_t round, std::int64_t client,
+                                                   const core::Bytes& commitment) const {
+    FEDML_ASSIGN_OR_RETURN(core::security::TrainingCommitment c,
+                           core::security::DecodeCommitment(commitment));
+    std::vector<core::ModelState> states;
+    for (std::size_t i = 0; i < c.checkpoint_sha256.size(); ++i) {
+      FEDML_ASSIGN_OR_RETURN(core::ModelState s, inner_->CommittedCheckpoint(
+                                                     round, client, static_cast<std::int64_t>(i)));
+      states.push_back(std::move(s));
+    }
+    return states;
+  }
+
+  // A cheat (see AttackOptions): its update, and with a commitment asked for, the trajectory it
+  // claims and will reveal.
+  Result<LocalUpdate> Cheat(const core::ModelState& g, const TrainTask& task) {
+    const std::string& type = attack_.type;
+    const std::int64_t interval = task.checkpoint_interval;
+    LocalUpdate update;
+    std::vector<core::ModelState> real;  // a trajectory the inner trainer did train
+    if (type == "replay") {
+      auto old = first_work_.find(task.client_id);
+      if (old == first_work_.end()) {
+        // Its first round's work: from the initial model, with round 0's data order.
+        TrainTask first = task;
+        first.round = -1;  // kept apart from this round's checkpoints
+        first.seed =
+            core::DeriveSeed(attack_.seed, {0, static_cast<std::uint64_t>(task.client_id)});
+        FEDML_RETURN_IF_ERROR(inner_->SetState(initial_));
+        FEDML_ASSIGN_OR_RETURN(LocalUpdate made, inner_->Train(first));
+        std::vector<core::ModelState> trajectory;
+        if (interval > 0) {
+          FEDML_ASSIGN_OR_RETURN(trajectory, Trajectory(-1, task.client_id, made.commitment));
+        }
+        FEDML_RETURN_IF_ERROR(inner_->SetState(g));
+        old = first_work_.emplace(task.client_id, FirstWork{std::move(made), std::move(trajectory)})
+                  .first;
+      }
+      update = old->second.update;
+      real = old->second.trajectory;
+    } else {
+      TrainTask t = task;
+      if (type == "fewer_steps") {
+        t.step_fraction = 0.5;
+        t.checkpoint_interval = interval > 0 ? (interval + 1) / 2 : 0;
+      }
+      FEDML_ASSIGN_OR_RETURN(update, inner_->Train(t));
+      if (interval > 0) {
+        FEDML_ASSIGN_OR_RETURN(real, Trajectory(task.round, task.client_id, update.commitment));
+      }
+    }
+    FEDML_RETURN_IF_ERROR(g.CheckSameLayout(update.state, "cheat: the trained update"));
+    if (type == "free_rider") {
+      update.state = g;
+    } else if (type == "noise") {
+      // A random direction as long as the honest update.
+      core::Rng rng(core::DeriveSeed(task.seed, {kAttackTag}));
+      std::vector<double> z(update.state.numel());
+      double z_norm = 0.0;
+      for (double& v : z) {
+        v = rng.Normal();
+        z_norm += v * v;
+      }
+      auto distance = core::security::StateL2Distance(update.state, g);
+      if (!distance.ok()) return distance.status();
+      const double length = *distance;
+      const double scale = length / std::max(std::sqrt(z_norm), 1e-30);
+      float* x = update.state.data();
+      const float* gv = g.data();
+      for (std::size_t i = 0; i < z.size(); ++i) {
+        x[i] = static_cast<float>(static_cast<double>(gv[i]) + scale * z[i]);
+      }
+    }
+    if (interval <= 0) return update;
+
+    FEDML_ASSIGN_OR_RETURN(core::security::TrainingCommitment c,
+                           core::security::DecodeCommitment(update.commitment));
+    std::vector<core::ModelState> claimed;
+    if (type == "fewer_steps") {
+      c.total_steps *= 2;
+      c.checkpoint_interval = interval;
+      const auto n = core::security::NumCheckpoints(c.total_steps, interval);
+      for (std::int64_t i = 0; i + 1 < n; ++i) {
+        claimed.push_back(
+            real[std::min<std::size_t>(static_cast<std::size_t>(i), real.size() - 1)]);
+      }
+      claimed.push_back(real.back());
+    } else if (type == "replay") {
+      claimed = std::move(real);
+      claimed.front() = g;
+      c.data_seed = task.seed;
+    } else {  // free_rider, noise: the straight line from g to the update
+      const std::size_t n = c.checkpoint_sha256.size();
+      for (std::size_t i = 0; i < n; ++i) {
+        core::ModelState s = g;
+        const double t = n > 1 ? static_cast<double>(i) / static_cast<double>(n - 1) : 1.0;
+        float* sv = s.data();
+        const float* xv = update.state.data();
+        for (std::size_t j = 0; j < s.numel(); ++j) {
+          sv[j] = static_cast<float>(sv[j] + t * (static_cast<double>(xv[j]) - sv[j]));
+        }
+        claimed.push_back(std::move(s));
+      }
+      claimed.back() = update.state;
+    }
+    c.checkpoint_sha256.clear();
+    for (const core::ModelState& s : claimed) {
+      FEDML_ASSIGN_OR_RETURN(std::string sha, core::security::CheckpointSha256(s));
+      c.checkpoint_sha256.push_back(std::move(sha));
+    }
+    update.commitment = core::security::EncodeCommitment(c);
+    claimed_[{task.round, task.client_id}] = std::move(claimed);
+    return update;
+  }
+
   Status Attack(const core::ModelState& g, const TrainTask& task, LocalUpdate& update) {
     FEDML_RETURN_IF_ERROR(g.CheckSameLayout(update.state, "attack: the trained update"));
-    if (attack_.type == "free_rider") {
-      update.state = g;
-      return Status::Ok();
-    }
     core::Rng rng(core::DeriveSeed(task.seed, {kAttackTag}));
     float* x = update.state.data();
     const float* gv = g.data();
@@ -95,10 +221,17 @@ class PipelineTrainer final : public ClientTrainer {
     return Status::Ok();
   }
 
-  std::unique_ptr<ClientTrainer> inner_;
   AttackOptions attack_;
   std::optional<algorithms::DpOptions> ldp_;
   std::optional<std::uint64_t> secret_;
+  core::ModelState initial_;  // the trainer's state when wrapped (replay: its first round's)
+  struct FirstWork {
+    LocalUpdate update;
+    std::vector<core::ModelState> trajectory;
+  };
+  std::map<std::int64_t, FirstWork> first_work_;  // replay cheat, by client
+  // Cheats' invented trajectories, revealed instead of the inner trainer's, by (round, client).
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<core::ModelState>> claimed_;
 };
 
 }  // namespace
@@ -160,8 +293,12 @@ Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(
   FEDML_ASSIGN_OR_RETURN(std::optional<algorithms::DpOptions> ldp, LocalDpOptionsFrom(config));
   const AttackOptions attack = AttackOptionsFrom(config);
   if (!attack.enabled && !ldp) return trainer;
-  return std::unique_ptr<ClientTrainer>(
-      std::make_unique<PipelineTrainer>(std::move(trainer), attack, ldp, noise_secret));
+  core::ModelState initial;  // what a replay cheat trained its first update from
+  if (attack.enabled && attack.type == "replay") {
+    FEDML_ASSIGN_OR_RETURN(initial, trainer->GetState());
+  }
+  return std::unique_ptr<ClientTrainer>(std::make_unique<PipelineTrainer>(
+      std::move(trainer), attack, ldp, noise_secret, std::move(initial)));
 }
 
 }  // namespace fedml::api

@@ -265,8 +265,9 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("defense_args", "norm_bound", &C::norm_bound, GreaterThan(0.0)));
     // attack_args
     k.push_back(Key("attack_args", "enable_attack", &C::enable_attack));
-    k.push_back(Key("attack_args", "attack_type", &C::attack_type,
-                    OneOf({"byzantine", "label_flipping", "free_rider"})));
+    k.push_back(Key(
+        "attack_args", "attack_type", &C::attack_type,
+        OneOf({"byzantine", "label_flipping", "free_rider", "noise", "fewer_steps", "replay"})));
     k.push_back(Key("attack_args", "attack_mode", &C::attack_mode,
                     OneOf({"random", "zero", "flip", "scaled_flip"})));
     k.push_back(Key("attack_args", "ratio_of_poisoned_client", &C::ratio_of_poisoned_client,
@@ -294,6 +295,14 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("security_args", "dropout_rate", &C::dropout_rate, InHalfOpen(0.0, 1.0)));
     k.push_back(
         Key("security_args", "dropout_stage", &C::dropout_stage, OneOf(SecureDropoutStageNames())));
+    k.push_back(
+        Key("security_args", "verification", &C::verification, OneOf({"disabled", "enabled"})));
+    k.push_back(Key("security_args", "checkpoint_interval", &C::checkpoint_interval, AtLeast(1)));
+    k.push_back(
+        Key("security_args", "verify_probability", &C::verify_probability, InClosed(0.0, 1.0)));
+    k.push_back(Key("security_args", "verify_threshold", &C::verify_threshold, GreaterThan(0.0)));
+    k.push_back(Key("security_args", "initial_stake", &C::initial_stake, AtLeast(0.0)));
+    k.push_back(Key("security_args", "slash_fraction", &C::slash_fraction, InClosed(0.0, 1.0)));
     // validation_args
     k.push_back(
         Key("validation_args", "frequency_of_the_test", &C::frequency_of_the_test, AtLeast(1)));
@@ -757,6 +766,27 @@ Status CheckAlgorithmKeys(const Config& c) {
     return Status::InvalidArgument(
         "dropout_rate simulates clients vanishing during secure aggregation; set "
         "secure_aggregation to secagg or secagg_plus, or dropout_rate to 0");
+  }
+  if (c.verification == "enabled") {
+    std::string what;
+    if (c.client_optimizer != "sgd" || c.momentum != 0.0) {
+      what = "client_optimizer " + c.client_optimizer + " with momentum " +
+             std::to_string(c.momentum) + " (its state at a checkpoint is not committed)";
+    }
+    if (opt == "FedProx" || opt == "SCAFFOLD") what = opt + " (its local objective has state)";
+    if (async) what = opt + " (verification settles updates at the end of a round)";
+    if (c.secure_aggregation != "none") {
+      what = "secure_aggregation " + c.secure_aggregation + " (the server never sees an update)";
+    }
+    if (c.enable_dp && c.dp_solution_type == "ldp") {
+      what = "local DP (its noise is added after the committed trajectory ends)";
+    }
+    if (!what.empty()) {
+      return Status::InvalidArgument(
+          "verification replays committed segments of plain local SGD (client_optimizer sgd, "
+          "momentum 0) in synchronous rounds; it does not combine with " +
+          what);
+    }
   }
   if (opt == "SCAFFOLD" && c.client_optimizer != "sgd") {
     return Status::InvalidArgument(

@@ -112,6 +112,7 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
           aggregator_->name() + " is not linear");
     }
   }
+  if (status.ok()) status = StartVerification();
   if (status.ok() && options_.async.enabled) {
     status = RunAsync(global);
   }
@@ -167,7 +168,7 @@ Status RoundController::EndRow(std::int64_t rounds_done, const core::ModelState&
   FEDML_RETURN_IF_ERROR(LedgerAppend(rounds_done, metrics));
   if (!options_.checkpoint_dir.empty()) {
     FEDML_RETURN_IF_ERROR(WriteCheckpoint(options_.checkpoint_dir, rounds_done, model_version_,
-                                          global, aggregator_->SaveState(), virtual_now_));
+                                          global, SavedState(), virtual_now_));
   }
   history_.push_back(metrics);
   if (on_round_) on_round_(metrics);
@@ -194,6 +195,13 @@ std::string RoundController::LedgerHash(const algorithms::ClientUpdate& update) 
 
 void RoundController::LedgerOutcome(std::int64_t client, std::int64_t samples,
                                     const std::string& sha256, bool accepted) {
+  // With verification the accounts pay for accepted work (their reward_per_sample); without it
+  // the reward is the sample count the client claims.
+  double reward = static_cast<double>(samples);
+  if (accounts_ && accepted) {
+    auto paid = accounts_->Reward(client, samples);
+    reward = paid.ok() ? *paid : 0.0;
+  }
   if (!ledger_) return;
   core::security::LedgerRecord& r = ledger_record_;
   if (std::find(r.participants.begin(), r.participants.end(), client) == r.participants.end()) {
@@ -204,8 +212,7 @@ void RoundController::LedgerOutcome(std::int64_t client, std::int64_t samples,
     return;
   }
   r.updates.push_back({client, sha256, samples});
-  // Verification is not in place yet: the reward is the sample count the client claims.
-  r.rewards.push_back({client, static_cast<double>(samples)});
+  r.rewards.push_back({client, reward});
 }
 
 Status RoundController::LedgerAppend(std::int64_t round, const RoundMetrics& metrics) {
@@ -214,9 +221,17 @@ Status RoundController::LedgerAppend(std::int64_t round, const RoundMetrics& met
   ledger_record_ = {};
   record.round = round;
   std::sort(record.participants.begin(), record.participants.end());
+  if (accounts_) {
+    for (std::int64_t client : record.participants) {
+      record.stakes.push_back({client, accounts_->Account(client).stake});
+    }
+  }
   record.note = aggregator_->name() + ", model version " + std::to_string(model_version_) + ", " +
                 std::to_string(metrics.clients) + " accepted, " + std::to_string(metrics.dropped) +
-                " dropped; rewards: claimed samples (unverified)";
+                " dropped; rewards: " +
+                (accounts_ ? "reward_per_sample x samples of updates whose commitment held and "
+                             "whose spot check (if any) passed"
+                           : "claimed samples (unverified)");
   return ledger_->Append(std::move(record))
       .WithContext("appending round " + std::to_string(round) + " to the ledger");
 }
@@ -232,13 +247,25 @@ double RoundController::ClientWork(std::int64_t id) const {
 Result<std::vector<std::int64_t>> RoundController::SampleRound(std::int64_t round) {
   const int total = options_.client_num_in_total;
   const int per_round = options_.client_num_per_round;
+  // Clients whose accounts are excluded (verification) are not sampled again.
+  const bool excludes = accounts_ && !accounts_->Excluded().empty();
+  const auto eligible = [&](std::int64_t c) { return !excludes || !accounts_->excluded(c); };
   if (!options_.system || !options_.system->has_offline_periods()) {
-    return SampleClients(options_.random_seed, round, total, per_round);
+    if (!excludes) return SampleClients(options_.random_seed, round, total, per_round);
+    std::vector<std::int64_t> candidates;
+    for (std::int64_t c = 0; c < total; ++c) {
+      if (eligible(c)) candidates.push_back(c);
+    }
+    if (candidates.empty()) {
+      return Status::FailedPrecondition("round " + std::to_string(round + 1) +
+                                        ": every client has been excluded by verification");
+    }
+    return SampleClientsAmong(options_.random_seed, round, candidates, per_round);
   }
   const SystemModel& sys = *options_.system;
   std::vector<std::int64_t> online;
   for (std::int64_t c = 0; c < total; ++c) {
-    if (sys.AvailableAt(c, virtual_now_)) online.push_back(c);
+    if (sys.AvailableAt(c, virtual_now_) && eligible(c)) online.push_back(c);
   }
   if (online.empty()) {  // nobody online: the round starts when the first client comes back
     double next = SystemModel::kNever;
@@ -250,7 +277,7 @@ Result<std::vector<std::int64_t>> RoundController::SampleRound(std::int64_t roun
     }
     virtual_now_ = next;
     for (std::int64_t c = 0; c < total; ++c) {
-      if (sys.AvailableAt(c, virtual_now_)) online.push_back(c);
+      if (sys.AvailableAt(c, virtual_now_) && eligible(c)) online.push_back(c);
     }
   }
   return SampleClientsAmong(options_.random_seed, round, online, per_round);
@@ -571,6 +598,22 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
   const auto client_rank = [&](int pos) {
     return options_.fixed_clients ? static_cast<int>(sampled[pos]) + 1 : -1;
   };
+  const bool verify = options_.verification.enabled;
+  if (verify) {
+    FEDML_ASSIGN_OR_RETURN(global_sha256_, core::security::CheckpointSha256(global));
+  }
+  std::vector<PendingCheck> pending;  // updates held back for a spot check
+  auto accept = [&](algorithms::ClientUpdate&& update, const std::string& sha, double loss) {
+    const std::int64_t client = update.client_id;
+    const std::int64_t samples = update.num_samples;
+    Status st = aggregator_->Accumulate(std::move(update));
+    if (!st.ok()) return st;
+    LedgerOutcome(client, samples, sha, true);
+    ++metrics.clients;
+    loss_weighted += loss * static_cast<double>(samples);
+    loss_weight += static_cast<double>(samples);
+    return st;
+  };
   FEDML_RETURN_IF_ERROR(Dispatch(
       round, k, MessageType::kClientUpdate, deadline, client_rank,
       [&](int pos) {
@@ -579,6 +622,13 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         task.client_ids = {sampled[pos]};
         task.extras = aggregator_->TaskExtras(sampled[pos]);
         if (options_.fixed_clients) task.model = global;
+        if (verify) {
+          task.attrs[kVerifyIntervalAttr] =
+              std::to_string(options_.verification.checkpoint_interval);
+          task.attrs[kVerifySeedAttr] = std::to_string(core::DeriveSeed(
+              options_.random_seed,
+              {static_cast<std::uint64_t>(round), static_cast<std::uint64_t>(sampled[pos])}));
+        }
         return task;
       },
       [&](int pos) { return "client " + std::to_string(sampled[pos]); },
@@ -587,34 +637,77 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         const bool invalid = msg.type == MessageType::kInvalid;
         const std::string error = invalid ? msg.attrs["error"] : std::string();
         const bool other_client = msg.client_ids != std::vector<std::int64_t>{sampled[pos]};
+        const int rank = msg.sender;
+        const std::string commitment_blob = std::move(msg.blob);
         algorithms::ClientUpdate update = UpdateFromReply(sampled[pos], std::move(msg));
-        const double n = static_cast<double>(update.num_samples);
         const auto secs = update.metrics.find("train_seconds");
         if (secs != update.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
         const auto loss = update.metrics.find("train_loss");
         const double client_loss = loss == update.metrics.end() ? 0.0 : loss->second;
+        // Simulation ground truth for the verification experiment (the attack harness's flag).
+        const bool attacker = verify && update.metrics.count("attacker") > 0;
+        if (attacker) metrics.extra["attacker_updates"] += 1;
         Status st;
         if (invalid) {
           st = Status::InvalidArgument(error);
         } else if (other_client) {
           st = Status::InvalidArgument("the update names another client");
         } else {
-          const std::string sha = LedgerHash(update);
-          const std::int64_t samples = update.num_samples;
-          st = aggregator_->Accumulate(std::move(update));
-          if (st.ok()) LedgerOutcome(sampled[pos], samples, sha, true);
+          // Verification compares hashes, so it needs one with or without a ledger.
+          std::string sha = LedgerHash(update);
+          if (verify && sha.empty()) {
+            auto computed = core::security::CheckpointSha256(update.state);
+            if (computed.ok()) sha = std::move(computed).value();
+          }
+          core::security::TrainingCommitment commitment;
+          auto spot = verify ? CheckCommitment(round, sampled[pos], commitment_blob, update, sha,
+                                               commitment, metrics)
+                             : Result<core::security::SpotCheck>(core::security::SpotCheck{});
+          if (!spot.ok()) {
+            st = spot.status();
+          } else if (spot->check) {
+            PendingCheck p;
+            p.pos = pos;
+            p.rank = rank;
+            p.update = std::move(update);
+            p.sha256 = sha;
+            p.loss = client_loss;
+            p.commitment = std::move(commitment);
+            p.segment = spot->segment;
+            pending.push_back(std::move(p));
+          } else {
+            st = accept(std::move(update), sha, client_loss);
+          }
         }
-        if (!st.ok()) LedgerOutcome(sampled[pos], 0, "", false);
-        if (st.ok()) {
-          ++metrics.clients;
-          loss_weighted += client_loss * n;
-          loss_weight += n;
-        } else {
+        if (!st.ok()) {
+          LedgerOutcome(sampled[pos], 0, "", false);
           Refuse(round, sampled[pos], "update", st, metrics);
+          if (attacker) metrics.extra["attackers_caught"] += 1;
         }
         if (on_progress_) on_progress_(round + 1, pos + 1, k);
       },
       metrics));
+  if (!pending.empty()) {
+    FEDML_RETURN_IF_ERROR(RunSpotChecks(round, pending, metrics));
+    for (PendingCheck& p : pending) {
+      const std::int64_t client = p.update.client_id;
+      const bool attacker = p.update.metrics.count("attacker") > 0;
+      Status st = p.passed ? accept(std::move(p.update), p.sha256, p.loss)
+                           : Status::FailedPrecondition("its spot check did not pass");
+      if (!st.ok()) {
+        LedgerOutcome(client, 0, "", false);
+        if (p.passed) Refuse(round, client, "update", st, metrics);
+        if (!p.passed) ++metrics.refused;
+        if (attacker) metrics.extra["attackers_caught"] += 1;
+      }
+    }
+  }
+  if (verify) {  // every row has the verification figures, zeros included
+    for (const char* name : {"attacker_updates", "attackers_caught", "verify_passed",
+                             "verify_failed", "verify_seconds"}) {
+      metrics.extra[name] += 0;
+    }
+  }
   metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
   return EndTraining(round, aggregator_->accepted(), global, metrics,
                      deadline - options_.round_timeout);

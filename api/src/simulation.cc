@@ -35,6 +35,14 @@ ServerOptions ServerOptionsFrom(const Config& config) {
       config.max_concurrency > 0 ? config.max_concurrency : config.client_num_per_round;
   o.async.max_staleness = config.max_staleness;
   o.secure = SecureOptionsFrom(config);
+  o.verification.enabled = config.verification == "enabled";
+  o.verification.checkpoint_interval = config.checkpoint_interval;
+  o.verification.probability = config.verify_probability;
+  o.verification.threshold = config.verify_threshold;
+  o.verification.accounts.initial_stake = config.initial_stake;
+  o.verification.accounts.slash_fraction = config.slash_fraction;
+  // Deployment replaces it with a random one: its clients know the seed.
+  if (o.verification.enabled) o.verification.secret = SimulationSpotCheckSecret(config.random_seed);
   return o;
 }
 
@@ -171,6 +179,14 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                      server_trainer.get()](const core::ModelState& state) -> Result<Evaluation> {
       FEDML_RETURN_IF_ERROR(trainer->SetState(state));
       return trainer->Evaluate(EvalTask{});
+    };
+  }
+  if (controller_options.verification.enabled && !controller_options.verification.replay) {
+    // Spot checks replay on the server's trainer, which reads every client's partition of the
+    // configured data set (deployment: the server's copy; see docs/verification.md).
+    controller_options.verification.replay = [trainer =
+                                                  server_trainer.get()](const ReplayTask& task) {
+      return trainer->ReplaySegment(task);
     };
   }
   RoundController controller(comm, std::move(aggregator), controller_options, evaluator);

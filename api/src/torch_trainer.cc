@@ -1,5 +1,7 @@
 #include "fedml/api/torch_trainer.h"
 
+#include <cmath>
+
 #include "fedml/algorithms/scaffold.h"
 #include "fedml/core/security/commitment.h"
 #include "fedml/core/train/models.h"
@@ -49,6 +51,17 @@ Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
   const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
   core::LocalTrainAdjustments adjust;
   adjust.flip_labels = task.flip_labels;
+  if (!(task.step_fraction > 0.0 && task.step_fraction <= 1.0)) {
+    return Status::InvalidArgument("step_fraction must be in (0, 1], got " +
+                                   std::to_string(task.step_fraction));
+  }
+  if (task.step_fraction < 1.0) {  // every epoch has ceil(samples / batch_size) steps
+    const auto n = static_cast<std::int64_t>(indices.size());
+    const std::int64_t steps =
+        options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+    adjust.stop_step =
+        static_cast<std::int64_t>(std::ceil(task.step_fraction * static_cast<double>(steps)));
+  }
   core::ModelState start;
   const core::ModelState* server_c = nullptr;
   if (scaffold_) {

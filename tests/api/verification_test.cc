@@ -4,9 +4,16 @@
 // checkpoint; training setups whose state a replay would lack are refused.
 #include <catch2/catch.hpp>
 
+#include <torch/torch.h>
+
+#include <set>
+
+#include "../temp_dir.h"
 #include "config_helpers.h"
+#include "fedml/api/client_pipeline.h"
 #include "fedml/api/simulation.h"
 #include "fedml/core/security/commitment.h"
+#include "fedml/core/security/ledger.h"
 
 using namespace fedml;
 using namespace fedml::api;
@@ -30,7 +37,240 @@ std::unique_ptr<ClientTrainer> MakeTrainer(const Config& config, int worker) {
   return std::move(trainer).value();
 }
 
+/// Forwards to the built-in trainer, training with one LibTorch thread count and replaying with
+/// another: the honest nondeterminism the verify_threshold must absorb.
+class ThreadCountTrainer final : public ForwardingClientTrainer {
+ public:
+  ThreadCountTrainer(std::unique_ptr<ClientTrainer> inner, int train_threads, int replay_threads)
+      : ForwardingClientTrainer(std::move(inner)),
+        train_threads_(train_threads),
+        replay_threads_(replay_threads) {}
+  Result<LocalUpdate> Train(const TrainTask& t) override {
+    torch::set_num_threads(train_threads_);
+    return inner_->Train(t);
+  }
+  Result<core::ModelState> ReplaySegment(const ReplayTask& t) override {
+    const int before = torch::get_num_threads();
+    torch::set_num_threads(replay_threads_);
+    auto out = inner_->ReplaySegment(t);
+    torch::set_num_threads(before);
+    return out;
+  }
+
+ private:
+  int train_threads_;
+  int replay_threads_;
+};
+
+/// A verified run on synthetic data: 10 clients, all of them every round, mlp.
+RawConfig VerifiedRaw() {
+  RawConfig raw = BaseRaw();
+  raw["client_num_in_total"] = "10";
+  raw["client_num_per_round"] = "10";
+  raw["comm_round"] = "3";
+  raw["epochs"] = "1";
+  raw["verification"] = "enabled";
+  raw["checkpoint_interval"] = "4";
+  raw["verify_probability"] = "1";
+  raw["worker_num"] = "2";
+  return raw;
+}
+
+RawConfig WithCheat(RawConfig raw, const std::string& type) {
+  raw["enable_attack"] = "true";
+  raw["attack_type"] = type;
+  raw["ratio_of_poisoned_client"] = "0.2";
+  return raw;
+}
+
+double Total(const RunSummary& summary, const std::string& name, std::int64_t from_round = 1) {
+  double sum = 0.0;
+  for (const RoundMetrics& m : summary.rounds) {
+    const auto it = m.extra.find(name);
+    if (m.round >= from_round && it != m.extra.end()) sum += it->second;
+  }
+  return sum;
+}
+
 }  // namespace
+
+TEST_CASE("honest clients pass every spot check across LibTorch thread counts", "[verification]") {
+  for (const auto& [train_threads, replay_threads] : {std::pair{1, 2}, std::pair{2, 1}}) {
+    INFO("training with " << train_threads << " threads, replaying with " << replay_threads);
+    const fedml::testing::TempDir dir("fedml_verify_threads");
+    const Config config =
+        fedml::testing::ConfigWith(VerifiedRaw(), {{"ledger_file", dir.File("ledger.jsonl")}});
+    auto builtin = TrainerFactoryFor(config, {});
+    REQUIRE(builtin.ok());
+    SimulationHooks hooks;
+    hooks.trainer_factory = [inner = *builtin, train = train_threads, replay = replay_threads](
+                                int w) -> Result<std::unique_ptr<ClientTrainer>> {
+      FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> t, inner(w));
+      return std::unique_ptr<ClientTrainer>(
+          std::make_unique<ThreadCountTrainer>(std::move(t), train, replay));
+    };
+    auto run = RunSimulation(config, hooks);
+    REQUIRE(run.ok());
+    // Every update of every round was checked, and every check passed.
+    CHECK(Total(*run, "verify_passed") == 30);
+    CHECK(Total(*run, "verify_failed") == 0);
+    for (const RoundMetrics& m : run->rounds) CHECK(m.clients == 10);
+    CHECK(Total(*run, "verify_seconds") > 0);
+    // The ledger has every check, each within the threshold: the honest float noise it absorbs.
+    auto records = core::security::ReadLedger(dir.File("ledger.jsonl"));
+    REQUIRE(records.ok());
+    double largest = 0.0;
+    for (const auto& rec : *records) {
+      CHECK(rec.checks.size() == 10);
+      for (const auto& check : rec.checks) largest = std::max(largest, check.distance);
+    }
+    CHECK(largest <= config.verify_threshold);
+  }
+}
+
+TEST_CASE("each cheat is caught whenever it is checked, and no honest client is",
+          "[verification]") {
+  for (const std::string type : {"free_rider", "noise", "fewer_steps", "replay"}) {
+    INFO(type);
+    const Config config = fedml::testing::ConfigWith(WithCheat(VerifiedRaw(), type), {});
+    auto run = RunSimulation(config);
+    REQUIRE(run.ok());
+    const AttackOptions attack = AttackOptionsFrom(config);
+    std::int64_t cheats = 0;  // 2 cheaters per round until both are excluded
+    for (const RoundMetrics& m : run->rounds) {
+      INFO("round " << m.round);
+      const double sent = m.extra.at("attacker_updates");
+      cheats += static_cast<std::int64_t>(sent);
+      // A replay cheat's first round is its own honest work from the initial model.
+      const bool honest_first = type == "replay" && m.round == 1;
+      CHECK(m.extra.at("attackers_caught") == (honest_first ? 0 : sent));
+      // Every failure is a cheat's: no false positive.
+      CHECK(m.extra.at("verify_failed") == m.extra.at("attackers_caught"));
+      // Everything was checked (verify_probability 1): what passed is what was aggregated.
+      CHECK(m.clients == m.extra.at("verify_passed"));
+    }
+    CHECK(cheats >= 4);
+    int cheaters = 0;
+    for (std::int64_t c = 0; c < 10; ++c) cheaters += IsAttacker(attack, 0, c) ? 1 : 0;
+    CHECK(cheaters == 2);
+  }
+}
+
+TEST_CASE("an update whose commitment does not hold is refused without a spot check",
+          "[verification]") {
+  // A byzantine update replaces the trained model but keeps the honest commitment, whose last
+  // checkpoint is not the update sent.
+  RawConfig raw = WithCheat(VerifiedRaw(), "byzantine");
+  raw["verify_probability"] = "0";
+  const fedml::testing::TempDir dir("fedml_verify_mismatch");
+  raw["ledger_file"] = dir.File("ledger.jsonl");
+  const Config config = fedml::testing::ConfigWith(raw, {});
+  auto run = RunSimulation(config);
+  REQUIRE(run.ok());
+  CHECK(Total(*run, "attacker_updates") >= 2);
+  CHECK(Total(*run, "attackers_caught") == Total(*run, "attacker_updates"));
+  CHECK(Total(*run, "verify_passed") == 0);
+  auto records = core::security::ReadLedger(dir.File("ledger.jsonl"));
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 3);
+  const auto& first = records->front();
+  REQUIRE(first.checks.size() == 2);
+  for (const auto& check : first.checks) {
+    CHECK(check.result == "mismatch");
+    CHECK(check.segment == -1);
+    CHECK(std::find(first.excluded.begin(), first.excluded.end(), check.client) !=
+          first.excluded.end());
+  }
+}
+
+TEST_CASE(
+    "caught cheats are slashed, excluded from later rounds and paid nothing; the ledger "
+    "says so",
+    "[verification]") {
+  const fedml::testing::TempDir dir("fedml_verify_ledger");
+  RawConfig raw = WithCheat(VerifiedRaw(), "noise");
+  raw["comm_round"] = "4";
+  raw["ledger_file"] = dir.File("ledger.jsonl");
+  const Config config = fedml::testing::ConfigWith(raw, {});
+  auto run = RunSimulation(config);
+  REQUIRE(run.ok());
+  auto verified = core::security::VerifyLedger(dir.File("ledger.jsonl"));
+  REQUIRE(verified.ok());
+  CHECK(verified->ok);
+  auto records = core::security::ReadLedger(dir.File("ledger.jsonl"));
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 4);
+  const AttackOptions attack = AttackOptionsFrom(config);
+  std::set<std::int64_t> cheaters;
+  for (std::int64_t c = 0; c < 10; ++c) {
+    if (IsAttacker(attack, 0, c)) cheaters.insert(c);
+  }
+  REQUIRE(cheaters.size() == 2);
+  // Default accounts: stake 100, half slashed per failed check, excluded after two failures.
+  const std::vector<double> expected_stake = {50, 25};
+  for (std::size_t r = 0; r < records->size(); ++r) {
+    const auto& rec = (*records)[r];
+    INFO("round " << rec.round);
+    for (std::int64_t c : cheaters) {
+      const bool present =
+          std::find(rec.participants.begin(), rec.participants.end(), c) != rec.participants.end();
+      CHECK(present == (r < 2));  // gone once excluded
+      for (const auto& reward : rec.rewards) CHECK(reward.client != c);
+      for (const auto& stake : rec.stakes) {
+        if (stake.client == c) CHECK(stake.stake == expected_stake.at(r));
+      }
+    }
+    for (const auto& reward : rec.rewards) {
+      const auto update = std::find_if(rec.updates.begin(), rec.updates.end(),
+                                       [&](const auto& u) { return u.client == reward.client; });
+      REQUIRE(update != rec.updates.end());
+      CHECK(reward.amount == static_cast<double>(update->samples));  // reward_per_sample 1
+    }
+    for (const auto& check : rec.checks) {
+      CHECK(check.result == (cheaters.count(check.client) ? "fail" : "pass"));
+      CHECK(check.threshold == config.verify_threshold);
+      if (check.result == "pass") CHECK(check.distance <= check.threshold);
+    }
+  }
+  CHECK(records->back().participants.size() == 8);
+}
+
+TEST_CASE("verification gives the same run for any worker_num", "[verification]") {
+  std::vector<std::vector<double>> accuracies;
+  for (const char* workers : {"1", "3"}) {
+    RawConfig raw = WithCheat(VerifiedRaw(), "fewer_steps");
+    raw["worker_num"] = workers;
+    raw["verify_probability"] = "0.5";
+    raw["client_num_per_round"] = "6";
+    auto run = RunSimulation(fedml::testing::ConfigWith(raw, {}));
+    REQUIRE(run.ok());
+    std::vector<double> row;
+    for (const RoundMetrics& m : run->rounds) {
+      row.push_back(m.test_accuracy);
+      row.push_back(m.extra.at("verify_passed"));
+      row.push_back(m.extra.at("verify_failed"));
+      row.push_back(m.clients);
+    }
+    accuracies.push_back(row);
+  }
+  CHECK(accuracies[0] == accuracies[1]);
+}
+
+TEST_CASE("verification refuses setups it cannot replay, naming them", "[verification]") {
+  using fedml::testing::ConfigErrorWith;
+  const RawConfig raw = VerifiedRaw();
+  CHECK_THAT(ConfigErrorWith(raw, {{"momentum", "0.9"}}), Contains("momentum"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"client_optimizer", "adam"}}), Contains("adam"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"federated_optimizer", "FedBuff"}}), Contains("FedBuff"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"secure_aggregation", "secagg"}}), Contains("secure"));
+  CHECK_THAT(
+      ConfigErrorWith(
+          raw, {{"enable_dp", "true"}, {"dp_solution_type", "ldp"}, {"noise_multiplier", "1"}}),
+      Contains("local DP"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"verify_probability", "1.5"}}), Contains("verify_probability"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"checkpoint_interval", "0"}}), Contains("checkpoint_interval"));
+  CHECK_THAT(ConfigErrorWith(raw, {{"verification", "on"}}), Contains("enabled"));
+}
 
 TEST_CASE("a client commits to its trajectory and a verifier replays any segment",
           "[verification]") {

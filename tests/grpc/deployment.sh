@@ -73,6 +73,22 @@ run_clients() {  # run_clients TAG EXTRA... ; waits for all four
   done
   for p in "${cpids[@]}"; do wait "$p" || fail "a client of run $tag exited with $?"; done
 }
+# Runs "${extra[@]}" (2 rounds) with a server and the four clients over TLS, then as a
+# simulation, and fails unless both give the same per-round test accuracy. TAG names the files
+# (TAG.log, TAG.jsonl, TAG_sim.jsonl); further arguments are the server's own flags.
+grpc_equals_simulation() {
+  local tag="$1"; shift
+  start_server "$tag.log" --certs certs --metrics_file "$tag.jsonl" --model_file_cache_folder "" \
+    "$@" "${extra[@]}"
+  run_clients "$tag" "${extra[@]}"
+  wait "$server_pid" || fail "$tag: the server exited with $?"
+  "$fedml" simulate "${common[@]}" "${extra[@]}" --worker_num 4 --metrics_file "${tag}_sim.jsonl" \
+    --model_file_cache_folder "" > "${tag}_sim.log" 2>&1 || fail "$tag: the simulation failed"
+  local a b
+  a=$(grep -o '"test_accuracy":[^,]*' "${tag}_sim.jsonl")
+  b=$(grep -o '"test_accuracy":[^,]*' "$tag.jsonl")
+  [[ "$a" == "$b" && $(wc -l < "$tag.jsonl") -eq 2 ]] || fail "$tag: sim [$a] grpc [$b]"
+}
 
 # 1. Three rounds over TLS (client tokens), same accuracy as the simulation.
 start_server tls.log --certs certs --min_clients 4 --comm_round 3 --metrics_file tls.jsonl \
@@ -143,15 +159,7 @@ echo "the server served its clients after refusing the three"
 for variant in "--federated_optimizer SCAFFOLD --server_lr 0.8" \
                "--federated_optimizer FedAdam --server_lr 0.05 --enable_defense true --defense_type multikrum --krum_param_m 3 --enable_attack true --attack_mode scaled_flip --ratio_of_poisoned_client 0.25"; do
   read -r -a extra <<< "$variant --epochs 20 --comm_round 2"
-  start_server strategy.log --certs certs --min_clients 4 --metrics_file strategy.jsonl \
-    --model_file_cache_folder "" "${extra[@]}"
-  run_clients strategy "${extra[@]}"
-  wait "$server_pid" || fail "server with $variant exited with $?"
-  "$fedml" simulate "${common[@]}" "${extra[@]}" --worker_num 4 --metrics_file strategy_sim.jsonl \
-    --model_file_cache_folder "" > strategy_sim.log 2>&1 || fail "simulation with $variant"
-  a=$(grep -o '"test_accuracy":[^,]*' strategy_sim.jsonl)
-  b=$(grep -o '"test_accuracy":[^,]*' strategy.jsonl)
-  [[ "$a" == "$b" && $(wc -l < strategy.jsonl) -eq 2 ]] || fail "$variant: sim [$a] grpc [$b]"
+  grpc_equals_simulation strategy --min_clients 4
   echo "$variant: per-round test_accuracy over gRPC equals the simulation's"
 done
 
@@ -222,15 +230,20 @@ echo "FedBuff over TLS: 6 versions of 2 updates each, every one evaluated on the
 #     simulation's, so the server's unmasked sums are the simulation's too.
 extra=(--secure_aggregation secagg_plus --dropout_rate 0.25 --dropout_stage share_keys --epochs 20
        --comm_round 2)
-start_server secagg.log --certs certs --min_clients 3 --min_available_clients 4 \
-  --metrics_file secagg.jsonl \
-  --model_file_cache_folder "" "${extra[@]}"
-run_clients secagg "${extra[@]}"
-wait "$server_pid" || fail "secure aggregation server exited with $?"
-"$fedml" simulate "${common[@]}" "${extra[@]}" --worker_num 4 --metrics_file secagg_sim.jsonl \
-  --model_file_cache_folder "" > secagg_sim.log 2>&1 || fail "simulation with secure aggregation"
-a=$(grep -o '"test_accuracy":[^,]*' secagg_sim.jsonl)
-b=$(grep -o '"test_accuracy":[^,]*' secagg.jsonl)
-[[ "$a" == "$b" && $(wc -l < secagg.jsonl) -eq 2 ]] || fail "secagg_plus: sim [$a] grpc [$b]"
+grpc_equals_simulation secagg --min_clients 3 --min_available_clients 4
 [[ $(grep -c '"clients":3,' secagg.jsonl) -eq 2 ]] || fail "secagg_plus: a round without 3 survivors"
 echo "SecAgg+ over TLS with a dropout each round: per-round test_accuracy equals the simulation's"
+
+# 11. Verified work over TLS: every update is spot-checked (verify_probability 1) with a key the
+#     server draws at random; the one noise cheat among the four clients fails its check in both
+#     rounds (its stake slashed twice, excluded after), the honest three pass, and the per-round
+#     test accuracy equals the simulation's. The ledger records it and verifies.
+extra=(--verification enabled --checkpoint_interval 7 --verify_probability 1 --enable_attack true
+       --attack_type noise --ratio_of_poisoned_client 0.25 --epochs 20 --comm_round 2)
+grpc_equals_simulation verify --min_clients 3 --min_available_clients 4 \
+  --ledger_file verify_ledger.jsonl
+[[ $(grep -c '"clients":3,.*"verify_failed":1,"verify_passed":3' verify.jsonl) -eq 2 ]] ||
+  fail "verification: a round without 1 failed and 3 passed checks"
+"$fedml" ledger verify verify_ledger.jsonl > ledger_verify.log 2>&1 || fail "ledger verify"
+grep -q '"result":"fail"' verify_ledger.jsonl || fail "the ledger records no failed check"
+echo "verified work over TLS: the noise cheat failed both spot checks, the others passed; accuracy equals the simulation's"

@@ -23,13 +23,14 @@ for k in 3 4; do
   echo "mpirun -np $k: per-round test_accuracy, test_loss and train_loss equal the in-process run"
 done
 # Strategies with server state (SCAFFOLD's control variates, FedAdam's moments), a robust rule
-# under a simulated attack, and secure aggregation with dropouts (SecAgg, SecAgg+) give the same
-# answer under mpirun too.
+# under a simulated attack, secure aggregation with dropouts (SecAgg, SecAgg+) and verified work
+# with a noise cheat give the same answer under mpirun too.
 for variant in "--federated_optimizer SCAFFOLD" \
                "--federated_optimizer FedAdam --server_lr 0.03" \
                "--enable_defense true --defense_type multikrum --byzantine_client_num 2 --enable_attack true --attack_mode flip" \
                "--secure_aggregation secagg --dropout_rate 0.3 --dropout_stage share_keys" \
-               "--secure_aggregation secagg_plus --num_shares 5 --dropout_rate 0.2 --dropout_stage mask_input"; do
+               "--secure_aggregation secagg_plus --num_shares 5 --dropout_rate 0.2 --dropout_stage mask_input" \
+               "--verification enabled --checkpoint_interval 3 --verify_probability 0.5 --enable_attack true --attack_type noise --ratio_of_poisoned_client 0.2"; do
   # shellcheck disable=SC2086
   "$fedml" simulate "${common[@]}" $variant --backend inproc --worker_num 2 \
     --metrics_file "$work/v_inproc.jsonl" >/dev/null
@@ -37,8 +38,9 @@ for variant in "--federated_optimizer SCAFFOLD" \
   timeout 300 "$mpiexec" --oversubscribe --allow-run-as-root -np 3 \
     "$fedml" simulate "${common[@]}" $variant --backend MPI --metrics_file "$work/v_mpi.jsonl" \
     > "$work/v_mpi.log" 2>&1 || { echo "mpirun with $variant failed:"; cat "$work/v_mpi.log"; exit 1; }
-  a=$(grep -o '"test_accuracy":[^,]*' "$work/v_inproc.jsonl")
-  b=$(grep -o '"test_accuracy":[^,]*' "$work/v_mpi.jsonl")
+  # With verification the same spot checks pass and fail too.
+  a=$(grep -o '"\(test_accuracy\|verify_passed\|verify_failed\)":[^,]*' "$work/v_inproc.jsonl")
+  b=$(grep -o '"\(test_accuracy\|verify_passed\|verify_failed\)":[^,]*' "$work/v_mpi.jsonl")
   [[ "$a" == "$b" ]] || { echo "$variant: test_accuracy differs:"; echo "$a"; echo "--"; echo "$b"; exit 1; }
   echo "$variant: mpirun -np 3 equals the in-process run"
 done

@@ -17,7 +17,9 @@
 #include "fedml/api/federated_data.h"
 #include "fedml/api/metrics.h"
 #include "fedml/api/round_controller.h"
+#include "fedml/api/secure_aggregation.h"
 #include "fedml/api/simulation.h"
+#include "fedml/api/verification.h"
 #if FEDML_WITH_MPI
 #include "fedml/api/mpi_runner.h"
 #include "fedml/core/comm/mpi.h"

@@ -14,12 +14,12 @@ namespace {
 // What an operator watching a client wants to see, and (with whole_test_set) the evaluation of a
 // client with its own data: all of its test samples, whatever shard the server asked for, since
 // the server weighs every client's answer by its sample count.
-class ClientTrainerView final : public ClientTrainer {
+class ClientTrainerView final : public ForwardingClientTrainer {
  public:
   ClientTrainerView(std::unique_ptr<ClientTrainer> inner, bool verbose, bool whole_test_set)
-      : inner_(std::move(inner)), verbose_(verbose), whole_test_set_(whole_test_set) {}
-  Status SetState(const core::ModelState& s) override { return inner_->SetState(s); }
-  Result<core::ModelState> GetState() override { return inner_->GetState(); }
+      : ForwardingClientTrainer(std::move(inner)),
+        verbose_(verbose),
+        whole_test_set_(whole_test_set) {}
   Result<LocalUpdate> Train(const TrainTask& task) override {
     if (verbose_) {
       std::printf("round %lld: training\n", static_cast<long long>(task.round) + 1);
@@ -48,7 +48,6 @@ class ClientTrainerView final : public ClientTrainer {
   }
 
  private:
-  std::unique_ptr<ClientTrainer> inner_;
   bool verbose_;
   bool whole_test_set_;
 };
@@ -95,6 +94,9 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   ServerOptions options = ServerOptionsFrom(config);
   options.fixed_clients = true;
   options.min_clients = config.min_clients;
+  // The clients know the run's seed, so the spot-check key must not come from it: the
+  // controller draws a random one.
+  options.verification.secret.clear();
   std::optional<core::ModelState> initial;
   if (args.resume) {
     if (config.checkpoint_dir.empty()) {

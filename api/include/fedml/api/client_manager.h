@@ -8,6 +8,7 @@
 
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/secure_aggregation.h"
+#include "fedml/api/verification.h"
 #include "fedml/core/comm/communicator.h"
 #include "fedml/core/wire.h"
 
@@ -26,8 +27,10 @@ struct WorkerOptions {
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is
 /// handed through its trainer, sends the updates back. With secure aggregation
 /// (fedml/api/secure_aggregation.h) it keeps each trained client's masked-input state until the
-/// round's last stage, answers the stages for it, and sends no model in the clear. `comm` must
-/// outlive it. Run() on one thread.
+/// round's last stage, answers the stages for it, and sends no model in the clear. With verified
+/// work (fedml/api/verification.h) each update carries its commitment and the trainer keeps the
+/// checkpoints until the next round's first task, answering reveal requests meanwhile. `comm`
+/// must outlive it. Run() on one thread.
 class ClientManager {
  public:
   ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
@@ -44,6 +47,9 @@ class ClientManager {
   Status HandleSync(core::Message& msg);
   Status HandleTrain(core::Message& msg);
   Status HandleEval(core::Message& msg);
+  /// A spot check's reveal (kProtocol, fedml/api/verification.h): the client's committed
+  /// checkpoints k and k + 1, or an "error" attr saying why they are not held.
+  Status HandleReveal(core::Message& msg);
   /// A secure-aggregation stage (kProtocol) for one client this worker trained.
   Status HandleSecureStage(core::Message& msg);
   /// Turns a trained client's update into its stage-0 reply (keys instead of the model).

@@ -26,6 +26,17 @@ namespace fedml::api {
 ///    flip: g + (g - x) (FedML); scaled_flip: g - attack_scale (x - g), a scaled sign flip.
 ///  * label_flipping: trains on labels y -> C - 1 - y (TrainTask::flip_labels).
 ///  * free_rider: returns the global model unchanged, claiming its sample count.
+/// Cheats against verified work (fedml/api/verification.h). Each sends a commitment that holds
+/// (it starts at the global model and ends at the update sent) over a trajectory it invents, and
+/// reveals that trajectory's checkpoints when spot-checked, so only a replay can catch it:
+///  * free_rider: every checkpoint is the global model;
+///  * noise: the update is g + |x - g| z / |z| for Gaussian z (an honest-looking norm), the
+///    checkpoints on the straight line from g to it;
+///  * fewer_steps: trains the first half of the steps with checkpoints twice as dense and claims
+///    the full count (each claimed segment holds half the work);
+///  * replay: sends the update it made in its first round (from the initial model, with that
+///    round's data order) again every round, checkpoint 0 swapped for the current model and the
+///    data seed for the current one.
 struct AttackOptions {
   bool enabled = false;
   std::string type = "byzantine";

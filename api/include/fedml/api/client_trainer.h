@@ -31,6 +31,10 @@ struct TrainTask {
   /// training trajectory, a checkpoint every this many optimizer steps (LocalUpdate::commitment),
   /// and to keep the checkpoints for spot checks until ReleaseCheckpoints. 0: no commitment.
   std::int64_t checkpoint_interval = 0;
+  /// Set by the attack harness for a simulated fewer_steps cheat: train only the first
+  /// ceil(step_fraction x steps) of the task's optimizer steps. A trainer that cannot must refuse
+  /// a task with a fraction below 1.
+  double step_fraction = 1.0;
 };
 
 /// The result of TrainTask: the client's local model after training.
@@ -109,6 +113,33 @@ class ClientTrainer {
   virtual Result<core::ModelState> ReplaySegment(const ReplayTask& /*task*/) {
     return Status::Unimplemented("this trainer cannot replay training segments");
   }
+};
+
+/// Passes every call to `inner` (owned): the base of wrappers that change a call or two (the
+/// attack and DP pipeline, a deployed client's progress lines) and must keep the others, the
+/// verification calls included. Same threading contract as ClientTrainer.
+class ForwardingClientTrainer : public ClientTrainer {
+ public:
+  explicit ForwardingClientTrainer(std::unique_ptr<ClientTrainer> inner)
+      : inner_(std::move(inner)) {}
+  Status SetState(const core::ModelState& state) override { return inner_->SetState(state); }
+  Result<core::ModelState> GetState() override { return inner_->GetState(); }
+  Result<LocalUpdate> Train(const TrainTask& task) override { return inner_->Train(task); }
+  Result<Evaluation> Evaluate(const EvalTask& task) override { return inner_->Evaluate(task); }
+  Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override {
+    return inner_->NumTrainSamples(client_id);
+  }
+  Result<core::ModelState> CommittedCheckpoint(std::int64_t round, std::int64_t client_id,
+                                               std::int64_t index) const override {
+    return inner_->CommittedCheckpoint(round, client_id, index);
+  }
+  void ReleaseCheckpoints(std::int64_t round) override { inner_->ReleaseCheckpoints(round); }
+  Result<core::ModelState> ReplaySegment(const ReplayTask& task) override {
+    return inner_->ReplaySegment(task);
+  }
+
+ protected:
+  std::unique_ptr<ClientTrainer> inner_;  // never null
 };
 
 /// Makes the trainer of worker `worker_index` (0-based). The simulation runner calls it once per

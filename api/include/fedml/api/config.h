@@ -74,7 +74,9 @@ struct Config {
   double norm_bound = 5.0;  // norm_diff_clipping
   // attack_args (fedml/api/attack.h): simulated attackers, for evaluating defenses
   bool enable_attack = false;
-  std::string attack_type = "byzantine";  // byzantine | label_flipping | free_rider
+  // byzantine | label_flipping | free_rider | noise | fewer_steps | replay (the last three,
+  // and free_rider, are the cheats verified work catches: fedml/api/client_pipeline.h)
+  std::string attack_type = "byzantine";
   std::string attack_mode = "random";     // byzantine: random | zero | flip | scaled_flip
   double ratio_of_poisoned_client = 0.0;  // a fixed set of this fraction of all clients
   double attack_scale = 10.0;             // scaled_flip: x = g - attack_scale (x_honest - g)
@@ -99,6 +101,17 @@ struct Config {
   // (advertise_keys | share_keys | mask_input).
   double dropout_rate = 0.0;
   std::string dropout_stage = "share_keys";
+  // Verified work (fedml/api/verification.h, docs/verification.md): each update carries a
+  // commitment to its training trajectory, and the server replays one random segment of a
+  // fraction of them; a cheat is excluded from the round, its stake slashed.
+  std::string verification = "disabled";  // disabled | enabled
+  int checkpoint_interval = 5;            // optimizer steps between committed checkpoints
+  double verify_probability = 0.1;        // the chance that an update is spot-checked
+  // A replayed segment passes when |replayed - committed| <= this x |replayed - start| (L2):
+  // relative, so one figure covers every model size; honest replays measure ~1e-7 (see docs).
+  double verify_threshold = 1e-3;
+  double initial_stake = 100.0;  // every client's stake before its first check
+  double slash_fraction = 0.5;   // of its stake a client loses at a failed check
   // validation_args
   int frequency_of_the_test = 1;
   // device_args

@@ -15,7 +15,9 @@
 #include "fedml/api/metrics.h"
 #include "fedml/api/secure_aggregation.h"
 #include "fedml/api/system_model.h"
+#include "fedml/api/verification.h"
 #include "fedml/core/comm/communicator.h"
+#include "fedml/core/security/commitment.h"
 #include "fedml/core/security/ledger.h"
 #include "fedml/core/wire.h"
 
@@ -93,6 +95,12 @@ struct ServerOptions {
   /// saw) and no sample count (the server does not learn it); the round's train_loss is the
   /// unweighted mean of the clients' reported losses.
   SecureAggregationOptions secure;
+  /// Verified work (fedml/api/verification.h): commitments, spot checks, stakes. The accounts
+  /// are saved in the checkpoint beside the strategy's state, and the ledger records every
+  /// check, the rewards (reward_per_sample x samples of each accepted update) and the stake of
+  /// every participant. Synchronous rounds without secure aggregation only; Run fails before the
+  /// first round otherwise.
+  VerificationOptions verification;
 };
 
 /// Evaluates a global model on the test set on the controller's thread. When none is given the
@@ -149,6 +157,36 @@ class RoundController {
   /// min_clients of the round's clients were `accepted`, else a warning and the model kept.
   Status EndTraining(std::int64_t round, int accepted, core::ModelState& global,
                      RoundMetrics& metrics, core::Clock::time_point train_start);
+  // Verified work (ServerOptions::verification), in verified_rounds.cc.
+  struct PendingCheck {  // an update held back for a spot check
+    int pos = 0;         // in the round's sampled clients
+    int rank = 0;        // that trained it and holds its checkpoints
+    algorithms::ClientUpdate update;
+    std::string sha256;  // of update.state
+    double loss = 0.0;   // its reported train_loss
+    core::security::TrainingCommitment commitment;
+    std::int64_t segment = 0;
+    bool passed = false;
+  };
+  /// Checks the options, draws the secret and opens the accounts (restored from the checkpoint).
+  Status StartVerification();
+  /// Step 1 of VerificationOptions for an update just arrived (sha256: CheckpointSha256 of its
+  /// state): the spot-check decision, or the reason the commitment is refused (already recorded
+  /// in the ledger and the client's account).
+  Result<core::security::SpotCheck> CheckCommitment(std::int64_t round, std::int64_t client,
+                                                    const std::string& blob,
+                                                    const algorithms::ClientUpdate& update,
+                                                    const std::string& sha256,
+                                                    core::security::TrainingCommitment& commitment,
+                                                    RoundMetrics& metrics);
+  /// Step 2 for every held update: reveals from the ranks, replays here; sets each one's passed.
+  Status RunSpotChecks(std::int64_t round, std::vector<PendingCheck>& pending,
+                       RoundMetrics& metrics);
+  /// Records a check's outcome in the ledger and the client's account.
+  void RecordCheck(std::int64_t client, std::int64_t segment, const char* result, double distance,
+                   RoundMetrics& metrics);
+  /// The strategy's state plus the accounts, for a checkpoint.
+  std::map<std::string, core::ModelState> SavedState() const;
   /// Asynchronous aggregation (ServerOptions::async), in async_rounds.cc.
   Status RunAsync(core::ModelState& global);
   /// Evaluates `global` when round (0-based) is due, into `metrics`.
@@ -196,7 +234,9 @@ class RoundController {
   std::int64_t model_version_ = 0;
   double virtual_now_ = 0.0;  // the virtual clock (seconds), with a system model
   std::optional<core::security::LedgerWriter> ledger_;
-  core::security::LedgerRecord ledger_record_;  // the round being recorded
+  core::security::LedgerRecord ledger_record_;                // the round being recorded
+  std::optional<algorithms::ContributionAccounts> accounts_;  // with verification
+  std::string global_sha256_;  // of the model the current round sent (verification)
   std::vector<RoundMetrics> history_;
   std::function<void(std::int64_t, int, int)> on_progress_;
   std::function<void(const RoundMetrics&)> on_round_;
