@@ -703,6 +703,7 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
     }
   }
   if (verify) {  // every row has the verification figures, zeros included
+    ReportExclusions(round);
     for (const char* name : {"attacker_updates", "attackers_caught", "verify_passed",
                              "verify_failed", "verify_seconds"}) {
       metrics.extra[name] += 0;

@@ -72,12 +72,7 @@ void RoundController::RecordCheck(std::int64_t client, std::int64_t segment, con
   const bool passed = std::string(result) == "pass";
   metrics.extra[passed ? "verify_passed" : "verify_failed"] += 1;
   auto effect = accounts_->RecordCheck(client, passed);
-  if (effect.ok() && effect->excluded) {
-    std::fprintf(stderr,
-                 "warning: client %lld is excluded from later rounds (reputation %.3g, "
-                 "stake %.3g)\n",
-                 static_cast<long long>(client), effect->account.reputation, effect->account.stake);
-  }
+  if (effect.ok() && effect->excluded) newly_excluded_.push_back(client);
   if (!ledger_) return;
   if (!std::isfinite(distance)) distance = std::numeric_limits<double>::max();
   ledger_record_.checks.push_back(
@@ -124,6 +119,18 @@ Result<sec::SpotCheck> RoundController::CheckCommitment(std::int64_t round, std:
   FEDML_ASSIGN_OR_RETURN(std::string digest, sec::CommitmentDigest(commitment));
   return sec::SelectSpotCheck(v.secret, round, client, digest, v.probability,
                               sec::NumSegments(commitment.total_steps, v.checkpoint_interval));
+}
+
+void RoundController::ReportExclusions(std::int64_t round) {
+  for (std::int64_t client : newly_excluded_) {
+    const algorithms::ClientAccount a = accounts_->Account(client);
+    std::fprintf(stderr,
+                 "warning: round %lld: client %lld is excluded from later rounds (reputation "
+                 "%.3g, stake %.3g)\n",
+                 static_cast<long long>(round) + 1, static_cast<long long>(client), a.reputation,
+                 a.stake);
+  }
+  newly_excluded_.clear();
 }
 
 Status RoundController::RunSpotChecks(std::int64_t round, std::vector<PendingCheck>& pending,

@@ -62,6 +62,31 @@ class ThreadCountTrainer final : public ForwardingClientTrainer {
   int replay_threads_;
 };
 
+/// Breaks the commitment or the reveal of clients 0-4, each in its own way.
+class CommitmentTamperer final : public ForwardingClientTrainer {
+ public:
+  using ForwardingClientTrainer::ForwardingClientTrainer;
+  Result<LocalUpdate> Train(const TrainTask& t) override {
+    FEDML_ASSIGN_OR_RETURN(LocalUpdate u, inner_->Train(t));
+    if (t.client_id == 0) u.commitment.assign(u.commitment.size() / 2, 0xab);  // not decodable
+    if (t.client_id >= 1 && t.client_id <= 3) {
+      auto c = sec::DecodeCommitment(u.commitment);
+      if (!c.ok()) return c.status();
+      if (t.client_id == 1) c->num_samples += 1;  // claims a sample it did not have
+      if (t.client_id == 2) c->data_seed += 1;    // another data order than the one assigned
+      if (t.client_id == 3) c->checkpoint_sha256.front() = c->checkpoint_sha256.back();
+      u.commitment = sec::EncodeCommitment(*c);
+    }
+    return u;
+  }
+  Result<core::ModelState> CommittedCheckpoint(std::int64_t r, std::int64_t c,
+                                               std::int64_t i) const override {
+    auto s = inner_->CommittedCheckpoint(r, c, i);
+    if (s.ok() && c == 4) s->data()[0] += 1e-3f;  // reveals something else than it committed
+    return s;
+  }
+};
+
 /// A verified run on synthetic data: 10 clients, all of them every round, mlp.
 RawConfig VerifiedRaw() {
   RawConfig raw = BaseRaw();
@@ -180,6 +205,40 @@ TEST_CASE("an update whose commitment does not hold is refused without a spot ch
     CHECK(check.segment == -1);
     CHECK(std::find(first.excluded.begin(), first.excluded.end(), check.client) !=
           first.excluded.end());
+  }
+}
+
+TEST_CASE("malformed and inconsistent commitments or reveals are refused; the run goes on",
+          "[verification]") {
+  const fedml::testing::TempDir dir("fedml_verify_tamper");
+  RawConfig raw = VerifiedRaw();
+  raw["comm_round"] = "2";
+  raw["ledger_file"] = dir.File("ledger.jsonl");
+  const Config config = fedml::testing::ConfigWith(raw, {});
+  auto builtin = TrainerFactoryFor(config, {});
+  REQUIRE(builtin.ok());
+  SimulationHooks hooks;
+  hooks.trainer_factory = [inner = *builtin](int w) -> Result<std::unique_ptr<ClientTrainer>> {
+    FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> t, inner(w));
+    return std::unique_ptr<ClientTrainer>(std::make_unique<CommitmentTamperer>(std::move(t)));
+  };
+  auto run = RunSimulation(config, hooks);
+  REQUIRE(run.ok());
+  for (const RoundMetrics& m : run->rounds) {
+    CHECK(m.clients == 5);
+    CHECK(m.extra.at("verify_failed") == 5);
+    CHECK(m.extra.at("verify_passed") == 5);
+  }
+  auto records = core::security::ReadLedger(dir.File("ledger.jsonl"));
+  REQUIRE(records.ok());
+  for (const auto& rec : *records) {
+    REQUIRE(rec.checks.size() == 10);
+    for (const auto& check : rec.checks) {
+      INFO("client " << check.client);
+      CHECK(check.result == (check.client < 5 ? "mismatch" : "pass"));
+      // The commitment itself is refused before any segment is chosen; a bad reveal is not.
+      CHECK((check.segment == -1) == (check.client < 4));
+    }
   }
 }
 

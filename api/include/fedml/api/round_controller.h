@@ -185,6 +185,8 @@ class RoundController {
   /// Records a check's outcome in the ledger and the client's account.
   void RecordCheck(std::int64_t client, std::int64_t segment, const char* result, double distance,
                    RoundMetrics& metrics);
+  /// Says on stderr which clients this round's checks excluded.
+  void ReportExclusions(std::int64_t round);
   /// The strategy's state plus the accounts, for a checkpoint.
   std::map<std::string, core::ModelState> SavedState() const;
   /// Asynchronous aggregation (ServerOptions::async), in async_rounds.cc.
@@ -236,7 +238,8 @@ class RoundController {
   std::optional<core::security::LedgerWriter> ledger_;
   core::security::LedgerRecord ledger_record_;                // the round being recorded
   std::optional<algorithms::ContributionAccounts> accounts_;  // with verification
-  std::string global_sha256_;  // of the model the current round sent (verification)
+  std::string global_sha256_;                 // of the model the current round sent (verification)
+  std::vector<std::int64_t> newly_excluded_;  // by this round's checks, until reported
   std::vector<RoundMetrics> history_;
   std::function<void(std::int64_t, int, int)> on_progress_;
   std::function<void(const RoundMetrics&)> on_round_;
