@@ -22,6 +22,11 @@ struct ClientManager::SecureClient {
   int last_stage = 3;                // the last stage it answers (a simulated dropout: fewer)
 };
 
+std::uint64_t TaskSeed(std::uint64_t run_seed, std::int64_t round, std::int64_t client_id) {
+  return core::DeriveSeed(
+      run_seed, {static_cast<std::uint64_t>(round), static_cast<std::uint64_t>(client_id)});
+}
+
 ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTrainer> trainer,
                              WorkerOptions options)
     : comm_(comm), trainer_(std::move(trainer)), options_(std::move(options)) {
@@ -171,8 +176,7 @@ Status ClientManager::HandleTrain(Message& msg) {
       task.round = msg.round;
       task.client_id = client;
       task.model_version = model_version_;
-      task.seed = core::DeriveSeed(options_.random_seed, {static_cast<std::uint64_t>(msg.round),
-                                                          static_cast<std::uint64_t>(client)});
+      task.seed = TaskSeed(options_.random_seed, msg.round, client);
       task.extras = msg.extras;  // copied: a task may name several clients
       task.checkpoint_interval = checkpoint_interval;
       if (assigned_seed) task.seed = *assigned_seed;

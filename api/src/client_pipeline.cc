@@ -105,8 +105,7 @@ class PipelineTrainer final : public ForwardingClientTrainer {
         // Its first round's work: from the initial model, with round 0's data order.
         TrainTask first = task;
         first.round = -1;  // kept apart from this round's checkpoints
-        first.seed =
-            core::DeriveSeed(attack_.seed, {0, static_cast<std::uint64_t>(task.client_id)});
+        first.seed = TaskSeed(attack_.seed, 0, task.client_id);
         FEDML_RETURN_IF_ERROR(inner_->SetState(initial_));
         FEDML_ASSIGN_OR_RETURN(LocalUpdate made, inner_->Train(first));
         std::vector<core::ModelState> trajectory;

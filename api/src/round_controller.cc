@@ -625,9 +625,8 @@ Status RoundController::RunRound(std::int64_t round, core::ModelState& global,
         if (verify) {
           task.attrs[kVerifyIntervalAttr] =
               std::to_string(options_.verification.checkpoint_interval);
-          task.attrs[kVerifySeedAttr] = std::to_string(core::DeriveSeed(
-              options_.random_seed,
-              {static_cast<std::uint64_t>(round), static_cast<std::uint64_t>(sampled[pos])}));
+          task.attrs[kVerifySeedAttr] =
+              std::to_string(TaskSeed(options_.random_seed, round, sampled[pos]));
         }
         return task;
       },

@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "fedml/api/round_controller.h"
-#include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"
 
 namespace fedml::api {
@@ -86,9 +85,7 @@ Result<sec::SpotCheck> RoundController::CheckCommitment(std::int64_t round, std:
                                                         sec::TrainingCommitment& commitment,
                                                         RoundMetrics& metrics) {
   const VerificationOptions& v = options_.verification;
-  const std::uint64_t seed =
-      core::DeriveSeed(options_.random_seed,
-                       {static_cast<std::uint64_t>(round), static_cast<std::uint64_t>(client)});
+  const std::uint64_t seed = TaskSeed(options_.random_seed, round, client);
   auto decoded = sec::DecodeCommitment(core::Bytes(blob.begin(), blob.end()));
   Status why;
   if (!decoded.ok()) {

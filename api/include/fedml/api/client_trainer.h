@@ -14,6 +14,10 @@
 
 namespace fedml::api {
 
+/// The seed of client `client_id`'s task in `round` (TrainTask::seed): DeriveSeed(run_seed,
+/// {round, client_id}). The server assigns the same value to verified tasks.
+std::uint64_t TaskSeed(std::uint64_t run_seed, std::int64_t round, std::int64_t client_id);
+
 /// One unit of client work in a round.
 struct TrainTask {
   std::int64_t round = 0;
