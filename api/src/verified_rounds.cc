@@ -191,12 +191,11 @@ Status RoundController::RunSpotChecks(std::int64_t round, std::vector<PendingChe
         task.stop_step = sec::SegmentEnd(k, c.checkpoint_interval, c.total_steps);
         task.start = std::move(msg.model);
         const auto t_replay = core::Clock::now();
-        auto start_copy = task.start;
         auto replayed = v.replay(task);
         replay_seconds += std::chrono::duration<double>(core::Clock::now() - t_replay).count();
         auto distance = replayed.ok() ? sec::StateL2Distance(*replayed, next->second)
                                       : Result<double>(replayed.status());
-        auto movement = replayed.ok() ? sec::StateL2Distance(*replayed, start_copy)
+        auto movement = replayed.ok() ? sec::StateL2Distance(*replayed, task.start)
                                       : Result<double>(replayed.status());
         if (!distance.ok() || !movement.ok()) {
           refuse("fail", "its segment cannot be replayed: " +
