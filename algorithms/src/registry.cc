@@ -186,6 +186,8 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
     }
     averaging = std::make_unique<Scaffold>(
         ScaffoldOptions{options.client_num_in_total, options.fold_width});
+  } else if (options.mean_factory) {
+    FEDML_ASSIGN_OR_RETURN(averaging, options.mean_factory());
   } else {
     averaging = std::make_unique<FedAvg>(FedAvgOptions{options.fold_width});
   }

@@ -914,6 +914,11 @@ std::string NearestKnownKey(const std::string& key) {
   return best;
 }
 
+std::string TrainingDevice(const Config& config) {
+  if (!config.device.empty()) return config.device;
+  return config.using_gpu ? "cuda:" + std::to_string(config.gpu_id) : "cpu";
+}
+
 std::string NormalizedBackend(const std::string& backend) {
   if (backend == "sp" || backend == "inproc") return "inproc";
   if (backend == "MPI" || backend == "mpi") return "mpi";

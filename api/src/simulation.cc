@@ -7,6 +7,7 @@
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
 #include "fedml/api/client_pipeline.h"
+#include "fedml/api/device_aggregation.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/system_model.h"
 #include "fedml/api/torch_trainer.h"
@@ -91,6 +92,10 @@ Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config
   o.staleness.a = config.staleness_a;
   o.staleness.b = config.staleness_b;
   o.async_alpha = config.async_alpha;
+  const std::string device = TrainingDevice(config);
+  if (device != "cpu") {  // the host FedAvg is the CPU path
+    o.mean_factory = [device] { return CreateDeviceFedAvg(device); };
+  }
   o.enable_defense = config.enable_defense;
   o.defense.defense_type = config.defense_type;
   o.defense.byzantine_client_num = config.byzantine_client_num;

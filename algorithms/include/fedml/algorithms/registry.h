@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,11 @@ struct AggregatorOptions {
   /// FedAsync's mixing weight alpha.
   StalenessOptions staleness;
   double async_alpha = FedAsyncOptions{}.alpha;
+  /// Makes the plain sample-weighted mean (FedAvg, FedProx, FedBuff and the FedOpt family without
+  /// a defense or central DP) in place of the host FedAvg: the api layer supplies one that averages
+  /// on a GPU (fedml/api/device_aggregation.h). Called once, by CreateAggregator, whose error it
+  /// becomes. Empty: the host FedAvg.
+  std::function<Result<std::unique_ptr<Aggregator>>()> mean_factory;
 };
 
 /// The aggregation pipeline for `name`, spelled as FedML spells `federated_optimizer`

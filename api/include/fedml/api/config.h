@@ -200,6 +200,10 @@ std::string NearestKnownKey(const std::string& key);
 /// "grpc".
 std::string NormalizedBackend(const std::string& backend);
 
+/// The device this process trains, evaluates and aggregates on: `device` when given, else
+/// "cuda:<gpu_id>" with using_gpu, else "cpu".
+std::string TrainingDevice(const Config& config);
+
 /// The config as YAML (FedML layout), for logs and checkpoints.
 std::string ConfigToYaml(const Config& config);
 
