@@ -17,15 +17,19 @@ TorchClientTrainer::TorchClientTrainer(torch::nn::AnyModule model,
       data_(std::move(data)),
       options_(std::move(options)),
       device_(device),
+      stream_(core::WorkerStream(device)),
       scaffold_(scaffold) {
+  const core::StreamScope on_stream(stream_);
   model_.ptr()->to(device_);
 }
 
 Status TorchClientTrainer::SetState(const core::ModelState& state) {
+  const core::StreamScope on_stream(stream_);
   return core::LoadStateIntoModule(state, *model_.ptr());
 }
 
 Result<core::ModelState> TorchClientTrainer::GetState() {
+  const core::StreamScope on_stream(stream_);
   return core::StateFromModule(*model_.ptr());
 }
 
@@ -47,6 +51,7 @@ Result<std::int64_t> TorchClientTrainer::NumTrainSamples(std::int64_t client_id)
 }
 
 Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
+  const core::StreamScope on_stream(stream_);
   FEDML_RETURN_IF_ERROR(CheckClient(*data_, task.client_id));
   const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
   core::LocalTrainAdjustments adjust;
@@ -189,6 +194,7 @@ void TorchClientTrainer::ReleaseCheckpoints(std::int64_t round) {
 }
 
 Result<core::ModelState> TorchClientTrainer::ReplaySegment(const ReplayTask& task) {
+  const core::StreamScope on_stream(stream_);
   FEDML_RETURN_IF_ERROR(CheckClient(*data_, task.client_id));
   if (task.first_step < 0 || task.stop_step <= task.first_step) {
     return Status::InvalidArgument("a replayed segment needs 0 <= first_step < stop_step, got [" +
@@ -207,6 +213,7 @@ Result<core::ModelState> TorchClientTrainer::ReplaySegment(const ReplayTask& tas
 }
 
 Result<Evaluation> TorchClientTrainer::Evaluate(const EvalTask& task) {
+  const core::StreamScope on_stream(stream_);
   if (task.num_shards < 1 || task.shard < 0 || task.shard >= task.num_shards) {
     return Status::InvalidArgument("evaluation shard " + std::to_string(task.shard) + " of " +
                                    std::to_string(task.num_shards) + " does not exist");
@@ -247,10 +254,7 @@ ClientTrainerFactory TorchTrainerFactory(const Config& config,
                                          std::shared_ptr<const FederatedData> data,
                                          ModelFactory model_factory) {
   const core::LocalTrainOptions options = LocalTrainOptionsFrom(config);
-  std::string device_name = config.device;
-  if (device_name.empty()) {
-    device_name = config.using_gpu ? "cuda:" + std::to_string(config.gpu_id) : "cpu";
-  }
+  const std::string device_name = TrainingDevice(config);
   const bool scaffold = config.federated_optimizer == "SCAFFOLD";
   return [options, device_name, scaffold, data = std::move(data),
           model_factory = std::move(model_factory)](int) -> Result<std::unique_ptr<ClientTrainer>> {

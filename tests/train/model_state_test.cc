@@ -109,6 +109,7 @@ TEST_CASE("the saved final model is a pickled dict of tensors", "[model_state]")
 TEST_CASE("asking for CUDA without CUDA is a clear error", "[model_state]") {
   CHECK(ParseDevice("cpu").ok());
   CHECK(ParseDevice("gpu0").status().message().find("cpu or cuda:N") != std::string::npos);
+  CHECK_FALSE(WorkerStream(torch::kCPU).has_value());  // the CPU has no streams
   if (!torch::cuda::is_available()) {
     auto d = ParseDevice("cuda:0");
     REQUIRE_FALSE(d.ok());

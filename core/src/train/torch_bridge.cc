@@ -1,5 +1,6 @@
 #include "fedml/core/train/torch_bridge.h"
 
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/serialize.h>
 
 #include <cstdio>
@@ -180,6 +181,16 @@ Result<torch::Device> ParseDevice(const std::string& device) {
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   return Status::InvalidArgument("device '" + device + "' is not valid; use cpu or cuda:N");
+}
+
+std::optional<c10::Stream> WorkerStream(torch::Device device) {
+  if (device.is_cpu()) return std::nullopt;
+  try {
+    const c10::impl::VirtualGuardImpl impl(device.type());
+    return impl.getStreamFromGlobalPool(device);
+  } catch (const c10::Error&) {
+    return std::nullopt;  // no pool for this backend: the current stream serves
+  }
 }
 
 }  // namespace fedml::core

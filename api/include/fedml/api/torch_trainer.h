@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,11 @@ namespace fedml::api {
 /// client, which needs the control variates in every task's extras (fedml/algorithms/scaffold.h),
 /// corrects each gradient by c - c_i and returns delta_c_i (the paper's option II, on the
 /// parameters; buffers carry zero). Honours TrainTask::flip_labels.
+///
+/// On a GPU each trainer queues its work on a stream of its own (core::WorkerStream), so that the
+/// workers of one process, one trainer each, train their clients concurrently on one card. Every
+/// call returns with its stream's work done (results cross to the host, which waits for it).
+/// Thread-compatible: one thread at a time.
 class TorchClientTrainer final : public ClientTrainer {
  public:
   TorchClientTrainer(torch::nn::AnyModule model, std::shared_ptr<const FederatedData> data,
@@ -51,6 +57,7 @@ class TorchClientTrainer final : public ClientTrainer {
   std::shared_ptr<const FederatedData> data_;
   core::LocalTrainOptions options_;
   torch::Device device_;
+  std::optional<c10::Stream> stream_;  // std::nullopt on the CPU
   bool scaffold_ = false;
   /// Committed trajectories, by (round, client): checkpoint 0, I, 2I, ..., the last.
   std::map<std::pair<std::int64_t, std::int64_t>, std::vector<core::ModelState>> checkpoints_;

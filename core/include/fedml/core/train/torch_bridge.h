@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "fedml/core/model_state.h"
 #include "fedml/core/status.h"
 
@@ -28,6 +30,25 @@ Status SaveStateForPyTorch(const ModelState& state, const std::string& path);
 /// Parses "cpu", "cuda", "cuda:N"; a clear error when CUDA is asked for and this LibTorch build
 /// or this machine has none.
 Result<torch::Device> ParseDevice(const std::string& device);
+
+/// A stream of its own on `device` for one worker, from LibTorch's per-device pool (CUDA hands out
+/// its 32 pool streams per device round-robin), so that workers training different clients on one
+/// GPU at once overlap instead of queueing on the default stream. Device-agnostic (no CUDA
+/// headers): compiles against a CPU-only LibTorch. std::nullopt on the CPU, which has no streams,
+/// and where the backend offers no pool (the caller then runs on the current stream).
+std::optional<c10::Stream> WorkerStream(torch::Device device);
+
+/// Makes `stream` (a WorkerStream) this thread's current stream on its device for the scope's
+/// lifetime and restores the previous one after; does nothing for std::nullopt.
+class StreamScope {
+ public:
+  explicit StreamScope(const std::optional<c10::Stream>& stream) {
+    if (stream) guard_.reset_stream(*stream);
+  }
+
+ private:
+  c10::OptionalStreamGuard guard_;
+};
 
 /// Runs `fn`, turning LibTorch's c10::Error (and std::exception) into INTERNAL with its message.
 template <class F>
