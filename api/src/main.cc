@@ -357,8 +357,17 @@ int RunServerCommand(const std::string& config_file, const std::string& address,
 }
 
 int RunClientCommand(const std::string& config_file, const std::string& server, int client_id,
-                     const std::string& server_name, const std::string& data_dir,
-                     const DeployFlags& flags, const std::vector<std::string>& extras) {
+                     const std::string& server_name, const std::string& data_dir, int gpu_id,
+                     const DeployFlags& flags, std::vector<std::string> extras) {
+  if (gpu_id >= 0) {  // --gpu_id N is this edge client's device: device cuda:N
+    for (const auto& a : extras) {
+      if (a == "--device" || a.rfind("--device=", 0) == 0) {
+        return Fail(Status::InvalidArgument(
+            "--gpu_id and --device exclude each other (--gpu_id N means --device cuda:N)"));
+      }
+    }
+    extras.push_back("--device=cuda:" + std::to_string(gpu_id));
+  }
   auto loaded = LoadWithOverrides(config_file, extras);
   if (!loaded.ok()) return Fail(loaded.status());
   auto security = SecurityFrom(flags);
@@ -478,9 +487,20 @@ int main(int argc, char** argv) {
     client->add_option("--data_dir", data_dir,
                        "This client's own data (IDX files of the config's data set) instead of "
                        "partition N");
+    int client_gpu_id = -1;
+    client
+        ->add_option("--gpu_id", client_gpu_id,
+                     "Train on CUDA GPU N (the same as --device cuda:N; needs a CUDA LibTorch "
+                     "build, docs/gpu.md)")
+        ->check(CLI::NonNegativeNumber);
     client->add_flag("--mtls", client_flags.mutual_tls, "Present client-N.pem (mutual TLS)");
     client->add_flag("--insecure", client_flags.insecure, "Plain text (warns)");
     client->allow_extras();
+#else
+    // Named, so that asking for them says why they are missing rather than "not expected".
+    auto* server = app.add_subcommand("server", "(not in this build: needs gRPC)");
+    auto* client = app.add_subcommand("client", "(not in this build: needs gRPC)");
+    for (auto* deploy : {server, client}) deploy->allow_extras();
 #endif
 
     std::string certs_out;
@@ -531,7 +551,13 @@ int main(int argc, char** argv) {
     }
     if (client->parsed()) {
       return RunClientCommand(config_file, server_address, client_id, server_name, data_dir,
-                              client_flags, client->remaining());
+                              client_gpu_id, client_flags, client->remaining());
+    }
+#else
+    if (server->parsed() || client->parsed()) {
+      return Fail(Status::Unimplemented(
+          "`fedml server` and `fedml client` are not in this build (configure with "
+          "-DFEDML_WITH_GRPC=ON and install libgrpc++-dev, protobuf-compiler-grpc)"));
     }
 #endif
     return 2;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "fedml/config.h"
+
 namespace {
 
 struct Run {
@@ -129,3 +131,45 @@ TEST_CASE("fedml ledger verify checks the chain a run wrote and names a tampered
   auto missing = RunFedml("ledger verify " + dir + "/none.jsonl");
   CHECK(missing.code == 3);
 }
+
+#if FEDML_WITH_GRPC
+TEST_CASE("fedml client --gpu_id N asks for cuda:N, refused before connecting where none exists",
+          "[cli]") {
+  // GPU 99 exists nowhere: a CPU-only LibTorch says it has no CUDA, a CUDA one how many GPUs it
+  // has. Either way the trainer is built before the client dials, so nothing waits on port 1.
+  auto r = RunFedml(
+      "client --client_id 0 --insecure --server 127.0.0.1:1 --gpu_id 99 --dataset synthetic "
+      "--model lr --round_timeout_s 600");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("device 'cuda:99' asked for") != std::string::npos);
+  CHECK(r.output.find("terminate") == std::string::npos);
+
+  r = RunFedml("client --client_id 0 --insecure --gpu_id 0 --device cpu --dataset synthetic");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("--gpu_id and --device exclude each other") != std::string::npos);
+
+  r = RunFedml("client --client_id 0 --insecure --gpu_id -1");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("--gpu_id") != std::string::npos);
+}
+#endif
+
+#if !FEDML_WITH_MPI || !FEDML_WITH_GRPC
+// Built only where a backend is left out (the `minimal` preset, a GPU box's build).
+TEST_CASE("a backend left out of the build is refused with how to build it", "[cli]") {
+#if !FEDML_WITH_MPI
+  auto r = RunFedml("simulate --backend MPI --dataset synthetic --model lr --comm_round 1");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("backend MPI is not in this build (configure with -DFEDML_WITH_MPI=ON") !=
+        std::string::npos);
+#endif
+#if !FEDML_WITH_GRPC
+  for (const char* command : {"server --cf x.yaml", "client --client_id 0 --gpu_id 0"}) {
+    auto out = RunFedml(command);
+    CHECK(out.code == 2);
+    CHECK(out.output.find("not in this build (configure with -DFEDML_WITH_GRPC=ON") !=
+          std::string::npos);
+  }
+#endif
+}
+#endif
