@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Configures (once) and builds a preset: scripts/build.sh [default|sanitize|fuzz]
+# Configures (once) and builds a preset: scripts/build.sh [default|sanitize|minimal|fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-default}"
