@@ -73,20 +73,22 @@ class DeviceFedAvg final : public algorithms::Aggregator {
     }
     const torch::Tensor host = torch::from_blob(
         update.state.data(), {static_cast<std::int64_t>(update.state.numel())}, torch::kFloat32);
-    const Status st = mean_->Add(host, static_cast<double>(update.num_samples));
-    if (!st.ok()) return Status::InvalidArgument(who + " refused: " + st.message());
-    return Status::Ok();
+    return mean_->Add(host, static_cast<double>(update.num_samples)).WithContext(who + " refused");
   }
 
   Result<core::ModelState> Finalize() override {
     if (!mean_ || mean_->count() == 0) {
       return Status::FailedPrecondition("FedAvg: no update was accepted this round");
     }
-    core::ModelState out = layout_;
-    FEDML_RETURN_IF_ERROR(core::CatchTorch("copying the mean from " + device_.str(), [&] {
+    core::ModelState out = std::move(layout_);  // the next Begin makes the next round's
+    const Status copied = core::CatchTorch("copying the mean from " + device_.str(), [&] {
       torch::from_blob(out.data(), {static_cast<std::int64_t>(out.numel())}, torch::kFloat32)
           .copy_(mean_->mean());
-    }));
+    });
+    if (!copied.ok()) {
+      layout_ = std::move(out);  // the round stays as it was
+      return copied;
+    }
     mean_.reset();
     return out;
   }
