@@ -44,7 +44,7 @@ cmake --build "$build" --target gpu_bench fedml_cli -j"$(nproc)" > "$out/build.l
 args=("$@")
 if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz &&
   ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte ]] &&
-  [[ " ${args[*]} " != *" --dataset "* && " ${args[*]} " != *" --data_cache_dir "* ]]; then
+  [[ " ${args[*]}" != *" --dataset"* && " ${args[*]}" != *" --data_cache_dir"* ]]; then
   echo "run.sh: Debian's dataset-fashion-mnist is not installed; using --dataset synthetic" >&2
   args+=(--dataset synthetic)
 fi
@@ -61,6 +61,8 @@ gpu_index=0
 for ((i = 0; i < ${#args[@]}; ++i)); do
   if [[ "${args[i]}" == --device && $((i + 1)) -lt ${#args[@]} ]]; then
     gpu_index=${args[i + 1]#cuda:}
+  elif [[ "${args[i]}" == --device=* ]]; then
+    gpu_index=${args[i]#--device=cuda:}
   fi
 done
 : > "$out/utilisation.log"
