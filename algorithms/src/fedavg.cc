@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "fedml/core/cpu.h"
+
 namespace fedml::algorithms {
 namespace {
 
@@ -30,11 +32,9 @@ constexpr std::size_t kAhead = 512;
 // sum stays in a register; gcc -O3 vectorises the loop over i. Returns nonzero when an output is
 // not finite (which, for a convex combination, means some input was not).
 template <int K, bool kReadMean>
-inline __attribute__((always_inline)) std::uint32_t FoldKernel(const float* __restrict mean,
-                                                               float* __restrict out,
-                                                               const float* const* xs,
-                                                               const double* w, double keep,
-                                                               std::size_t n) {
+FEDML_ALWAYS_INLINE std::uint32_t FoldKernel(const float* __restrict mean, float* __restrict out,
+                                             const float* const* xs, const double* w, double keep,
+                                             std::size_t n) {
   const float* x[K];
   double wk[K];
   for (int j = 0; j < K; ++j) {
@@ -70,7 +70,7 @@ std::uint32_t FoldBaseline(const float* mean, float* out, const float* const* x,
               : FoldKernel<K, false>(mean, out, x, w, keep, n);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef FEDML_AVX2_DISPATCH
 // The library is built for baseline x86-64 (SSE2, two doubles per register); at that width the
 // float->double conversions make the fold compute-bound below memory speed for narrow folds.
 // An AVX2 copy, picked at run time, doubles the lanes.
@@ -81,17 +81,13 @@ __attribute__((target("avx2"))) std::uint32_t FoldAvx2(const float* mean, float*
   return mean ? FoldKernel<K, true>(mean, out, x, w, keep, n)
               : FoldKernel<K, false>(mean, out, x, w, keep, n);
 }
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 #endif
 
 template <int... Ks>
 FoldFn PickFold(int k, std::integer_sequence<int, Ks...>) {
   FoldFn fn = nullptr;
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (HasAvx2()) {
+#ifdef FEDML_AVX2_DISPATCH
+  if (core::CpuHasAvx2()) {
     ((k == Ks + 1 ? (fn = &FoldAvx2<Ks + 1>, 0) : 0), ...);
     return fn;
   }

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "fedml/core/cpu.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
@@ -19,22 +21,12 @@
 namespace fedml::algorithms {
 namespace {
 
-#define FEDML_ALWAYS_INLINE inline __attribute__((always_inline))
-
 // ---------------------------------------------------------------------------------------------
 // Kernels. Each hot loop is written once as an always-inline body and compiled twice: for the
 // baseline x86-64 the library is built for (SSE2) and, picked at run time, for AVX2, which
 // doubles the lanes (the same scheme as fedavg.cc). Reductions are spelled out with a fixed number
 // of lanes: gcc does not reorder floating-point sums by itself, and fixed lanes make the result
 // the same on every ISA.
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define FEDML_ROBUST_AVX2 1
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
-#endif
 
 // NaN and Inf are the floats whose exponent bits are all ones; an integer test vectorises.
 FEDML_ALWAYS_INLINE bool AnyNonFinite(const float* p, std::size_t n) {
@@ -195,7 +187,7 @@ FEDML_ALWAYS_INLINE void CompareExchangeTail(float* lo, float* hi, std::size_t i
   }
 }
 
-#ifdef FEDML_ROBUST_AVX2
+#ifdef FEDML_AVX2_DISPATCH
 void SortColumnsBaseline(float* rows, std::size_t stride, std::size_t len, const Comparator* net,
                          std::size_t count) {
   for (std::size_t k = 0; k < count; ++k) {
@@ -231,7 +223,7 @@ __attribute__((target("avx2"))) void SortColumnsAvx2(float* rows, std::size_t st
 
 void SortColumns(float* rows, std::size_t stride, std::size_t len, const Comparator* net,
                  std::size_t count) {
-  if (HasAvx2()) {
+  if (core::CpuHasAvx2()) {
     SortColumnsAvx2(rows, stride, len, net, count);
   } else {
     SortColumnsBaseline(rows, stride, len, net, count);
@@ -494,11 +486,11 @@ FEDML_ALWAYS_INLINE void ClipFoldBody(const float* g, const float* const* x, con
 }
 
 // The dispatchers: one baseline and one AVX2 copy of each body.
-#ifdef FEDML_ROBUST_AVX2
+#ifdef FEDML_AVX2_DISPATCH
 #define FEDML_DEFINE_KERNEL(ret, name, params, args)                                \
   ret name##Baseline params { return name##Body args; }                             \
   __attribute__((target("avx2"))) ret name##Avx2 params { return name##Body args; } \
-  ret name params { return HasAvx2() ? name##Avx2 args : name##Baseline args; }
+  ret name params { return core::CpuHasAvx2() ? name##Avx2 args : name##Baseline args; }
 #else
 #define FEDML_DEFINE_KERNEL(ret, name, params, args) \
   ret name params { return name##Body args; }

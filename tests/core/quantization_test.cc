@@ -261,6 +261,36 @@ TEST_CASE("Modular add and subtract wrap at the modulus", "[secagg][quant]") {
   CHECK(c == std::vector<std::uint32_t>{0xffffu, 0xffffu});
 }
 
+TEST_CASE("Folding several vectors into a sum equals adding each, for any count and modulus",
+          "[secagg][quant]") {
+  // 37 words: vector bodies and scalar tails both; counts past kMaxModFold take several passes.
+  const std::size_t n = 37;
+  Rng rng(DeriveSeed(11, {std::uint64_t{4}}));
+  for (const std::uint64_t modulus :
+       {std::uint64_t{1} << 32, std::uint64_t{1} << 16, std::uint64_t{2}}) {
+    for (std::size_t count = 0; count <= 2 * kMaxModFold + 1; ++count) {
+      std::vector<std::vector<std::uint32_t>> xs(count, std::vector<std::uint32_t>(n));
+      std::vector<const std::uint32_t*> ptrs;
+      ptrs.reserve(count);
+      for (auto& x : xs) {
+        for (auto& w : x) w = static_cast<std::uint32_t>(rng.NextU64());  // raw, not reduced
+        ptrs.push_back(x.data());
+      }
+      std::vector<std::uint32_t> acc(n);
+      for (auto& w : acc) w = static_cast<std::uint32_t>(rng.NextU64() % modulus);
+      std::vector<std::uint32_t> want(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t sum = acc[i];
+        for (const auto& x : xs) sum = (sum + x[i]) % modulus;
+        want[i] = static_cast<std::uint32_t>(sum);
+      }
+      AddModInPlace(acc.data(), ptrs.data(), count, n, modulus);
+      INFO("modulus " << modulus << ", " << count << " vectors");
+      CHECK(acc == want);
+    }
+  }
+}
+
 TEST_CASE("Masked sums: pairwise masks cancel and the sum dequantizes (2^32 and 2^16)",
           "[secagg][quant]") {
   QuantizationOptions wide;  // Flower's defaults
@@ -274,6 +304,7 @@ TEST_CASE("Masked sums: pairwise masks cancel and the sum dequantizes (2^32 and 
     const std::size_t n = 3000;
     Rng rng(3);
     std::vector<std::vector<float>> updates;
+    updates.reserve(kClients);
     for (int c = 0; c < kClients; ++c) updates.push_back(RandomVector(n, 0.5, rng));
 
     // Client u adds PRG(s_uv) for v > u and subtracts it for v < u; s_uv = s_vu.

@@ -1,9 +1,11 @@
 #include "fedml/core/security/quantization.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <string>
 
+#include "fedml/core/cpu.h"
 #include "fedml/core/random.h"
 
 namespace fedml::core::security {
@@ -127,16 +129,104 @@ Status DequantizeSum(const std::uint32_t* sum, std::size_t n, int num_summands,
   return Status::Ok();
 }
 
-void AddModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+namespace {
+
+// The ring add and subtract, written once and compiled for the baseline and for AVX2 (eight words
+// per instruction instead of four: measured on the reference VM, the server's mask removal, an
+// AES-CTR chunk then an add per mask, went from ~0.75 to ~0.85 of AES-CTR alone). With 2^32 the
+// mask is all ones and is left out, so the loop is a bare wrapping add.
+template <bool kAdd>
+FEDML_ALWAYS_INLINE void ModAccumulateBody(std::uint32_t* acc, const std::uint32_t* x,
+                                           std::size_t n, std::uint32_t mask) {
+  if (mask == ~std::uint32_t{0}) {
+    for (std::size_t i = 0; i < n; ++i) acc[i] = kAdd ? acc[i] + x[i] : acc[i] - x[i];
+  } else {
+    for (std::size_t i = 0; i < n; ++i) acc[i] = (kAdd ? acc[i] + x[i] : acc[i] - x[i]) & mask;
+  }
+}
+
+// K vectors added in one pass; K is a template parameter so that the loop over them unrolls and
+// the partial sum stays in a register. Wrapping uint32 adds are exact in any order, so masking
+// once at the end equals masking after each add.
+template <int K>
+FEDML_ALWAYS_INLINE void ModFoldBody(std::uint32_t* __restrict acc, const std::uint32_t* const* xs,
+                                     std::size_t n, std::uint32_t mask) {
+  const std::uint32_t* x[K];
+  for (int j = 0; j < K; ++j) x[j] = xs[j];
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t s = acc[i];
+    for (int j = 0; j < K; ++j) s += x[j][i];
+    acc[i] = s & mask;
+  }
+}
+
+template <int K>
+FEDML_ALWAYS_INLINE void ModFoldDispatch(std::uint32_t* acc, const std::uint32_t* const* xs,
+                                         std::size_t count, std::size_t n, std::uint32_t mask) {
+  if constexpr (K > 1) {
+    if (count < static_cast<std::size_t>(K)) return ModFoldDispatch<K - 1>(acc, xs, count, n, mask);
+  }
+  ModFoldBody<K>(acc, xs, n, mask);
+}
+
+template <bool kAdd>
+void ModAccumulateBaseline(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+                           std::uint32_t mask) {
+  ModAccumulateBody<kAdd>(acc, x, n, mask);
+}
+void ModFoldBaseline(std::uint32_t* acc, const std::uint32_t* const* xs, std::size_t count,
+                     std::size_t n, std::uint32_t mask) {
+  ModFoldDispatch<static_cast<int>(kMaxModFold)>(acc, xs, count, n, mask);
+}
+
+#ifdef FEDML_AVX2_DISPATCH
+template <bool kAdd>
+__attribute__((target("avx2"))) void ModAccumulateAvx2(std::uint32_t* acc, const std::uint32_t* x,
+                                                       std::size_t n, std::uint32_t mask) {
+  ModAccumulateBody<kAdd>(acc, x, n, mask);
+}
+__attribute__((target("avx2"))) void ModFoldAvx2(std::uint32_t* acc, const std::uint32_t* const* xs,
+                                                 std::size_t count, std::size_t n,
+                                                 std::uint32_t mask) {
+  ModFoldDispatch<static_cast<int>(kMaxModFold)>(acc, xs, count, n, mask);
+}
+#endif
+
+template <bool kAdd>
+void ModAccumulate(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus) {
   const std::uint32_t mask = ModMask(modulus);
-  for (std::size_t i = 0; i < n; ++i) acc[i] = (acc[i] + x[i]) & mask;
+#ifdef FEDML_AVX2_DISPATCH
+  if (CpuHasAvx2()) return ModAccumulateAvx2<kAdd>(acc, x, n, mask);
+#endif
+  ModAccumulateBaseline<kAdd>(acc, x, n, mask);
+}
+
+}  // namespace
+
+void AddModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+                   std::uint64_t modulus) {
+  ModAccumulate<true>(acc, x, n, modulus);
 }
 
 void SubModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus) {
+  ModAccumulate<false>(acc, x, n, modulus);
+}
+
+void AddModInPlace(std::uint32_t* acc, const std::uint32_t* const* xs, std::size_t count,
+                   std::size_t n, std::uint64_t modulus) {
   const std::uint32_t mask = ModMask(modulus);
-  for (std::size_t i = 0; i < n; ++i) acc[i] = (acc[i] - x[i]) & mask;
+  for (std::size_t first = 0; first < count; first += kMaxModFold) {
+    const std::size_t k = std::min(kMaxModFold, count - first);
+#ifdef FEDML_AVX2_DISPATCH
+    if (CpuHasAvx2()) {
+      ModFoldAvx2(acc, xs + first, k, n, mask);
+      continue;
+    }
+#endif
+    ModFoldBaseline(acc, xs + first, k, n, mask);
+  }
 }
 
 }  // namespace fedml::core::security

@@ -68,13 +68,24 @@ Status DequantizeSum(const std::uint32_t* sum, std::size_t n, int num_summands,
 /// acc[i] = (acc[i] + x[i]) mod modulus, i in [0, n). Precondition (asserted in debug builds):
 /// modulus a power of two in [2, 2^32]. The inputs may be any words (raw ExpandMask output, for
 /// instance): the result is always reduced, since 2^32 is a multiple of the modulus. With 2^32
-/// this is a plain wrapping uint32 add; a smaller modulus is applied as a bit mask. A simple loop
-/// the compiler vectorizes. acc and x may be the same array, but must not otherwise overlap.
+/// this is a plain wrapping uint32 add; a smaller modulus is applied as a bit mask. Vectorized,
+/// with AVX2 where the CPU has it (the result is the same either way). acc and x may be the same
+/// array, but must not otherwise overlap.
 void AddModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus);
 
 /// acc[i] = (acc[i] - x[i]) mod modulus; the same contract as AddModInPlace.
 void SubModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus);
+
+/// The most vectors AddModInPlace folds in one pass over acc (more are taken this many at a time).
+constexpr std::size_t kMaxModFold = 4;
+/// acc[i] = (acc[i] + xs[0][i] + ... + xs[count - 1][i]) mod modulus, i in [0, n): the same as
+/// count AddModInPlace calls, but acc crosses memory once per kMaxModFold vectors instead of once
+/// per vector (how a server folds several clients' inputs into a running sum). The same
+/// precondition on modulus; no xs[j] may overlap acc (they may overlap each other). count 0
+/// leaves acc as it is.
+void AddModInPlace(std::uint32_t* acc, const std::uint32_t* const* xs, std::size_t count,
+                   std::size_t n, std::uint64_t modulus);
 
 }  // namespace fedml::core::security
