@@ -112,6 +112,37 @@ TEST_CASE("X25519 matches RFC 7748 section 6.1", "[secagg][crypto]") {
   REQUIRE(k_bob.ok());
   CHECK(*k_alice == shared);
   CHECK(*k_bob == shared);
+
+  // The same through a loaded key.
+  auto loaded = X25519PrivateKey::Load(alice_private);
+  REQUIRE(loaded.ok());
+  auto loaded_public = loaded->PublicKey();
+  REQUIRE(loaded_public.ok());
+  CHECK(*loaded_public == alice_public);
+  auto k_loaded = loaded->SharedSecret(bob_public);
+  REQUIRE(k_loaded.ok());
+  CHECK(*k_loaded == shared);
+}
+
+TEST_CASE("A loaded X25519 key agrees with many peers as X25519SharedSecret does",
+          "[secagg][crypto]") {
+  auto a = GenerateX25519();
+  REQUIRE(a.ok());
+  auto loaded = X25519PrivateKey::Load(a->private_key);
+  REQUIRE(loaded.ok());
+  X25519PrivateKey mine = std::move(loaded).value();  // the moved-to key is the one that works
+  for (int peer = 0; peer < 5; ++peer) {
+    auto p = GenerateX25519();
+    REQUIRE(p.ok());
+    auto want = X25519SharedSecret(a->private_key, p->public_key);
+    auto got = mine.SharedSecret(p->public_key);
+    REQUIRE(want.ok());
+    REQUIRE(got.ok());
+    CHECK(*got == *want);
+    auto back = X25519SharedSecret(p->private_key, a->public_key);
+    REQUIRE(back.ok());
+    CHECK(*got == *back);
+  }
 }
 
 TEST_CASE("X25519 key agreement: both sides agree, different pairs differ", "[secagg][crypto]") {
@@ -160,7 +191,17 @@ TEST_CASE("X25519 refuses wrong sizes and low-order public keys", "[secagg][cryp
     REQUIRE_FALSE(s2.ok());
     CHECK(s2.status().code() == StatusCode::kInvalidArgument);
     CHECK(Contains(s2.status().message(), "public key"));
+    auto load = X25519PrivateKey::Load(bad);
+    REQUIRE_FALSE(load.ok());
+    CHECK(load.status().code() == StatusCode::kInvalidArgument);
+    CHECK(Contains(load.status().message(), "private key"));
   }
+  auto loaded = X25519PrivateKey::Load(a->private_key);
+  REQUIRE(loaded.ok());
+  auto s3 = loaded->SharedSecret(Bytes(31, 7));
+  REQUIRE_FALSE(s3.ok());
+  CHECK(s3.status().code() == StatusCode::kInvalidArgument);
+  CHECK(Contains(s3.status().message(), "public key"));
   // u = 0 and u = 1 are points of small order: the shared secret would be all zeros.
   Bytes zero(32, 0), one(32, 0);
   one[0] = 1;
@@ -169,6 +210,9 @@ TEST_CASE("X25519 refuses wrong sizes and low-order public keys", "[secagg][cryp
     REQUIRE_FALSE(s.ok());
     CHECK(s.status().code() == StatusCode::kInvalidArgument);
     CHECK(Contains(s.status().message(), "low-order"));
+    auto l = loaded->SharedSecret(low);
+    REQUIRE_FALSE(l.ok());
+    CHECK(Contains(l.status().message(), "low-order"));
   }
 }
 

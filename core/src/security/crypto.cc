@@ -118,32 +118,49 @@ Result<X25519KeyPair> GenerateX25519() {
   return RawKeyPair(key.get());
 }
 
-Result<X25519KeyPair> X25519FromPrivate(const Bytes& private_key) {
+Result<X25519PrivateKey> X25519PrivateKey::Load(const Bytes& private_key) {
   if (private_key.size() != kX25519KeyBytes) {
     return WrongSize("the X25519 private key", private_key.size(), kX25519KeyBytes);
   }
   ERR_clear_error();
-  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
-                                           private_key.size()));
-  if (!key) return OpensslError("cannot load the X25519 private key");
-  return RawKeyPair(key.get());
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
+                                               private_key.size());
+  if (key == nullptr) return OpensslError("cannot load the X25519 private key");
+  return X25519PrivateKey(key);
 }
 
-Result<Bytes> X25519SharedSecret(const Bytes& my_private, const Bytes& their_public) {
-  if (my_private.size() != kX25519KeyBytes) {
-    return WrongSize("the X25519 private key", my_private.size(), kX25519KeyBytes);
+X25519PrivateKey::X25519PrivateKey(X25519PrivateKey&& other) noexcept
+    : key_(std::exchange(other.key_, nullptr)) {}
+
+X25519PrivateKey& X25519PrivateKey::operator=(X25519PrivateKey&& other) noexcept {
+  if (this != &other) {
+    EVP_PKEY_free(key_);
+    key_ = std::exchange(other.key_, nullptr);
   }
+  return *this;
+}
+
+X25519PrivateKey::~X25519PrivateKey() { EVP_PKEY_free(key_); }
+
+Result<Bytes> X25519PrivateKey::PublicKey() const {
+  Bytes out(kX25519KeyBytes);
+  std::size_t len = out.size();
+  ERR_clear_error();
+  if (EVP_PKEY_get_raw_public_key(key_, out.data(), &len) != 1 || len != kX25519KeyBytes) {
+    return OpensslError("cannot read the X25519 public key");
+  }
+  return out;
+}
+
+Result<Bytes> X25519PrivateKey::SharedSecret(const Bytes& their_public) const {
   if (their_public.size() != kX25519KeyBytes) {
     return WrongSize("the peer's X25519 public key", their_public.size(), kX25519KeyBytes);
   }
   ERR_clear_error();
-  PkeyPtr mine(
-      EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, my_private.data(), my_private.size()));
-  if (!mine) return OpensslError("cannot load the X25519 private key");
   PkeyPtr theirs(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, their_public.data(),
                                              their_public.size()));
   if (!theirs) return OpensslError("cannot load the peer's X25519 public key");
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, mine.get(), nullptr));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_, nullptr));
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) {
     return OpensslError("cannot set up X25519 key agreement");
   }
@@ -172,6 +189,19 @@ Result<Bytes> X25519SharedSecret(const Bytes& my_private, const Bytes& their_pub
   static const std::uint8_t kZeroKey[kX25519KeyBytes] = {};
   if (CRYPTO_memcmp(secret.data(), kZeroKey, kX25519KeyBytes) == 0) return low_order;
   return secret;
+}
+
+Result<X25519KeyPair> X25519FromPrivate(const Bytes& private_key) {
+  FEDML_ASSIGN_OR_RETURN(X25519PrivateKey key, X25519PrivateKey::Load(private_key));
+  X25519KeyPair pair;
+  FEDML_ASSIGN_OR_RETURN(pair.public_key, key.PublicKey());
+  pair.private_key = private_key;
+  return pair;
+}
+
+Result<Bytes> X25519SharedSecret(const Bytes& my_private, const Bytes& their_public) {
+  FEDML_ASSIGN_OR_RETURN(X25519PrivateKey mine, X25519PrivateKey::Load(my_private));
+  return mine.SharedSecret(their_public);
 }
 
 Result<Bytes> HkdfSha256(const Bytes& secret, const Bytes& salt, const std::string& info,

@@ -4,8 +4,9 @@
 // a 32-byte seed into a pairwise or self mask).
 //
 // Everything is OpenSSL 3's (EVP APIs); nothing here is hand-rolled, and this header does not
-// include OpenSSL's. Every function is stateless and safe to call from any number of threads at
-// once. No error message quotes a key, a secret or a plaintext.
+// include OpenSSL's. Every free function is stateless and safe to call from any number of threads
+// at once (X25519PrivateKey says what its own calls allow). No error message quotes a key, a
+// secret or a plaintext.
 //
 // Secrets returned in a Bytes (private keys, shared secrets, HKDF output, opened plaintexts) are
 // the caller's: wipe them with OPENSSL_cleanse (or let them go out of scope if the threat model
@@ -21,6 +22,8 @@
 
 #include "fedml/core/status.h"
 #include "fedml/core/wire.h"  // fedml::core::Bytes
+
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY, kept out of this header
 
 namespace fedml::core::security {
 
@@ -58,6 +61,35 @@ Result<X25519KeyPair> X25519FromPrivate(const Bytes& private_key);
 /// point (the shared secret would be all zeros, RFC 7748 section 6.1: a malicious or broken
 /// peer); INTERNAL when OpenSSL fails otherwise.
 Result<Bytes> X25519SharedSecret(const Bytes& my_private, const Bytes& their_public);
+
+/// An X25519 private key loaded into OpenSSL once, for agreements with many peers. Loading a raw
+/// private key makes OpenSSL compute its public key, a scalar multiplication that costs as much
+/// as an agreement, so X25519SharedSecret pays it on every call; a client that agrees with each
+/// of its k neighbours, or a server that recomputes a dropped client's pairwise masks, loads once.
+/// Owns the OpenSSL key, which OpenSSL cleanses when it is freed. Movable, not copyable; a
+/// moved-from key may only be destroyed or assigned to. Const calls may run from several threads
+/// at once (each derivation makes its own OpenSSL context).
+class X25519PrivateKey {
+ public:
+  /// Any 32 bytes (X25519 clamps them). INVALID_ARGUMENT when private_key is not 32 bytes;
+  /// INTERNAL when OpenSSL fails.
+  static Result<X25519PrivateKey> Load(const Bytes& private_key);
+
+  X25519PrivateKey(X25519PrivateKey&& other) noexcept;
+  X25519PrivateKey& operator=(X25519PrivateKey&& other) noexcept;
+  X25519PrivateKey(const X25519PrivateKey&) = delete;
+  X25519PrivateKey& operator=(const X25519PrivateKey&) = delete;
+  ~X25519PrivateKey();
+
+  /// The 32-byte public key OpenSSL computed when loading. INTERNAL when OpenSSL cannot give it.
+  Result<Bytes> PublicKey() const;
+  /// The shared secret with their_public: the same bytes and errors as X25519SharedSecret.
+  Result<Bytes> SharedSecret(const Bytes& their_public) const;
+
+ private:
+  explicit X25519PrivateKey(evp_pkey_st* key) : key_(key) {}
+  evp_pkey_st* key_ = nullptr;  // owned
+};
 
 /// HKDF-SHA256 (RFC 5869, extract then expand) of `secret` with `salt` (empty: HashLen zero
 /// bytes, as the RFC says) and the context string `info` (any bytes, may be empty), `length`
