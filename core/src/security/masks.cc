@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "fedml/core/defer.h"
+#include "fedml/core/parallel.h"
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
 #include "openssl_util.h"
@@ -110,37 +110,6 @@ Status ApplyMaskRange(const std::vector<MaskTerm>& terms, std::uint32_t* acc, st
   return Status::Ok();
 }
 
-// Runs slice(begin, end) over a split of [0, len) into at most max_threads contiguous ranges
-// whose inner bounds are multiples of 16 words (a 64-byte cache line and a whole number of AES
-// blocks), one per thread, the caller's thread included; every thread is joined before return.
-// Each range is at least min_words long, so small jobs stay on the caller's thread. Returns the
-// first range's error, if any.
-template <class Slice>
-Status ParallelSlices(std::size_t len, int max_threads, std::size_t min_words, Slice slice) {
-  constexpr std::size_t kAlign = 16;
-  std::size_t threads = static_cast<std::size_t>(std::max(max_threads, 1));
-  threads = std::min(threads, std::max<std::size_t>(1, len / std::max<std::size_t>(min_words, 1)));
-  if (threads <= 1) return slice(std::size_t{0}, len);
-  std::vector<std::size_t> cut(threads + 1, len);
-  cut[0] = 0;
-  for (std::size_t i = 1; i < threads; ++i) cut[i] = (len * i / threads) / kAlign * kAlign;
-  std::vector<Status> status(threads);
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (std::size_t i = 1; i < threads; ++i) {
-    auto run = [&, i] { status[i] = slice(cut[i], cut[i + 1]); };
-    try {
-      pool.emplace_back(run);
-    } catch (const std::system_error&) {
-      run();  // no thread to be had: do the range here
-    }
-  }
-  status[0] = slice(cut[0], cut[1]);
-  for (auto& t : pool) t.join();
-  for (const Status& st : status) FEDML_RETURN_IF_ERROR(st);
-  return Status::Ok();
-}
-
 // Applies every term to acc[0, len) with up to max_threads threads, each owning a slice of acc:
 // no two threads touch the same word, and each word sees the same additions in the same order
 // whatever the split, so the result does not depend on the thread count. A thread gets at least
@@ -161,9 +130,11 @@ Status ApplyMasks(const std::vector<MaskTerm>& terms, std::uint32_t* acc, std::s
   if (terms.empty() || len == 0) return Status::Ok();
   const std::size_t min_words =
       std::max(kMaskChunkWords, kMaskBytesPerThread / (sizeof(std::uint32_t) * terms.size()));
-  return ParallelSlices(len, max_threads, min_words, [&](std::size_t begin, std::size_t end) {
-    return ApplyMaskRange(terms, acc, begin, end, modulus);
-  });
+  // Inner bounds on 16 words: a 64-byte cache line and a whole number of AES blocks.
+  return core::ParallelRanges(len, max_threads, min_words, 16,
+                              [&](std::size_t begin, std::size_t end) {
+                                return ApplyMaskRange(terms, acc, begin, end, modulus);
+                              });
 }
 
 }  // namespace fedml::core::security
