@@ -472,9 +472,14 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
     up[uu] += static_cast<double>(out.size());
     auto mdec = codec.Time([&] { return alg::DecodeSecAggMaskedInput(out); });
     BENCH_TRY(StatusOf(mdec), "DecodeSecAggMaskedInput");
-    BENCH_TRY(to_servers(&ServerRun::masked,
-                         [&](alg::SecAggServer& s) { return s.AddMaskedInput(mdec.value()); }),
-              "AddMaskedInput");
+    // Each server takes over an input of its own: copies of the decoded one, made untimed.
+    std::vector<alg::SecAggMaskedInput> inputs(servers.size() - 1, mdec.value());
+    inputs.push_back(std::move(mdec).value());
+    for (std::size_t s = 0; s < servers.size(); ++s) {
+      BENCH_TRY(servers[s].masked.Time(
+                    [&] { return servers[s].server->AddMaskedInput(std::move(inputs[s])); }),
+                "AddMaskedInput");
+    }
     alg::ClientUpdate update;  // the same client's plaintext update, made untimed
     update.client_id = u;
     update.round = 0;

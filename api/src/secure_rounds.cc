@@ -243,7 +243,7 @@ Status RoundController::RunSecureRound(std::int64_t round, const std::vector<std
     auto m = algorithms::DecodeSecAggMaskedInput(bytes);
     Status st = m.ok() && m->id != index ? Status::InvalidArgument("the input of another client")
                                          : m.status();
-    if (st.ok()) st = server.AddMaskedInput(*m);
+    if (st.ok()) st = server.AddMaskedInput(std::move(m).value());
     if (!st.ok()) {
       refuse(index, st);
       continue;

@@ -314,9 +314,11 @@ class SecAggServer {
   /// ciphertexts addressed to it (moved out of the server).
   Result<std::map<int, SecAggSharesForYou>> EndSharing();
 
-  /// Stage 2: a U2 client's y_u (vector_length words below the modulus), added into the running
-  /// sum at once: the server keeps no vector per client.
-  Status AddMaskedInput(const SecAggMaskedInput& input);
+  /// Stage 2: a U2 client's y_u (vector_length words below the modulus), taken over (move it in
+  /// to spare a copy) and added into the running sum. Accepted inputs wait to be folded in
+  /// core::security::kMaxModFold (4) at a time, and EndMasking folds the rest, so the server
+  /// holds at most 3 client vectors besides the sum.
+  Status AddMaskedInput(SecAggMaskedInput input);
   /// Closes stage 2; returns, for each U3 client, the unmask request (U3 and D within its
   /// neighbourhood).
   Result<std::map<int, SecAggUnmaskRequest>> EndMasking();
