@@ -485,16 +485,7 @@ FEDML_ALWAYS_INLINE void ClipFoldBody(const float* g, const float* const* x, con
   }
 }
 
-// The dispatchers: one baseline and one AVX2 copy of each body.
-#ifdef FEDML_AVX2_DISPATCH
-#define FEDML_DEFINE_KERNEL(ret, name, params, args)                                \
-  ret name##Baseline params { return name##Body args; }                             \
-  __attribute__((target("avx2"))) ret name##Avx2 params { return name##Body args; } \
-  ret name params { return core::CpuHasAvx2() ? name##Avx2 args : name##Baseline args; }
-#else
-#define FEDML_DEFINE_KERNEL(ret, name, params, args) \
-  ret name params { return name##Body args; }
-#endif
+// The dispatchers: one baseline and one AVX2 copy of each body (FEDML_DEFINE_KERNEL, cpu.h).
 
 FEDML_DEFINE_KERNEL(double, SquaredDistanceF64, (const float* a, const float* b, std::size_t n),
                     (a, b, n))

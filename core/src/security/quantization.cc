@@ -149,8 +149,8 @@ FEDML_ALWAYS_INLINE void ModAccumulateBody(std::uint32_t* acc, const std::uint32
 // the partial sum stays in a register. Wrapping uint32 adds are exact in any order, so masking
 // once at the end equals masking after each add.
 template <int K>
-FEDML_ALWAYS_INLINE void ModFoldBody(std::uint32_t* __restrict acc, const std::uint32_t* const* xs,
-                                     std::size_t n, std::uint32_t mask) {
+FEDML_ALWAYS_INLINE void ModFoldK(std::uint32_t* __restrict acc, const std::uint32_t* const* xs,
+                                  std::size_t n, std::uint32_t mask) {
   const std::uint32_t* x[K];
   for (int j = 0; j < K; ++j) x[j] = xs[j];
   for (std::size_t i = 0; i < n; ++i) {
@@ -166,52 +166,45 @@ FEDML_ALWAYS_INLINE void ModFoldDispatch(std::uint32_t* acc, const std::uint32_t
   if constexpr (K > 1) {
     if (count < static_cast<std::size_t>(K)) return ModFoldDispatch<K - 1>(acc, xs, count, n, mask);
   }
-  ModFoldBody<K>(acc, xs, n, mask);
+  ModFoldK<K>(acc, xs, n, mask);
 }
 
-template <bool kAdd>
-void ModAccumulateBaseline(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
-                           std::uint32_t mask) {
-  ModAccumulateBody<kAdd>(acc, x, n, mask);
+FEDML_ALWAYS_INLINE void ModAddBody(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+                                    std::uint32_t mask) {
+  ModAccumulateBody<true>(acc, x, n, mask);
 }
-void ModFoldBaseline(std::uint32_t* acc, const std::uint32_t* const* xs, std::size_t count,
-                     std::size_t n, std::uint32_t mask) {
+FEDML_ALWAYS_INLINE void ModSubBody(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
+                                    std::uint32_t mask) {
+  ModAccumulateBody<false>(acc, x, n, mask);
+}
+FEDML_ALWAYS_INLINE void ModFoldBody(std::uint32_t* acc, const std::uint32_t* const* xs,
+                                     std::size_t count, std::size_t n, std::uint32_t mask) {
   ModFoldDispatch<static_cast<int>(kMaxModFold)>(acc, xs, count, n, mask);
 }
 
-#ifdef FEDML_AVX2_DISPATCH
-template <bool kAdd>
-__attribute__((target("avx2"))) void ModAccumulateAvx2(std::uint32_t* acc, const std::uint32_t* x,
-                                                       std::size_t n, std::uint32_t mask) {
-  ModAccumulateBody<kAdd>(acc, x, n, mask);
-}
-__attribute__((target("avx2"))) void ModFoldAvx2(std::uint32_t* acc, const std::uint32_t* const* xs,
-                                                 std::size_t count, std::size_t n,
-                                                 std::uint32_t mask) {
-  ModFoldDispatch<static_cast<int>(kMaxModFold)>(acc, xs, count, n, mask);
-}
-#endif
-
-template <bool kAdd>
-void ModAccumulate(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
-                   std::uint64_t modulus) {
-  const std::uint32_t mask = ModMask(modulus);
-#ifdef FEDML_AVX2_DISPATCH
-  if (CpuHasAvx2()) return ModAccumulateAvx2<kAdd>(acc, x, n, mask);
-#endif
-  ModAccumulateBaseline<kAdd>(acc, x, n, mask);
-}
+FEDML_DEFINE_KERNEL(void, ModAdd,
+                    (std::uint32_t * acc, const std::uint32_t* x, std::size_t n,
+                     std::uint32_t mask),
+                    (acc, x, n, mask))
+FEDML_DEFINE_KERNEL(void, ModSub,
+                    (std::uint32_t * acc, const std::uint32_t* x, std::size_t n,
+                     std::uint32_t mask),
+                    (acc, x, n, mask))
+FEDML_DEFINE_KERNEL(void, ModFold,
+                    (std::uint32_t * acc, const std::uint32_t* const* xs, std::size_t count,
+                     std::size_t n, std::uint32_t mask),
+                    (acc, xs, count, n, mask))
 
 }  // namespace
 
 void AddModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus) {
-  ModAccumulate<true>(acc, x, n, modulus);
+  ModAdd(acc, x, n, ModMask(modulus));
 }
 
 void SubModInPlace(std::uint32_t* acc, const std::uint32_t* x, std::size_t n,
                    std::uint64_t modulus) {
-  ModAccumulate<false>(acc, x, n, modulus);
+  ModSub(acc, x, n, ModMask(modulus));
 }
 
 void AddModInPlace(std::uint32_t* acc, const std::uint32_t* const* xs, std::size_t count,
@@ -219,13 +212,7 @@ void AddModInPlace(std::uint32_t* acc, const std::uint32_t* const* xs, std::size
   const std::uint32_t mask = ModMask(modulus);
   for (std::size_t first = 0; first < count; first += kMaxModFold) {
     const std::size_t k = std::min(kMaxModFold, count - first);
-#ifdef FEDML_AVX2_DISPATCH
-    if (CpuHasAvx2()) {
-      ModFoldAvx2(acc, xs + first, k, n, mask);
-      continue;
-    }
-#endif
-    ModFoldBaseline(acc, xs + first, k, n, mask);
+    ModFold(acc, xs + first, k, n, mask);
   }
 }
 

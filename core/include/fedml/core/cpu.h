@@ -13,6 +13,19 @@
 /// be compiled for the baseline only).
 #define FEDML_ALWAYS_INLINE inline __attribute__((always_inline))
 
+/// Defines `ret name params`, which runs name##Body args compiled for AVX2 when the CPU has it and
+/// for the baseline otherwise; name##Body must be FEDML_ALWAYS_INLINE. params is the parenthesised
+/// parameter list, args the parenthesised argument names.
+#ifdef FEDML_AVX2_DISPATCH
+#define FEDML_DEFINE_KERNEL(ret, name, params, args)                                \
+  ret name##Baseline params { return name##Body args; }                             \
+  __attribute__((target("avx2"))) ret name##Avx2 params { return name##Body args; } \
+  ret name params { return ::fedml::core::CpuHasAvx2() ? name##Avx2 args : name##Baseline args; }
+#else
+#define FEDML_DEFINE_KERNEL(ret, name, params, args) \
+  ret name params { return name##Body args; }
+#endif
+
 namespace fedml::core {
 
 /// Whether this CPU executes AVX2 instructions. Asked of the CPU once per process (cpuid), then
