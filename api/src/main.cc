@@ -1,8 +1,12 @@
 // The `fedml` command-line program.
+#include <execinfo.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -48,6 +52,37 @@ int ExitCodeFor(const Status& s) {
     default:
       return 1;
   }
+}
+
+// A crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) prints the signal and a backtrace to stderr
+// before the default action ends the process with the same signal (so the exit status still says
+// 128 + N): a client or server that dies in the field, or in CI, leaves a stack to go on. Only
+// async-signal-safe calls run in the handler; backtrace() is called once at install time so its
+// lazy loading of libgcc does not happen inside it. Under AddressSanitizer its own handler, which
+// says more, is kept.
+void OnFatalSignal(int sig) {
+  const char* name = sig == SIGSEGV  ? "SIGSEGV"
+                     : sig == SIGBUS ? "SIGBUS"
+                     : sig == SIGFPE ? "SIGFPE"
+                     : sig == SIGILL ? "SIGILL"
+                                     : "SIGABRT";
+  const char head[] = "fatal: fedml received ";
+  const char tail[] = "; backtrace:\n";
+  (void)!write(STDERR_FILENO, head, sizeof head - 1);
+  (void)!write(STDERR_FILENO, name, std::strlen(name));
+  (void)!write(STDERR_FILENO, tail, sizeof tail - 1);
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void InstallCrashReporter() {
+#ifndef __SANITIZE_ADDRESS__
+  void* warm[1];
+  (void)backtrace(warm, 1);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, OnFatalSignal);
+#endif
 }
 
 int Fail(const Status& s) {
@@ -383,6 +418,7 @@ int RunClientCommand(const std::string& config_file, const std::string& server, 
   const Status st = fedml::api::RunDeploymentClient(loaded->config, args);
   if (!st.ok()) return Fail(st);
   std::printf("client %d: the server finished the run\n", client_id);
+  std::fflush(stdout);
   return 0;
 }
 #endif
@@ -434,6 +470,7 @@ int RunLedgerVerify(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  InstallCrashReporter();
   try {
     CLI::App app{"fedml: federated learning with LibTorch (simulation, MPI, gRPC)"};
     app.require_subcommand(1);

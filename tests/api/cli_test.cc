@@ -1,7 +1,12 @@
 // Runs the real `fedml` program and checks its exit codes and messages.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -47,6 +52,58 @@ TEST_CASE("fedml simulate refuses bad configs with a clear message", "[cli]") {
   r = RunFedml("simulate --cf /nonexistent/fedml_config.yaml");
   CHECK(r.code == 3);
   CHECK(r.output.find("/nonexistent/fedml_config.yaml") != std::string::npos);
+}
+
+TEST_CASE("a crashed fedml prints the signal and a backtrace and still dies of the signal",
+          "[cli]") {
+  // A run long enough to be caught mid-round; SIGSEGV is sent once its first round is printed.
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  const std::string bin = std::string(FEDML_BINARY_DIR) + "/bin/fedml";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(out[1], STDERR_FILENO);
+    close(out[0]);
+    execl(bin.c_str(), "fedml", "simulate", "--dataset", "synthetic", "--model", "lr",
+          "--client_num_in_total", "4", "--client_num_per_round", "4", "--comm_round", "100000",
+          "--model_file_cache_folder", "", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  std::string output;
+  bool signalled = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {  // until EOF; every wait is bounded by the deadline
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd fd{out[0], POLLIN, 0};
+    if (left.count() <= 0 || poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[4096];
+    const ssize_t n = read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    output.append(buf, static_cast<std::size_t>(n));
+    if (!signalled && output.find("round 1/") != std::string::npos) {
+      kill(pid, SIGSEGV);
+      signalled = true;
+    }
+  }
+  close(out[0]);
+  if (!signalled) kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  INFO(output);
+  REQUIRE(signalled);
+#ifdef __SANITIZE_ADDRESS__
+  // AddressSanitizer keeps its own handler: it reports the SEGV and exits with its error code.
+  CHECK(output.find("AddressSanitizer: SEGV") != std::string::npos);
+#else
+  CHECK(output.find("fatal: fedml received SIGSEGV; backtrace:") != std::string::npos);
+  CHECK(output.find("libc.so") != std::string::npos);  // frames follow the message
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSEGV);
+#endif
 }
 
 TEST_CASE("a missing data set names the path and the Debian package", "[cli]") {
