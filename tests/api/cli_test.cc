@@ -74,6 +74,7 @@ TEST_CASE("a crashed fedml prints the signal and a backtrace and still dies of t
   close(out[1]);
   std::string output;
   bool signalled = false;
+  bool eof = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   for (;;) {  // until EOF; every wait is bounded by the deadline
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -82,7 +83,10 @@ TEST_CASE("a crashed fedml prints the signal and a backtrace and still dies of t
     if (left.count() <= 0 || poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
     char buf[4096];
     const ssize_t n = read(out[0], buf, sizeof buf);
-    if (n <= 0) break;
+    if (n <= 0) {
+      eof = true;
+      break;
+    }
     output.append(buf, static_cast<std::size_t>(n));
     if (!signalled && output.find("round 1/") != std::string::npos) {
       kill(pid, SIGSEGV);
@@ -90,7 +94,7 @@ TEST_CASE("a crashed fedml prints the signal and a backtrace and still dies of t
     }
   }
   close(out[0]);
-  if (!signalled) kill(pid, SIGKILL);
+  if (!eof) kill(pid, SIGKILL);  // still running at the deadline: waitpid must not block
   int status = 0;
   waitpid(pid, &status, 0);
   INFO(output);
