@@ -3,7 +3,11 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <dirent.h>
+
+#include <fstream>
 #include <numeric>
+#include <string>
 
 #include "fedml/core/comm/mpi.h"
 
@@ -42,18 +46,107 @@ void EchoAllSizes(Communicator& comm, const std::vector<std::size_t>& sizes) {
   }
 }
 
+mpi::Options ThroughMpiOnly() {
+  mpi::Options options;
+  options.shared_memory_ring_bytes = 0;
+  return options;
+}
+
+// The shared-memory segments this process has mapped, as /proc/self/maps names them.
+std::vector<std::string> MappedSegments() {
+  std::ifstream maps("/proc/self/maps");
+  std::vector<std::string> found;
+  for (std::string line; std::getline(maps, line);) {
+    const auto at = line.find("/dev/shm/fedml-mpi-");
+    if (at != std::string::npos) found.push_back(line.substr(at));
+  }
+  return found;
+}
+
 }  // namespace
 
 TEST_CASE("frames of every size class make a round trip", "[mpi]") {
-  auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD);
+  // All ranks of a ctest run share one node, so the default goes through shared memory; the
+  // other path is MPI's, which ranks on different nodes use.
+  for (const mpi::Options& options : {mpi::Options{}, ThroughMpiOnly()}) {
+    auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
+    REQUIRE(comm.ok());
+    REQUIRE((*comm)->world_size() >= 2);
+    EchoAllSizes(**comm, {0, 1, 1000, std::size_t{1} << 20, std::size_t{10} << 20});
+  }
+}
+
+TEST_CASE("ranks on one node share a segment that is already gone from /dev/shm", "[mpi]") {
+  {
+    auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD);
+    REQUIRE(comm.ok());
+    const auto segments = MappedSegments();
+    REQUIRE(segments.size() == 1);
+    // Unlinked once every rank mapped it: a killed rank cannot leave it behind.
+    CHECK(segments[0].find("(deleted)") != std::string::npos);
+    DIR* dir = opendir("/dev/shm");
+    REQUIRE(dir != nullptr);
+    int left = 0;
+    while (const dirent* entry = readdir(dir)) {
+      left += segments[0].find(entry->d_name) == std::string("/dev/shm/").size();
+    }
+    closedir(dir);
+    CHECK(left == 0);
+    EchoAllSizes(**comm, {0, 4096});
+  }
+  CHECK(MappedSegments().empty());  // the communicator unmapped it
+  auto mpi_only = mpi::CreateCommunicator(MPI_COMM_WORLD, ThroughMpiOnly());
+  REQUIRE(mpi_only.ok());
+  CHECK(MappedSegments().empty());
+  EchoAllSizes(**mpi_only, {0, 4096});
+}
+
+TEST_CASE("a tiny shared-memory ring wraps frames and splits their headers", "[mpi]") {
+  // 100 bytes, not a power of two: every frame wraps, most headers straddle the end of the ring,
+  // and frames larger than the ring go through in pieces.
+  mpi::Options options;
+  options.shared_memory_ring_bytes = 100;
+  auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
   REQUIRE(comm.ok());
-  REQUIRE((*comm)->world_size() >= 2);
-  EchoAllSizes(**comm, {0, 1, 1000, std::size_t{1} << 20, std::size_t{10} << 20});
+  EchoAllSizes(**comm, {0, 1, 7, 8, 9, 91, 92, 99, 100, 101, 250000, (std::size_t{1} << 20) + 1});
+}
+
+TEST_CASE("Send to a rank on the node never waits for it to read", "[mpi]") {
+  // Workers queue far more than the 4 KiB ring holds, and tell rank 0 over a second
+  // communicator that Send returned for all of it, before rank 0 reads a byte of the first.
+  mpi::Options small;
+  small.shared_memory_ring_bytes = 4096;
+  auto data = mpi::CreateCommunicator(MPI_COMM_WORLD, small);
+  auto control = mpi::CreateCommunicator(MPI_COMM_WORLD);
+  REQUIRE(data.ok());
+  REQUIRE(control.ok());
+  constexpr int kFrames = 64;
+  constexpr std::size_t kBytes = 10000;
+  Communicator& d = **data;
+  Communicator& c = **control;
+  if (d.rank() == 0) {
+    for (int w = 1; w < d.world_size(); ++w) {
+      auto sent = c.Recv(w, DeadlineAfter(30s));
+      REQUIRE(sent.ok());  // a Send that waited for rank 0 would never get here
+    }
+    std::vector<int> next(static_cast<std::size_t>(d.world_size()), 0);
+    for (int i = 0; i < kFrames * (d.world_size() - 1); ++i) {
+      auto e = d.Recv(kAnySource, DeadlineAfter(30s));
+      REQUIRE(e.ok());
+      const int k = next[static_cast<std::size_t>(e->source)]++;
+      CHECK(e->payload == Pattern(kBytes, e->source * 1000 + k));  // in order, intact
+    }
+    for (int w = 1; w < d.world_size(); ++w) REQUIRE(c.Send(w, {1}).ok());
+  } else {
+    for (int k = 0; k < kFrames; ++k) REQUIRE(d.Send(0, Pattern(kBytes, d.rank() * 1000 + k)).ok());
+    REQUIRE(c.Send(0, {0}).ok());
+    REQUIRE(c.Recv(0, DeadlineAfter(30s)).ok());
+  }
 }
 
 TEST_CASE("frames larger than a chunk are split and rebuilt", "[mpi]") {
-  // The logic that carries 2 GiB+ payloads, exercised with 1000-byte chunks.
-  mpi::Options options;
+  // The logic that carries 2 GiB+ payloads through MPI, exercised with 1000-byte chunks.
+  mpi::Options options = ThroughMpiOnly();
   options.chunk_bytes = 1000;
   auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
   REQUIRE(comm.ok());
@@ -95,11 +188,16 @@ TEST_CASE("a communicator the caller owns (a split of the world) works", "[mpi]"
   MPI_Comm_free(&mine);
 }
 
-TEST_CASE("a bad chunk size is refused", "[mpi]") {
+TEST_CASE("a bad chunk size or ring size is refused", "[mpi]") {
   mpi::Options options;
   options.chunk_bytes = 0;
   auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
   CHECK(comm.status().code() == StatusCode::kInvalidArgument);
+  mpi::Options huge_ring;
+  huge_ring.shared_memory_ring_bytes = (std::size_t{1} << 30) + 1;
+  auto refused = mpi::CreateCommunicator(MPI_COMM_WORLD, huge_ring);
+  CHECK(refused.status().code() == StatusCode::kInvalidArgument);
+  CHECK(refused.status().message().find("shared_memory_ring_bytes") != std::string::npos);
 }
 
 int main(int argc, char** argv) {

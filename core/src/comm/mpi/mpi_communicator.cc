@@ -1,3 +1,4 @@
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "comm/mailbox.h"
+#include "comm/mpi/shared_memory.h"
 #include "fedml/core/comm/mpi.h"
 
 namespace fedml::core::mpi {
@@ -18,6 +20,9 @@ namespace {
 
 constexpr int kTagHeader = 7101;  // 16 bytes: u64 frame size, u64 chunk count
 constexpr int kTagData = 7102;    // one chunk of a frame, in order
+constexpr std::size_t kMaxRingBytes = std::size_t{1} << 30;
+// How long a caller in Recv keeps moving shared-memory frames itself after the last byte moved.
+constexpr auto kCallerSpin = std::chrono::milliseconds(2);
 
 std::string MpiErrorString(int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -38,6 +43,22 @@ struct InFlightSend {
   std::vector<MPI_Request> requests;
 };
 
+// A frame for a rank on this node, going into their shared ring: an 8-byte size, then the bytes.
+struct ShmOutgoing {
+  std::vector<std::uint8_t> payload;
+  std::uint8_t header[8] = {};
+  std::size_t sent = 0;  // bytes of header + payload in the ring so far
+};
+
+// A frame coming out of the ring from a rank on this node.
+struct ShmIncoming {
+  std::uint8_t header[8] = {};
+  std::size_t header_got = 0;
+  bool has_body = false;
+  std::vector<std::uint8_t> data;
+  std::size_t got = 0;
+};
+
 // A frame being received from one source: its header has arrived, chunks are still coming.
 struct PartialFrame {
   std::vector<std::uint8_t> data;
@@ -48,8 +69,14 @@ struct PartialFrame {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int size, Options options)
-      : comm_(comm), rank_(rank), size_(size), options_(options) {
+  MpiCommunicator(MPI_Comm comm, int rank, int size, Options options,
+                  std::unique_ptr<shm::NodeLinks> links)
+      : comm_(comm), rank_(rank), size_(size), options_(options), links_(std::move(links)) {
+    if (links_ != nullptr) {
+      shm_out_.resize(static_cast<std::size_t>(size_));
+      shm_in_.resize(static_cast<std::size_t>(size_));
+      has_mpi_peers_ = static_cast<int>(links_->peers().size()) + 1 < size_;
+    }
     progress_ = std::thread([this] { ProgressLoop(); });
   }
 
@@ -72,12 +99,16 @@ class MpiCommunicator final : public Communicator {
       return Status::InvalidArgument("destination rank " + std::to_string(dst) +
                                      " is outside [0, " + std::to_string(size_) + ")");
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!abort_.ok()) return abort_;
     if (dst == rank_) {  // to self: no MPI needed
       inbox_.push_back(Envelope{rank_, std::move(payload)});
       inbox_cv_.notify_all();
       return Status::Ok();
+    }
+    if (links_ != nullptr && links_->IsLinked(dst)) {
+      lock.unlock();
+      return SendThroughSharedMemory(dst, std::move(payload));
     }
     outbox_.push_back(Outgoing{dst, std::move(payload)});
     wake_.notify_all();
@@ -85,6 +116,39 @@ class MpiCommunicator final : public Communicator {
   }
 
   Result<Envelope> Recv(int source, Deadline deadline) override {
+    if (links_ != nullptr) {
+      // The caller moves shared-memory frames itself for a while: a reply that is on its way
+      // arrives without waking another thread, and the copy lands in this core's cache.
+      // Spinning stops kCallerSpin after the last byte moved, then the progress thread takes
+      // over, so a server that waits seconds for training does not hold a core.
+      shm_spinners_.fetch_add(1);
+      auto spin_until = std::min(Clock::now() + kCallerSpin, deadline);
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!abort_.ok()) {
+            shm_spinners_.fetch_sub(1);
+            return abort_;
+          }
+          if (auto e = comm_detail::TakeFirstFrom(inbox_, source)) {
+            shm_spinners_.fetch_sub(1);
+            return std::move(*e);
+          }
+        }
+        if (Clock::now() >= spin_until) break;
+        bool moved = false;
+        {
+          std::unique_lock<std::mutex> shm_lock(shm_mu_, std::try_to_lock);
+          if (shm_lock.owns_lock()) moved = ShmProgress();
+        }
+        if (moved) {
+          spin_until = std::min(Clock::now() + kCallerSpin, deadline);
+        } else {
+          std::this_thread::yield();
+        }
+      }
+      shm_spinners_.fetch_sub(1);
+    }
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (!abort_.ok()) return abort_;
@@ -111,6 +175,97 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // Frames to a rank on this node go into its ring from the caller's thread, as far as the ring
+  // has room now (never waiting for the reader); the progress thread, or a caller spinning in
+  // Recv, writes the rest.
+  Status SendThroughSharedMemory(int dst, std::vector<std::uint8_t> payload) {
+    std::lock_guard<std::mutex> shm_lock(shm_mu_);
+    auto& queue = shm_out_[static_cast<std::size_t>(dst)];
+    ShmOutgoing frame;
+    const std::uint64_t size = payload.size();
+    std::memcpy(frame.header, &size, sizeof size);
+    frame.payload = std::move(payload);
+    if (queue.empty() && PushShm(links_->WriterTo(dst), frame)) {
+      Recycle(std::move(frame.payload));
+      return Status::Ok();
+    }
+    queue.push_back(std::move(frame));
+    shm_sending_.store(true);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shm_kick_ = true;
+    }
+    wake_.notify_all();
+    return Status::Ok();
+  }
+
+  // Writes as much of `frame` as `ring` takes now; true once all of it is in. shm_mu_ held.
+  static bool PushShm(shm::RingWriter& ring, ShmOutgoing& frame) {
+    constexpr std::size_t kHeader = sizeof frame.header;
+    if (frame.sent < kHeader)
+      frame.sent += ring.Write(frame.header + frame.sent, kHeader - frame.sent);
+    if (frame.sent < kHeader) return false;
+    const std::size_t body = frame.sent - kHeader;
+    frame.sent += ring.Write(frame.payload.data() + body, frame.payload.size() - body);
+    return frame.sent == kHeader + frame.payload.size();
+  }
+
+  // Reads what `src` has put in its ring, delivering every frame completed; returns whether any
+  // byte moved. shm_mu_ held.
+  bool PullShm(int src) {
+    shm::RingReader& ring = links_->ReaderFrom(src);
+    ShmIncoming& in = shm_in_[static_cast<std::size_t>(src)];
+    bool moved = false;
+    for (;;) {
+      if (!in.has_body) {
+        const std::size_t k =
+            ring.Read(in.header + in.header_got, sizeof in.header - in.header_got);
+        moved |= k > 0;
+        in.header_got += k;
+        if (in.header_got < sizeof in.header) return moved;
+        std::uint64_t size = 0;
+        std::memcpy(&size, in.header, sizeof size);
+        try {
+          in.data = TakeBuffer(static_cast<std::size_t>(size));
+        } catch (const std::exception& e) {
+          Abort(Status::DataLoss(
+              "rank " + std::to_string(src) + " announced a " + std::to_string(size) +
+              "-byte frame, which this rank cannot allocate (" + e.what() + ")"));
+          return moved;
+        }
+        in.has_body = true;
+      }
+      const std::size_t k = ring.Read(in.data.data() + in.got, in.data.size() - in.got);
+      moved |= k > 0;
+      in.got += k;
+      if (in.got < in.data.size()) return moved;
+      Deliver(src, std::move(in.data));
+      in = ShmIncoming{};
+    }
+  }
+
+  // One pass over every ring: queued frames out, arrived bytes in. shm_mu_ held.
+  bool ShmProgress() {
+    bool moved = false, sending = false, receiving = false;
+    for (const int peer : links_->peers()) {
+      auto& queue = shm_out_[static_cast<std::size_t>(peer)];
+      while (!queue.empty()) {
+        const std::size_t before = queue.front().sent;
+        const bool complete = PushShm(links_->WriterTo(peer), queue.front());
+        moved |= queue.front().sent != before;
+        if (!complete) break;
+        Recycle(std::move(queue.front().payload));
+        queue.pop_front();
+      }
+      sending |= !queue.empty();
+      moved |= PullShm(peer);
+      receiving |= shm_in_[static_cast<std::size_t>(peer)].header_got > 0;
+    }
+    shm_sending_.store(sending);
+    shm_receiving_.store(receiving);
+    return moved;
+  }
+
   void Fail(const std::string& what, int code) {
     Abort(Status::Internal("MPI " + what + " failed on rank " + std::to_string(rank_) + ": " +
                            MpiErrorString(code)));
@@ -164,6 +319,7 @@ class MpiCommunicator final : public Communicator {
   // one is already mapped. The pool holds at most options_.recycled_buffers buffers.
   void Recycle(std::vector<std::uint8_t> buffer) {
     if (buffer.capacity() < (std::size_t{1} << 16) || options_.recycled_buffers == 0) return;
+    std::lock_guard<std::mutex> lock(pool_mu_);
     if (pool_.size() >= options_.recycled_buffers) pool_.erase(pool_.begin());
     buffer.resize(buffer.capacity());
     pool_.push_back(std::move(buffer));
@@ -171,13 +327,18 @@ class MpiCommunicator final : public Communicator {
 
   std::vector<std::uint8_t> TakeBuffer(std::size_t size) {
     // The smallest pooled buffer that fits, so a small frame does not take a model-sized one.
+    std::unique_lock<std::mutex> lock(pool_mu_);
     auto best = pool_.end();
     for (auto it = pool_.begin(); it != pool_.end(); ++it) {
       if (it->size() >= size && (best == pool_.end() || it->size() < best->size())) best = it;
     }
-    if (best == pool_.end()) return std::vector<std::uint8_t>(size);
+    if (best == pool_.end()) {
+      lock.unlock();
+      return std::vector<std::uint8_t>(size);
+    }
     std::vector<std::uint8_t> out = std::move(*best);
     pool_.erase(best);
+    lock.unlock();
     out.resize(size);  // shrinking keeps the mapped pages and writes nothing
     return out;
   }
@@ -277,6 +438,7 @@ class MpiCommunicator final : public Communicator {
       {
         std::lock_guard<std::mutex> lock(mu_);
         batch.swap(outbox_);
+        shm_kick_ = false;
         stopping = stopping_;
         receiver_waiting = waiting_receivers_ > 0;
         if (!abort_.ok()) break;
@@ -285,9 +447,15 @@ class MpiCommunicator final : public Communicator {
       for (auto& out : batch) PostSend(std::move(out));
       progressed |= TestSends();
       progressed |= PollReceives();
+      // Shared memory is left to a caller spinning in Recv while there is one (two threads
+      // copying for one process would only contend for the rings and for the cores).
+      if (links_ != nullptr && (shm_spinners_.load() == 0 || stopping)) {
+        std::unique_lock<std::mutex> shm_lock(shm_mu_, std::try_to_lock);
+        if (shm_lock.owns_lock()) progressed |= ShmProgress();
+      }
       if (stopping) {
         if (flush_deadline == Deadline{}) flush_deadline = Clock::now() + options_.flush_timeout;
-        if (sends_.empty() || Clock::now() >= flush_deadline) break;
+        if ((sends_.empty() && !shm_sending_.load()) || Clock::now() >= flush_deadline) break;
       }
       const Deadline now = Clock::now();
       if (progressed) {
@@ -295,14 +463,17 @@ class MpiCommunicator final : public Communicator {
         last_event = now;
         continue;
       }
-      const bool transferring = !sends_.empty() || !partial_.empty();
+      const bool shm_transferring =
+          (shm_sending_.load() || shm_receiving_.load()) && shm_spinners_.load() == 0;
+      const bool transferring = !sends_.empty() || !partial_.empty() || shm_transferring;
       if ((transferring && now - last_event < kTransferSpin) ||
-          (receiver_waiting && now - last_event < kReplySpin)) {
+          (receiver_waiting && has_mpi_peers_ && now - last_event < kReplySpin)) {
         std::this_thread::yield();
         continue;
       }
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_for(lock, idle, [this] { return !outbox_.empty() || stopping_ || !abort_.ok(); });
+      wake_.wait_for(lock, idle,
+                     [this] { return !outbox_.empty() || shm_kick_ || stopping_ || !abort_.ok(); });
       const std::chrono::microseconds cap(waiting_receivers_ > 0 ? 50 : 1000);
       idle = std::min<std::chrono::microseconds>(idle * 2, cap);
     }
@@ -331,11 +502,23 @@ class MpiCommunicator final : public Communicator {
   Status abort_;
   bool stopping_ = false;
   int waiting_receivers_ = 0;  // callers blocked in Recv
+  bool shm_kick_ = false;      // a shared-memory frame was queued for the progress thread
+
+  // Ranks on this node (null when none): rings in shared memory instead of MPI.
+  const std::unique_ptr<shm::NodeLinks> links_;
+  bool has_mpi_peers_ = true;                     // some rank is reached through MPI
+  std::mutex shm_mu_;                             // the rings' ends and the two vectors below
+  std::vector<std::deque<ShmOutgoing>> shm_out_;  // by destination rank
+  std::vector<ShmIncoming> shm_in_;               // by source rank
+  std::atomic<int> shm_spinners_{0};              // callers in Recv's spinning phase
+  std::atomic<bool> shm_sending_{false};          // frames wait for ring space
+  std::atomic<bool> shm_receiving_{false};        // a frame is partly read
+  std::mutex pool_mu_;                            // pool_
 
   // Owned by the progress thread.
   std::list<InFlightSend> sends_;
   std::map<int, std::deque<PartialFrame>> partial_;
-  std::vector<std::vector<std::uint8_t>> pool_;
+  std::vector<std::vector<std::uint8_t>> pool_;  // under pool_mu_
   std::thread progress_;
 };
 
@@ -411,6 +594,11 @@ Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options 
         "initialised with level " +
         std::to_string(provided));
   }
+  if (options.shared_memory_ring_bytes > kMaxRingBytes) {
+    return Status::InvalidArgument("mpi shared_memory_ring_bytes must be 0 (off) or at most " +
+                                   std::to_string(kMaxRingBytes) + ", got " +
+                                   std::to_string(options.shared_memory_ring_bytes));
+  }
   if (options.chunk_bytes == 0 || options.chunk_bytes > static_cast<std::size_t>(INT_MAX)) {
     return Status::InvalidArgument("mpi chunk_bytes must be in [1, " + std::to_string(INT_MAX) +
                                    "], got " + std::to_string(options.chunk_bytes));
@@ -422,7 +610,16 @@ Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options 
   int rank = 0, size = 0;
   MPI_Comm_rank(dup, &rank);
   MPI_Comm_size(dup, &size);
-  return std::unique_ptr<Communicator>(std::make_unique<MpiCommunicator>(dup, rank, size, options));
+  std::string why_not;
+  auto links = shm::SetUpNodeLinks(dup, options.shared_memory_ring_bytes, &why_not);
+  if (links == nullptr && options.shared_memory_ring_bytes != 0 && !why_not.empty()) {
+    std::fprintf(stderr,
+                 "warning: rank %d: no shared memory with the ranks on its node (%s); frames to "
+                 "them go through MPI\n",
+                 rank, why_not.c_str());
+  }
+  return std::unique_ptr<Communicator>(
+      std::make_unique<MpiCommunicator>(dup, rank, size, options, std::move(links)));
 }
 
 }  // namespace fedml::core::mpi
