@@ -1,7 +1,12 @@
 // Point-to-point model transfer between two MPI ranks through fedml's MPI communicator, against
 // memcpy bandwidth measured in the same run (bytes copied per second, on rank 0).
 //
-//   mpirun -np 2 build/bin/mpi_p2p_bench [--reps N]        goal: ratio >= 0.5 for 1, 10, 100 MB
+//   mpirun -np 2 build/bin/mpi_p2p_bench [--reps N] [--shm_ring_kb N]
+//                                                          goal: ratio >= 0.5 for 1, 10, 100 MB
+//
+// The two ranks share a node, so fedml's communicator moves frames through its own shared-memory
+// rings (mpi::Options::shared_memory_ring_bytes); --shm_ring_kb 0 measures its MPI path instead,
+// which on one node is OpenMPI's shared-memory transport.
 //
 // Two measures per size. The goal is checked on the ping-pong (rank 0 -> 1 -> 0; one-way
 // throughput = 2 x bytes / round trip), where each side receives into a recycled buffer as a
@@ -66,8 +71,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   int reps = 5;
+  mpi::Options options;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+    const std::string flag = argv[i];
+    if (flag == "--reps") {
+      reps = std::max(1, std::atoi(argv[i + 1]));
+    } else if (flag == "--shm_ring_kb") {
+      options.shared_memory_ring_bytes = std::strtoull(argv[i + 1], nullptr, 10) << 10;
+    } else {
+      std::fprintf(stderr, "error: unknown flag %s (known: --reps N, --shm_ring_kb N)\n", argv[i]);
+      return 1;
+    }
   }
   int world_rank = 0;
   int world_size = 0;
@@ -78,7 +92,7 @@ int main(int argc, char** argv) {
   if (world_size == 2) {
     for (int i = 0; i < 3; ++i) raw[i] = RawMpiThroughput(sizes_mb[i] << 20, reps, world_rank);
   }
-  auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD);
+  auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
   if (!comm.ok() || (*comm)->world_size() != 2) {
     std::fprintf(stderr, "error: run with mpirun -np 2 (%s)\n", comm.status().ToString().c_str());
     return 2;
