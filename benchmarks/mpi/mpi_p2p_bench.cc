@@ -77,7 +77,14 @@ int main(int argc, char** argv) {
     if (flag == "--reps") {
       reps = std::max(1, std::atoi(argv[i + 1]));
     } else if (flag == "--shm_ring_kb") {
-      options.shared_memory_ring_bytes = std::strtoull(argv[i + 1], nullptr, 10) << 10;
+      char* end = nullptr;
+      const unsigned long long kb = std::strtoull(argv[i + 1], &end, 10);
+      if (*argv[i + 1] == '\0' || *end != '\0' || kb > (1ULL << 20)) {
+        std::fprintf(stderr, "error: --shm_ring_kb takes 0 (MPI only) to 1048576, got '%s'\n",
+                     argv[i + 1]);
+        return 1;
+      }
+      options.shared_memory_ring_bytes = static_cast<std::size_t>(kb) << 10;
     } else {
       std::fprintf(stderr, "error: unknown flag %s (known: --reps N, --shm_ring_kb N)\n", argv[i]);
       return 1;
@@ -93,8 +100,13 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3; ++i) raw[i] = RawMpiThroughput(sizes_mb[i] << 20, reps, world_rank);
   }
   auto comm = mpi::CreateCommunicator(MPI_COMM_WORLD, options);
-  if (!comm.ok() || (*comm)->world_size() != 2) {
-    std::fprintf(stderr, "error: run with mpirun -np 2 (%s)\n", comm.status().ToString().c_str());
+  if (!comm.ok()) {
+    std::fprintf(stderr, "error: %s\n", comm.status().ToString().c_str());
+    return 2;
+  }
+  if ((*comm)->world_size() != 2) {
+    std::fprintf(stderr, "error: run with mpirun -np 2 (this job has %d ranks)\n",
+                 (*comm)->world_size());
     return 2;
   }
   Communicator& c = **comm;

@@ -53,8 +53,7 @@ struct ShmOutgoing {
 // A frame coming out of the ring from a rank on this node.
 struct ShmIncoming {
   std::uint8_t header[8] = {};
-  std::size_t header_got = 0;
-  bool has_body = false;
+  std::size_t header_got = 0;  // the body follows once all 8 are in
   std::vector<std::uint8_t> data;
   std::size_t got = 0;
 };
@@ -121,19 +120,17 @@ class MpiCommunicator final : public Communicator {
       // arrives without waking another thread, and the copy lands in this core's cache.
       // Spinning stops kCallerSpin after the last byte moved, then the progress thread takes
       // over, so a server that waits seconds for training does not hold a core.
-      shm_spinners_.fetch_add(1);
+      struct Spinning {
+        std::atomic<int>& count;
+        explicit Spinning(std::atomic<int>& c) : count(c) { count.fetch_add(1); }
+        ~Spinning() { count.fetch_sub(1); }
+      } spinning(shm_spinners_);
       auto spin_until = std::min(Clock::now() + kCallerSpin, deadline);
       for (;;) {
         {
           std::lock_guard<std::mutex> lock(mu_);
-          if (!abort_.ok()) {
-            shm_spinners_.fetch_sub(1);
-            return abort_;
-          }
-          if (auto e = comm_detail::TakeFirstFrom(inbox_, source)) {
-            shm_spinners_.fetch_sub(1);
-            return std::move(*e);
-          }
+          if (!abort_.ok()) return abort_;
+          if (auto e = comm_detail::TakeFirstFrom(inbox_, source)) return std::move(*e);
         }
         if (Clock::now() >= spin_until) break;
         bool moved = false;
@@ -147,7 +144,6 @@ class MpiCommunicator final : public Communicator {
           std::this_thread::yield();
         }
       }
-      shm_spinners_.fetch_sub(1);
     }
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
@@ -217,7 +213,7 @@ class MpiCommunicator final : public Communicator {
     ShmIncoming& in = shm_in_[static_cast<std::size_t>(src)];
     bool moved = false;
     for (;;) {
-      if (!in.has_body) {
+      if (in.header_got < sizeof in.header) {
         const std::size_t k =
             ring.Read(in.header + in.header_got, sizeof in.header - in.header_got);
         moved |= k > 0;
@@ -233,7 +229,6 @@ class MpiCommunicator final : public Communicator {
               "-byte frame, which this rank cannot allocate (" + e.what() + ")"));
           return moved;
         }
-        in.has_body = true;
       }
       const std::size_t k = ring.Read(in.data.data() + in.got, in.data.size() - in.got);
       moved |= k > 0;
