@@ -165,7 +165,8 @@ done
 
 # 6. A revoked client (token authentication, no mTLS) is refused and told why.
 echo 2 >> certs/revoked.txt
-start_server revoked.log --certs certs --min_clients 1 --comm_round 1 --model_file_cache_folder ""
+start_server revoked.log --certs certs --min_clients 1 --min_available_clients 1 --comm_round 1 \
+  --model_file_cache_folder ""
 if timeout 60 "$fedml" client "${common[@]}" --server "localhost:$port" --client_id 2 \
     --certs certs > revoked_client.log 2>&1; then
   fail "revoked client accepted"
@@ -211,7 +212,9 @@ grep -q '"clients":1' own.jsonl || fail "its update was not aggregated"
 echo "client $sampled with its own data folder trained on all 60000 samples there"
 
 # 9. Asynchronous FedBuff over TLS: each free client pulls the current model at once and the
-#    server makes a version from every 2 updates it accepts, whatever their staleness.
+#    server makes a version from every 2 updates it accepts, whatever their staleness. The first
+#    task waits until all four clients (client_num_per_round) are connected, so no client finds
+#    the run already over when it dials in.
 cfg=("${common[@]}")
 : > certs/revoked.txt  # section 6 revoked client 2; all four take part here
 extra=(--federated_optimizer FedBuff --buffer_size 2 --max_concurrency 4 --epochs 20 --comm_round 6)

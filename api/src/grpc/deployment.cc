@@ -1,6 +1,7 @@
 #include "fedml/api/deployment.h"
 #include "fedml/core/security/credentials.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <numeric>
 
@@ -131,12 +132,24 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                          core::grpc_comm::StartServer(comm_options));
   if (args.on_listening) args.on_listening(comm->bound_port());
   core::grpc_comm::ServerCommunicator* server = comm.get();
-  const int available =
+  // How many clients must be connected before a round (asynchronous: before the first task).
+  // By default the first round waits for every client it may sample (client_num_per_round):
+  // starting with whoever connected first would run the round, or a whole FedBuff run, before
+  // the rest have even dialled in, and sample clients that are not there. Later rounds wait only
+  // for min_clients, so a client that is gone for good costs its updates, not the run.
+  const int first_wait = config.min_available_clients > 0
+                             ? config.min_available_clients
+                             : std::max(config.min_clients, config.client_num_per_round);
+  const int later_wait =
       config.min_available_clients > 0 ? config.min_available_clients : config.min_clients;
   options.is_connected = [server](int rank) { return server->is_live(rank); };
-  options.wait_for_clients = [server, available](core::Deadline deadline) {
-    return server->WaitForClients(available, deadline)
-        .WithContext("waiting for min_available_clients=" + std::to_string(available));
+  options.wait_for_clients = [server, first_wait, later_wait,
+                              first = true](core::Deadline deadline) mutable {
+    const int needed = first ? first_wait : later_wait;
+    first = false;
+    return server->WaitForClients(needed, deadline)
+        .WithContext("waiting for " + std::to_string(needed) +
+                     " connected clients (min_available_clients)");
   };
   return RunServer(server_config, *comm, factory, hooks, options, std::move(initial));
 }

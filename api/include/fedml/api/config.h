@@ -139,7 +139,7 @@ struct Config {
   double worker_timeout_s = 0.0;
   // Deployment: a round changes the global model only when at least this many updates arrive
   // before its deadline, and starts once min_available_clients clients are connected
-  // (0 = min_clients).
+  // (0 = client_num_per_round before the first round, min_clients before later ones).
   int min_clients = 1;
   int min_available_clients = 0;
   // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push

@@ -23,8 +23,9 @@ struct DeploymentServerArgs {
 
 /// Serves config.comm_round rounds to config.client_num_in_total clients (ids 0..N-1), sampling
 /// client_num_per_round of them per round with the seed. A round starts when
-/// min_available_clients (default min_clients) are connected (or fails the run after
-/// round_timeout_s), drops clients that are gone, fail or miss
+/// min_available_clients are connected (default: client_num_per_round before the first round,
+/// min_clients before later ones; asynchronous runs wait the same way before their first task),
+/// or fails the run after round_timeout_s; it drops clients that are gone, fail or miss
 /// the deadline, and keeps the model when fewer than min_clients updates arrived. The returned
 /// summary is the one the simulation gives.
 Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentServerArgs& args,
