@@ -1,6 +1,8 @@
-// The server side of synchronous rounds: sample clients with the seed, send the global model,
-// hand out clients to workers, collect updates with a deadline, aggregate, evaluate, checkpoint.
-// The same controller runs over every communicator backend.
+// The server side of federated training: RoundController runs the rounds (synchronous, secure,
+// or asynchronous) over any communicator backend, the same in simulation, under mpirun and in a
+// gRPC deployment. It is a small facade: the round drivers, the worker pool, the verification gate
+// and the ledger observer it composes live in api/src/server, api/src/secure and
+// api/src/verification (docs/architecture.md draws them).
 #pragma once
 
 #include <chrono>
@@ -17,8 +19,6 @@
 #include "fedml/api/system_model.h"
 #include "fedml/api/verification.h"
 #include "fedml/core/comm/communicator.h"
-#include "fedml/core/security/commitment.h"
-#include "fedml/core/security/ledger.h"
 #include "fedml/core/wire.h"
 
 namespace fedml::api {
@@ -48,8 +48,9 @@ struct ServerOptions {
   bool fixed_clients = false;
   /// A round changes the global model only when at least this many updates were accepted.
   int min_clients = 1;
-  /// Called before each round (deployment: wait until min_clients are connected). An error ends
-  /// the run.
+  /// Called before each synchronous round, before an asynchronous run's first task and whenever
+  /// it has no client to send one to (deployment: wait until enough clients are connected). An
+  /// error ends the run.
   std::function<Status(core::Deadline)> wait_for_clients;
   /// With fixed_clients: which ranks are connected now (asked before a round's tasks and before
   /// its evaluation, so evaluation shards go to connected clients only). Empty: every rank.
@@ -117,17 +118,21 @@ std::vector<std::int64_t> SampleClientsAmong(std::uint64_t seed, std::int64_t ro
                                              const std::vector<std::int64_t>& candidates,
                                              int per_round);
 
-/// Owns nothing but the aggregator; `comm` (rank 0) must outlive it. Workers are ranks
-/// 1..world_size-1, each running a ClientManager. Not thread-safe: Run on one thread.
+/// Owns the aggregator; `comm` (rank 0) must outlive it. Workers are ranks 1..world_size-1, each
+/// running a ClientManager. Not thread-safe: Run on one thread, once.
 class RoundController {
  public:
   RoundController(core::Communicator& comm, std::unique_ptr<algorithms::Aggregator> aggregator,
                   ServerOptions options, GlobalEvaluator evaluator);
+  ~RoundController();
+  RoundController(const RoundController&) = delete;
+  RoundController& operator=(const RoundController&) = delete;
 
-  void OnProgress(std::function<void(std::int64_t round, int done, int total)> cb) {
-    on_progress_ = std::move(cb);
-  }
-  void OnRoundEnd(std::function<void(const RoundMetrics&)> cb) { on_round_ = std::move(cb); }
+  /// Called on the controller's thread as each update of a round is settled.
+  void OnProgress(std::function<void(std::int64_t round, int done, int total)> cb);
+  /// Called on the controller's thread with each metrics row (a round, or an asynchronous
+  /// version), after its checkpoint is written.
+  void OnRoundEnd(std::function<void(const RoundMetrics&)> cb);
 
   /// Runs comm_round rounds from `initial` and returns the final global model. Every wait is
   /// bounded by round_timeout: a round whose updates do not all arrive in time fails with
@@ -135,114 +140,11 @@ class RoundController {
   /// (FINISH) before returning, on success and on failure.
   Result<core::ModelState> Run(core::ModelState initial);
 
-  const std::vector<RoundMetrics>& history() const { return history_; }
+  const std::vector<RoundMetrics>& history() const;
 
  private:
-  Status RunRound(std::int64_t round, core::ModelState& global, RoundMetrics& metrics);
-  /// A round through secure aggregation (ServerOptions::secure), in secure_rounds.cc: training
-  /// with stage 0, then the protocol's stages, then one aggregated update.
-  Status RunSecureRound(std::int64_t round, const std::vector<std::int64_t>& sampled,
-                        core::ModelState& global, RoundMetrics& metrics);
-  /// Sends each participant's stage message (out, by participant index) to the rank that holds
-  /// it and collects the answers into `in` until all are in or stage_timeout passes; those that
-  /// did not answer (gone, silent, failed, or a simulated dropout) are left out of `in`.
-  Status SecureExchange(std::int64_t round, const char* stage,
-                        const std::vector<std::int64_t>& sampled, const std::vector<int>& rank_of,
-                        std::map<int, core::Bytes>& out, std::map<int, core::Bytes>& in,
-                        RoundMetrics& metrics);
-  /// Counts a refused message of `client` and says why on stderr.
-  void Refuse(std::int64_t round, std::int64_t client, const char* what, const Status& why,
-              RoundMetrics& metrics) const;
-  /// Ends a round's training phase: a new global model from the aggregator when at least
-  /// min_clients of the round's clients were `accepted`, else a warning and the model kept.
-  Status EndTraining(std::int64_t round, int accepted, core::ModelState& global,
-                     RoundMetrics& metrics, core::Clock::time_point train_start);
-  // Verified work (ServerOptions::verification), in verified_rounds.cc.
-  struct PendingCheck {  // an update held back for a spot check
-    int pos = 0;         // in the round's sampled clients
-    int rank = 0;        // that trained it and holds its checkpoints
-    algorithms::ClientUpdate update;
-    std::string sha256;  // of update.state
-    double loss = 0.0;   // its reported train_loss
-    core::security::TrainingCommitment commitment;
-    std::int64_t segment = 0;
-    bool passed = false;
-  };
-  /// Checks the options, draws the secret and opens the accounts (restored from the checkpoint).
-  Status StartVerification();
-  /// Step 1 of VerificationOptions for an update just arrived (sha256: CheckpointSha256 of its
-  /// state): the spot-check decision, or the reason the commitment is refused (already recorded
-  /// in the ledger and the client's account).
-  Result<core::security::SpotCheck> CheckCommitment(std::int64_t round, std::int64_t client,
-                                                    const std::string& blob,
-                                                    const algorithms::ClientUpdate& update,
-                                                    const std::string& sha256,
-                                                    core::security::TrainingCommitment& commitment,
-                                                    RoundMetrics& metrics);
-  /// Step 2 for every held update: reveals from the ranks, replays here; sets each one's passed.
-  Status RunSpotChecks(std::int64_t round, std::vector<PendingCheck>& pending,
-                       RoundMetrics& metrics);
-  /// Records a check's outcome in the ledger and the client's account.
-  void RecordCheck(std::int64_t client, std::int64_t segment, const char* result, double distance,
-                   RoundMetrics& metrics);
-  /// Says on stderr which clients this round's checks excluded.
-  void ReportExclusions(std::int64_t round);
-  /// The strategy's state plus the accounts, for a checkpoint.
-  std::map<std::string, core::ModelState> SavedState() const;
-  /// Asynchronous aggregation (ServerOptions::async), in async_rounds.cc.
-  Status RunAsync(core::ModelState& global);
-  /// Evaluates `global` when round (0-based) is due, into `metrics`.
-  Status EvaluateIfDue(std::int64_t round, const core::ModelState& global, RoundMetrics& metrics);
-  /// Ends a metrics row: checkpoint, history, callback.
-  Status EndRow(std::int64_t rounds_done, const core::ModelState& global, RoundMetrics& metrics);
-  /// Virtual clock: the clients sampled for `round` (online ones only), advancing the clock to
-  /// the next online time when nobody is online.
-  Result<std::vector<std::int64_t>> SampleRound(std::int64_t round);
-  double ClientWork(std::int64_t id) const;
-  /// Ledger: the round's record so far, and appending it (no-op without a ledger).
-  /// The hash of an update about to be aggregated ("" without a ledger).
-  std::string LedgerHash(const algorithms::ClientUpdate& update) const;
-  void LedgerOutcome(std::int64_t client, std::int64_t samples, const std::string& sha256,
-                     bool accepted);
-  Status LedgerAppend(std::int64_t round, const RoundMetrics& metrics);
-  /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).
-  static algorithms::ClientUpdate UpdateFromReply(std::int64_t client_id, core::Message&& reply);
-  Result<Evaluation> EvaluateOnWorkers(std::int64_t round, const core::ModelState& global,
-                                       RoundMetrics& metrics);
-  /// Sends the global model to every live worker that does not hold this version yet.
-  Status SyncWorkers(std::int64_t round, const core::ModelState& global, RoundMetrics& metrics);
-  /// Hands tasks 0..n-1 (made by make_task) to live workers, at most one in flight each, and
-  /// passes each reply of type `reply_type` to on_result in task order, whatever order the replies
-  /// arrive in. A worker that is lost has its task handed to another. Bounded by `deadline`.
-  /// `owner(task)` is the only rank that may take a task (fixed_clients), or -1 for any rank.
-  Status Dispatch(std::int64_t round, int n, core::MessageType reply_type, core::Deadline deadline,
-                  const std::function<int(int)>& owner,
-                  const std::function<core::Message(int)>& make_task,
-                  const std::function<std::string(int)>& describe_task,
-                  const std::function<void(int, core::Message&&)>& on_result,
-                  RoundMetrics& metrics);
-  Status SendFrame(int dst, const core::Message& msg, std::uint64_t* bytes);
-  void FinishWorkers();
-  /// fixed_clients: marks the connected ranks alive and the others not.
-  void RefreshConnected();
-  int alive_workers() const;
-
-  core::Communicator& comm_;
-  std::unique_ptr<algorithms::Aggregator> aggregator_;
-  ServerOptions options_;
-  GlobalEvaluator evaluator_;
-  std::vector<bool> worker_alive_;            // index = rank
-  std::vector<std::int64_t> worker_version_;  // model version each worker holds, -1 = none
-  std::int64_t model_version_ = 0;
-  double virtual_now_ = 0.0;  // the virtual clock (seconds), with a system model
-  std::optional<core::security::LedgerWriter> ledger_;
-  core::security::LedgerRecord ledger_record_;                // the round being recorded
-  std::optional<algorithms::ContributionAccounts> accounts_;  // with verification
-  std::string global_sha256_;                 // of the model the current round sent (verification)
-  std::vector<std::int64_t> newly_excluded_;  // by this round's checks, until reported
-  std::vector<RoundMetrics> history_;
-  std::function<void(std::int64_t, int, int)> on_progress_;
-  std::function<void(const RoundMetrics&)> on_round_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 /// SHA-256 (hex) of a model state as the ledger records it: for each tensor its name, a zero

@@ -1,0 +1,290 @@
+#include "secure/server_round.h"
+
+#include <algorithm>
+
+#include "fedml/algorithms/secagg.h"
+#include "fedml/core/log.h"
+#include "fedml/core/security/crypto.h"
+
+namespace fedml::api::secure {
+
+using core::Message;
+using core::MessageType;
+
+namespace {
+
+template <class T>
+core::Bytes ToBytes(const T& message) {
+  return algorithms::Encode(message);
+}
+
+}  // namespace
+
+Status SecureFit::Exchange(std::int64_t round, const char* stage,
+                           const std::vector<std::int64_t>& sampled,
+                           const std::vector<int>& rank_of, std::map<int, core::Bytes>& out,
+                           std::map<int, core::Bytes>& in, RoundMetrics& metrics) {
+  const core::Deadline deadline = core::Clock::now() + ctx_.options.secure.stage_timeout;
+  server::WorkerPool& pool = ctx_.pool;
+  std::map<int, int> waiting;  // participant -> the rank that holds it
+  auto lost = [&](int index, const std::string& why) {
+    ++metrics.dropped;
+    FEDML_LOG_WARNING("round %lld: client %lld dropped at secure aggregation stage %s: %s",
+                      static_cast<long long>(round) + 1, static_cast<long long>(sampled[index]),
+                      stage, why.c_str());
+  };
+  for (auto& [index, bytes] : out) {
+    const int rank = rank_of[index];
+    if (rank < 1 || !pool.alive(rank)) {
+      lost(index, "its rank is gone");
+      continue;
+    }
+    Message m;
+    m.type = MessageType::kProtocol;
+    m.sender = 0;
+    m.receiver = rank;
+    m.round = round;
+    m.model_version = ctx_.model_version;
+    m.client_ids = {sampled[index]};
+    m.attrs["stage"] = stage;
+    m.blob.assign(bytes.begin(), bytes.end());
+    core::Bytes().swap(bytes);  // one copy in flight at a time
+    Status st = pool.Send(rank, m, &metrics.bytes_down);
+    if (st.ok()) {
+      waiting[index] = rank;
+    } else if (st.code() == StatusCode::kUnavailable) {
+      lost(index, "rank " + std::to_string(rank) + " is not reachable");
+    } else {
+      return st;
+    }
+  }
+  while (!waiting.empty()) {
+    auto inbound = pool.Receive(deadline, &metrics.bytes_up);
+    if (!inbound.ok()) {
+      if (inbound.status().code() != StatusCode::kDeadlineExceeded) return inbound.status();
+      char why[96];
+      std::snprintf(why, sizeof(why), "no answer within secagg_stage_timeout_s=%.3g",
+                    static_cast<double>(ctx_.options.secure.stage_timeout.count()) / 1000.0);
+      for (const auto& [index, rank] : waiting) lost(index, why);
+      break;
+    }
+    const int src = inbound->source;
+    if (!inbound->decoded) {
+      ++metrics.refused;
+      FEDML_LOG_WARNING("refused a frame from rank %d: %s", src,
+                        inbound->decode_error.ToString().c_str());
+      continue;
+    }
+    Message msg = std::move(inbound->msg);
+    if (msg.type == MessageType::kFinish) {  // the rank left: its clients are gone
+      pool.MarkLost(src);
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (it->second != src) {
+          ++it;
+          continue;
+        }
+        lost(it->first, "rank " + std::to_string(src) + " left");
+        it = waiting.erase(it);
+      }
+      continue;
+    }
+    // An answer counts only from the rank that holds the client, for this round and stage.
+    auto it = waiting.end();
+    if (msg.client_ids.size() == 1) {
+      const auto pos = std::lower_bound(sampled.begin(), sampled.end(), msg.client_ids[0]);
+      if (pos != sampled.end() && *pos == msg.client_ids[0]) {
+        it = waiting.find(static_cast<int>(pos - sampled.begin()));
+      }
+    }
+    const bool ours = it != waiting.end() && it->second == src && msg.round == round &&
+                      msg.attrs["stage"] == stage;
+    if (!ours || (msg.type != MessageType::kProtocol && msg.type != MessageType::kError)) {
+      ++metrics.refused;  // late, for another stage or client, or nobody asked for it
+      continue;
+    }
+    const int index = it->first;
+    waiting.erase(it);
+    if (msg.type == MessageType::kError) {
+      lost(index, "it failed: " + msg.attrs["error"]);
+    } else if (msg.attrs.count("dropped")) {
+      lost(index, "it vanished (simulated dropout)");
+    } else {
+      in[index].assign(msg.blob.begin(), msg.blob.end());
+    }
+  }
+  return Status::Ok();
+}
+
+Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled,
+                      core::ModelState& global, RoundMetrics& metrics) {
+  const auto t_start = core::Clock::now();
+  const int n = static_cast<int>(sampled.size());
+  // An abort costs the round its update, never the run: the global model stays as it was.
+  auto exclude_all_but = [&](const std::vector<int>& survivors) {
+    for (int i = 0; i < n; ++i) {
+      if (!std::binary_search(survivors.begin(), survivors.end(), i)) {
+        ctx_.RecordOutcome(sampled[static_cast<std::size_t>(i)], 0, "", false);
+      }
+    }
+  };
+  auto aborted = [&](const Status& why) {
+    exclude_all_but({});
+    metrics.extra["secagg_aborted"] = 1.0;
+    FEDML_LOG_WARNING("round %lld: secure aggregation aborted, the global model is kept: %s",
+                      static_cast<long long>(round) + 1, why.message().c_str());
+    metrics.extra["train_phase_seconds"] =
+        std::chrono::duration<double>(core::Clock::now() - t_start).count();
+    return Status::Ok();
+  };
+  auto task_or =
+      SecureTaskForRound(ctx_.options.secure, n, global.numel(), ctx_.options.random_seed, round);
+  if (!task_or.ok()) {
+    if (task_or.status().code() != StatusCode::kFailedPrecondition) return task_or.status();
+    return aborted(task_or.status());
+  }
+  SecureTask task = std::move(task_or).value();
+  // Unmasking runs on every core: the workers wait for the round's end meanwhile.
+  algorithms::SecAggServer server(task.params, task.round_id, /*threads=*/0);
+  std::vector<int> rank_of(static_cast<std::size_t>(n), -1);
+  double loss_sum = 0.0;
+  int loss_count = 0;
+
+  // Stage 0 rides on training: each client answers its task with its public keys.
+  const core::Deadline deadline = core::Clock::now() + ctx_.options.round_timeout;
+  server::WorkerPool::Batch batch;
+  batch.round = round;
+  batch.model_version = ctx_.model_version;
+  batch.n = n;
+  batch.reply_type = MessageType::kClientUpdate;
+  batch.deadline = deadline;
+  batch.owner = [&](int pos) { return ctx_.pool.placement().OwnerOf(sampled[pos]); };
+  batch.make_task = [&](int pos) {
+    Message m;
+    m.type = MessageType::kTrainTask;
+    m.client_ids = {sampled[pos]};
+    SecureTask mine = task;
+    mine.index = pos;
+    PutSecureTaskAttrs(mine, m.attrs);
+    if (ctx_.pool.placement().model_in_task()) m.model = global;
+    return m;
+  };
+  batch.describe = [&](int pos) { return "client " + std::to_string(sampled[pos]); };
+  batch.on_result = [&](int pos, Message&& msg) {
+    Status st;
+    if (msg.type == MessageType::kInvalid) {
+      st = Status::InvalidArgument(msg.attrs["error"]);
+    } else if (msg.client_ids != std::vector<std::int64_t>{sampled[pos]}) {
+      st = Status::InvalidArgument("the reply names another client");
+    } else if (!msg.model.empty()) {
+      st = Status::InvalidArgument("a model in the clear where secure aggregation was asked");
+    } else {
+      auto keys = algorithms::DecodeSecAggKeys(core::Bytes(msg.blob.begin(), msg.blob.end()));
+      st = keys.status();
+      if (st.ok() && keys->id != pos) {
+        st = Status::InvalidArgument("the keys name participant " + std::to_string(keys->id) +
+                                     ", not " + std::to_string(pos));
+      }
+      if (st.ok()) st = server.AddKeys(*keys);
+    }
+    if (st.ok()) {
+      rank_of[static_cast<std::size_t>(pos)] = msg.sender;
+      const auto secs = msg.metrics.find("train_seconds");
+      if (secs != msg.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
+      const auto loss = msg.metrics.find("train_loss");
+      if (loss != msg.metrics.end()) {
+        loss_sum += loss->second;
+        ++loss_count;
+      }
+      const auto clipped = msg.metrics.find("secagg_clipped");
+      if (clipped != msg.metrics.end()) metrics.extra["secagg_clipped"] += clipped->second;
+    } else {
+      ctx_.Refuse(round, sampled[pos], "keys", st, metrics);
+    }
+    if (ctx_.on_progress) ctx_.on_progress(round + 1, pos + 1, n);
+  };
+  FEDML_RETURN_IF_ERROR(ctx_.pool.Dispatch(batch, metrics));
+  metrics.train_loss = loss_count > 0 ? loss_sum / loss_count : 0.0;
+
+  // Stages 1 to 3. The server objects' End calls say when too few are left (an abort).
+  auto key_lists = server.EndAdvertise();
+  if (!key_lists.ok()) return aborted(key_lists.status());
+  std::map<int, core::Bytes> out;
+  std::map<int, core::Bytes> in;
+  for (const auto& [index, list] : *key_lists) out[index] = ToBytes(list);
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageShareKeys, sampled, rank_of, out, in, metrics));
+  auto refuse = [&](int index, const Status& st) {
+    ctx_.Refuse(round, sampled[static_cast<std::size_t>(index)], "secure aggregation message", st,
+                metrics);
+  };
+
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggEncryptedShares(bytes);
+    Status st =
+        m.ok() && m->id != index ? Status::InvalidArgument("shares of another client") : m.status();
+    if (st.ok()) st = server.AddShares(*m);
+    if (!st.ok()) refuse(index, st);
+  }
+  auto for_you = server.EndSharing();
+  if (!for_you.ok()) return aborted(for_you.status());
+  out.clear();
+  in.clear();
+  for (const auto& [index, shares] : *for_you) out[index] = ToBytes(shares);
+  for_you->clear();
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageMaskInput, sampled, rank_of, out, in, metrics));
+  std::map<int, std::string> masked_sha256;  // what the server saw of each survivor
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggMaskedInput(bytes);
+    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the input of another client")
+                                         : m.status();
+    if (st.ok()) st = server.AddMaskedInput(std::move(m).value());
+    if (!st.ok()) {
+      refuse(index, st);
+      continue;
+    }
+    if (ctx_.ledger.enabled()) {
+      auto sha = core::security::Sha256Hex(bytes.data(), bytes.size());
+      masked_sha256[index] = sha.ok() ? *sha : "";
+    }
+    core::Bytes().swap(bytes);
+  }
+  auto requests = server.EndMasking();
+  if (!requests.ok()) return aborted(requests.status());
+  out.clear();
+  in.clear();
+  for (const auto& [index, request] : *requests) out[index] = ToBytes(request);
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageUnmask, sampled, rank_of, out, in, metrics));
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggUnmaskReply(bytes);
+    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the shares of another client")
+                                         : m.status();
+    if (st.ok()) st = server.AddUnmaskReply(*m);
+    if (!st.ok()) refuse(index, st);
+  }
+  auto sum = server.Finish();
+  if (!sum.ok()) return aborted(sum.status());
+
+  const std::vector<int>& survivors = server.survivors();
+  const int summands = static_cast<int>(survivors.size());
+  metrics.extra["secagg_survivors"] = summands;
+  for (int index : survivors) {
+    ctx_.RecordOutcome(sampled[static_cast<std::size_t>(index)], 0, masked_sha256[index], true);
+  }
+  exclude_all_but(survivors);
+  if (summands < std::max(1, ctx_.options.min_clients)) {
+    return ctx_.EndTraining(round, summands, global, metrics, t_start);
+  }
+  auto mean = SecureMeanFromSum(*sum, summands, global, task);
+  if (!mean.ok()) return aborted(mean.status());
+  algorithms::ClientUpdate update;
+  update.client_id = -1;  // the survivors together
+  update.round = round;
+  update.base_version = ctx_.model_version;
+  update.num_samples = mean->samples;
+  update.state = std::move(mean->model);
+  Status st = ctx_.aggregator.Accumulate(std::move(update));
+  if (!st.ok()) return aborted(st);
+  metrics.clients = summands;
+  return ctx_.EndTraining(round, summands, global, metrics, t_start);
+}
+
+}  // namespace fedml::api::secure

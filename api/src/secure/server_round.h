@@ -1,0 +1,35 @@
+// Secure aggregation, the server's half (fedml/api/secure_aggregation.h): the fit stage that
+// replaces plain training in a synchronous round. Training rides on stage 0 (each client answers
+// its task with its public keys), then the protocol's stages run over the worker pool, driving
+// fedml::algorithms::SecAggServer, and the survivors' sum reaches the aggregator as one update.
+// The client's half answers each stage in the worker.
+//
+// Contract: internal; runs on the controller's thread. An abort (too few clients left at some
+// stage) costs the round its update, never the run: the global model stays as it was.
+#pragma once
+
+#include <map>
+
+#include "server/sync_rounds.h"
+
+namespace fedml::api::secure {
+
+class SecureFit final : public server::FitStage {
+ public:
+  explicit SecureFit(server::ServerContext& ctx) : ctx_(ctx) {}
+  int Summands(int) const override { return 1; }  // the survivors' secure mean
+  Status Run(std::int64_t round, const std::vector<std::int64_t>& sampled, core::ModelState& global,
+             RoundMetrics& metrics) override;
+
+ private:
+  /// Sends each participant's stage message (out, by participant index) to the rank that holds
+  /// it and collects the answers into `in` until all are in or stage_timeout passes; those that
+  /// did not answer (gone, silent, failed, or a simulated dropout) are left out of `in`.
+  Status Exchange(std::int64_t round, const char* stage, const std::vector<std::int64_t>& sampled,
+                  const std::vector<int>& rank_of, std::map<int, core::Bytes>& out,
+                  std::map<int, core::Bytes>& in, RoundMetrics& metrics);
+
+  server::ServerContext& ctx_;
+};
+
+}  // namespace fedml::api::secure

@@ -1,0 +1,68 @@
+// What every round driver of one RoundController::Run shares: the strategy, the options, the
+// worker pool, the observers (ledger, metrics callbacks), the optional verification gate, and the
+// server's clock and model version; plus the steps that end every round the same way (evaluate,
+// checkpoint, ledger record, metrics row).
+//
+// Contract: internal to the server; one per Run, used on the controller's thread only. Borrows
+// everything it refers to; RoundController owns those for the length of Run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fedml/api/round_controller.h"
+#include "server/ledger_observer.h"
+#include "server/worker_pool.h"
+
+namespace fedml::api::verification {
+class ServerGate;
+}
+
+namespace fedml::api::server {
+
+struct ServerContext {
+  algorithms::Aggregator& aggregator;
+  const ServerOptions& options;
+  const GlobalEvaluator& evaluator;
+  WorkerPool& pool;
+  LedgerObserver& ledger;
+  verification::ServerGate* gate = nullptr;  // with verified work
+  std::function<void(std::int64_t round, int done, int total)> on_progress;
+  std::function<void(const RoundMetrics&)> on_round;
+  std::vector<RoundMetrics>& history;
+  std::int64_t model_version = 0;
+  double virtual_now = 0.0;  // the virtual clock (seconds), with a system model
+
+  /// The clients sampled for `round`: the seeded draw, among the online ones with a system model
+  /// (advancing the clock to the next online time when nobody is online), never an excluded one.
+  Result<std::vector<std::int64_t>> SampleRound(std::int64_t round);
+  /// The samples client `id` trains in one task, for the virtual clock (1 without client_work).
+  double ClientWork(std::int64_t id) const;
+  /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).
+  static algorithms::ClientUpdate UpdateFromReply(std::int64_t client_id, core::Message&& reply);
+  /// An update's fate for the accounts (an accepted one is paid) and the ledger.
+  void RecordOutcome(std::int64_t client, std::int64_t samples, const std::string& sha256,
+                     bool accepted);
+  /// Counts a refused message of `client` and says why.
+  void Refuse(std::int64_t round, std::int64_t client, const char* what, const Status& why,
+              RoundMetrics& metrics) const;
+  /// Ends a round's training phase: a new global model from the aggregator when at least
+  /// min_clients were `accepted`, else a warning and the model kept.
+  Status EndTraining(std::int64_t round, int accepted, core::ModelState& global,
+                     RoundMetrics& metrics, core::Clock::time_point train_start);
+  /// Evaluates `global` when round (0-based) is due, into `metrics`.
+  Status EvaluateIfDue(std::int64_t round, const core::ModelState& global, RoundMetrics& metrics);
+  /// Ends a metrics row: ledger record, checkpoint, history, callback.
+  Status EndRow(std::int64_t rounds_done, const core::ModelState& global, RoundMetrics& metrics);
+  /// The strategy's state plus the accounts, for a checkpoint.
+  std::map<std::string, core::ModelState> SavedState() const;
+
+ private:
+  Result<Evaluation> EvaluateOnWorkers(std::int64_t round, const core::ModelState& global,
+                                       RoundMetrics& metrics);
+};
+
+}  // namespace fedml::api::server
