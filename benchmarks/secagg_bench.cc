@@ -1,4 +1,4 @@
-// Secure aggregation cost (issue #7): one real round of SecAgg+ (Bell et al. 2020) or SecAgg
+// Secure aggregation cost: one real round of SecAgg+ (Bell et al. 2020) or SecAgg
 // (Bonawitz et al. 2017) per configuration, against plaintext FedAvg on the same float inputs.
 //
 // Every client's four calls run through real SecAggClient objects and the server's Add*/End*/

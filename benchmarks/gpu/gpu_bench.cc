@@ -1,4 +1,4 @@
-// The GPU path against the CPU path (issue #9), in one run; benchmarks/gpu/run.sh builds it
+// The GPU path against the CPU path, in one run; benchmarks/gpu/run.sh builds it
 // against a CUDA LibTorch and samples the GPU's utilisation around the phases it prints.
 //
 //   gpu_bench [--device cuda:0] [--dataset fashion_mnist] [--model cnn] [--clients 32]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark (issue #9) in one run: builds fedml-cpp against the CUDA LibTorch found on
+# The GPU benchmark in one run: builds fedml-cpp against the CUDA LibTorch found on
 # this machine, runs gpu_bench (parity with the CPU path after 3 rounds, clients trained per second
 # on the GPU against the CPU path, aggregation on the GPU against device-to-device copy bandwidth)
 # and samples the GPU's utilisation with nvidia-smi during each phase of 1, 2, 4 and 8 concurrent

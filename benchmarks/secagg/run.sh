@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mask generation against the machine's own AES-256-CTR (issue #7: goal >= 0.5 of `openssl
+# Mask generation against the machine's own AES-256-CTR (goal: >= 0.5 of `openssl
 # speed`), then the secure-aggregation benchmark.
 #
 #   benchmarks/secagg/run.sh [path/to/secagg_bench] [secagg_bench flags...]

@@ -1,4 +1,4 @@
-// The verified-work experiment (issue #8): over 50 rounds with 20% cheating clients, how many
+// The verified-work experiment: over 50 rounds with 20% cheating clients, how many
 // cheating updates spot checks catch and how many honest ones they wrongly refuse, as functions
 // of verify_probability, and what the replays cost against the round's training.
 //

@@ -10,8 +10,8 @@
 // One explicit table in registry.cc (no self-registering static initialisers), so the set of
 // strategies a build offers is visible in one place and does not depend on link order.
 // Client-side parts (FedProx's proximal term, SCAFFOLD's gradient correction, local DP, attacks)
-// live with the trainer (fedml/api/torch_trainer.h, fedml/api/attack.h); the server's choice here
-// and the clients' there are made from the same config.
+// live with the trainer (fedml/api/torch_trainer.h, fedml/api/client_pipeline.h); the server's
+// choice here and the clients' there are made from the same config.
 #pragma once
 
 #include <cstdint>

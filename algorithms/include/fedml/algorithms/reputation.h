@@ -1,4 +1,4 @@
-// Contribution accounts for verified work (issue #8): per-client reputation, stake and earned
+// Contribution accounts for verified work: per-client reputation, stake and earned
 // rewards, updated from the outcome of spot checks (fedml/core/security/commitment.h). A failed
 // check lowers the client's reputation and slashes a fraction of its stake; a client whose stake
 // is exhausted or whose reputation falls below a floor is excluded from future rounds.

@@ -28,8 +28,9 @@ struct TrainTask {
   /// fedml/algorithms/scaffold.h). A trainer that does not implement the strategy that sent
   /// them should refuse the task rather than ignore them.
   std::map<std::string, core::ModelState> extras;
-  /// Set by the attack harness (fedml/api/attack.h) for a simulated label-flipping attacker:
-  /// train on labels y -> num_classes - 1 - y. A trainer that cannot must refuse the task.
+  /// Set by the attack harness (fedml/api/client_pipeline.h) for a simulated label-flipping
+  /// attacker: train on labels y -> num_classes - 1 - y. A trainer that cannot must refuse the
+  /// task.
   bool flip_labels = false;
   /// Verified work (fedml/core/security/commitment.h): > 0 asks the trainer to commit to its
   /// training trajectory, a checkpoint every this many optimizer steps (LocalUpdate::commitment),

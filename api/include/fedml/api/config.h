@@ -72,7 +72,7 @@ struct Config {
   int krum_param_m = 0;     // multikrum: updates averaged (0 = n - f)
   double beta = 0.1;        // trimmed_mean: fraction trimmed at each end
   double norm_bound = 5.0;  // norm_diff_clipping
-  // attack_args (fedml/api/attack.h): simulated attackers, for evaluating defenses
+  // attack_args (fedml/api/client_pipeline.h): simulated attackers, for evaluating defenses
   bool enable_attack = false;
   // byzantine | label_flipping | free_rider | noise | fewer_steps | replay (the last three,
   // and free_rider, are the cheats verified work catches: fedml/api/client_pipeline.h)

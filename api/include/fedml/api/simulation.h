@@ -19,7 +19,8 @@ namespace fedml::api {
 
 struct SimulationHooks {
   /// Your own trainer (one per worker, plus one more, index worker_num, whose GetState provides
-  /// the initial global model). Evaluation runs on the workers' trainers, one test shard each.
+  /// the initial global model). Synchronous rounds evaluate on the workers' trainers, one test
+  /// shard each; FedAsync and FedBuff on the trainer of index worker_num, on the server's thread.
   /// Empty: the built-in TorchClientTrainer with config.model over config.dataset.
   ClientTrainerFactory trainer_factory;
   std::function<void(const RoundMetrics&)> on_round;

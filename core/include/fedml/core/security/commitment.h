@@ -1,4 +1,4 @@
-// Verified work, the client's half and the server's bookkeeping (issue #8): a client that trains
+// Verified work, the client's half and the server's bookkeeping: a client that trains
 // with verification enabled sends, with its update, a TrainingCommitment -- SHA-256 hashes of its
 // model every `checkpoint_interval` steps, the seed of its data order, a hash of the batch
 // indices it drew, and its hyperparameters. The server spot-checks a random part of the work:
