@@ -1,4 +1,7 @@
-// The worker side: one handler per message type (FedML's pattern) over a communicator.
+// The worker side: one handler per message type (FedML's pattern) over a communicator. A worker
+// hosts many clients: in simulation it trains whichever clients the server hands it; in
+// deployment it is one edge client. Protocol features (secure aggregation, verified work) plug
+// their client halves in by the protocol stages they answer.
 #pragma once
 
 #include <chrono>
@@ -13,6 +16,10 @@
 #include "fedml/core/wire.h"
 
 namespace fedml::api {
+
+namespace secure {
+class ClientProtocol;
+}
 
 struct WorkerOptions {
   std::uint64_t random_seed = 0;
@@ -47,14 +54,11 @@ class ClientManager {
   Status HandleSync(core::Message& msg);
   Status HandleTrain(core::Message& msg);
   Status HandleEval(core::Message& msg);
-  /// A spot check's reveal (kProtocol, fedml/api/verification.h): the client's committed
-  /// checkpoints k and k + 1, or an "error" attr saying why they are not held.
-  Status HandleReveal(core::Message& msg);
-  /// A secure-aggregation stage (kProtocol) for one client this worker trained.
-  Status HandleSecureStage(core::Message& msg);
-  /// Turns a trained client's update into its stage-0 reply (keys instead of the model).
-  Status StartSecureClient(const core::Message& task, std::int64_t client, LocalUpdate& update,
-                           core::Message& reply);
+  /// A kProtocol message: routed by its "stage" attr to the feature that registered the stage
+  /// (secure aggregation's stages, verified work's reveal).
+  Status HandleProtocol(core::Message& msg);
+  /// Trains one client of a task into `reply`.
+  Status TrainClient(const core::Message& msg, std::int64_t client, core::Message& reply);
   /// A reply to `request` addressed to the server, carrying this worker's model version.
   core::Message ReplyTo(const core::Message& request) const;
   /// Sends `reply`, turned into an ERROR carrying `status` when that is not OK.
@@ -64,11 +68,11 @@ class ClientManager {
   std::unique_ptr<ClientTrainer> trainer_;
   WorkerOptions options_;
   std::map<core::MessageType, Handler> handlers_;
+  std::map<std::string, Handler> stage_handlers_;  // kProtocol, by its "stage" attr
   core::ModelState global_;
   std::int64_t model_version_ = -1;
   bool finished_ = false;
-  struct SecureClient;  // a client's protocol object and ring vector, until its round ends
-  std::map<std::int64_t, std::unique_ptr<SecureClient>> secure_;  // by client id
+  std::unique_ptr<secure::ClientProtocol> secure_;  // secure aggregation's client half
 };
 
 }  // namespace fedml::api
