@@ -153,7 +153,7 @@ std::map<std::string, double> FedAsync::RoundFigures() const { return figures_; 
 // StalenessWeighted
 
 StalenessWeighted::StalenessWeighted(std::unique_ptr<Aggregator> inner, StalenessOptions options)
-    : inner_(std::move(inner)), options_(std::move(options)) {}
+    : ForwardingAggregator(std::move(inner)), options_(std::move(options)) {}
 
 std::string StalenessWeighted::name() const { return inner_->name() + "+staleness"; }
 

@@ -43,25 +43,15 @@ Status CheckFoldWidth(int fold_width) {
 // Reports local DP's epsilon: each client that takes part in a round releases one Gaussian
 // mechanism of its own data, so its budget is composed over the rounds without subsampling
 // (q = 1), an upper bound for every client whatever rounds it was sampled in.
-class LocalDpAccounting final : public Aggregator {
+class LocalDpAccounting final : public ForwardingAggregator {
  public:
   LocalDpAccounting(std::unique_ptr<Aggregator> inner, DpOptions dp)
-      : inner_(std::move(inner)), dp_(dp) {}
+      : ForwardingAggregator(std::move(inner)), dp_(dp) {}
   std::string name() const override { return inner_->name() + "+LDP"; }
-  bool is_linear() const override { return inner_->is_linear(); }
-  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
-  Status Begin(const core::ModelState& g, const RoundInfo& i) override {
-    return inner_->Begin(g, i);
-  }
-  Status Accumulate(ClientUpdate u) override { return inner_->Accumulate(std::move(u)); }
   Result<core::ModelState> Finalize() override {
     FEDML_ASSIGN_OR_RETURN(core::ModelState out, inner_->Finalize());
     ++rounds_;
     return out;
-  }
-  int accepted() const override { return inner_->accepted(); }
-  std::map<std::string, core::ModelState> TaskExtras(std::int64_t id) const override {
-    return inner_->TaskExtras(id);
   }
   std::map<std::string, core::ModelState> SaveState() const override {
     std::map<std::string, core::ModelState> s = inner_->SaveState();
@@ -85,7 +75,6 @@ class LocalDpAccounting final : public Aggregator {
   }
 
  private:
-  std::unique_ptr<Aggregator> inner_;
   DpOptions dp_;
   std::int64_t rounds_ = 0;
 };

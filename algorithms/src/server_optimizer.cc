@@ -39,7 +39,7 @@ Status ValidateServerOptimizer(const ServerOptimizerOptions& o) {
 }
 
 ServerOptimizer::ServerOptimizer(std::unique_ptr<Aggregator> inner, ServerOptimizerOptions options)
-    : inner_(std::move(inner)),
+    : ForwardingAggregator(std::move(inner)),
       options_(std::move(options)),
       kind_(options_.type == "sgd"       ? Kind::kSgd
             : options_.type == "adagrad" ? Kind::kAdagrad

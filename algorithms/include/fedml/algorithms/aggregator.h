@@ -85,6 +85,34 @@ class Aggregator {
   }
 };
 
+/// The base of an aggregator that wraps another (a server optimizer, staleness weighting, DP
+/// accounting): every call goes to the wrapped one unless the wrapper overrides it, so a wrapper
+/// states only what it changes. Owns `inner` (non-null). Not thread-safe.
+class ForwardingAggregator : public Aggregator {
+ public:
+  explicit ForwardingAggregator(std::unique_ptr<Aggregator> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  bool is_linear() const override { return inner_->is_linear(); }
+  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
+  Status Begin(const core::ModelState& global, const RoundInfo& info) override {
+    return inner_->Begin(global, info);
+  }
+  Status Accumulate(ClientUpdate update) override { return inner_->Accumulate(std::move(update)); }
+  Result<core::ModelState> Finalize() override { return inner_->Finalize(); }
+  int accepted() const override { return inner_->accepted(); }
+  std::map<std::string, core::ModelState> TaskExtras(std::int64_t client_id) const override {
+    return inner_->TaskExtras(client_id);
+  }
+  std::map<std::string, double> RoundFigures() const override { return inner_->RoundFigures(); }
+  std::map<std::string, core::ModelState> SaveState() const override { return inner_->SaveState(); }
+  Status RestoreState(const std::map<std::string, core::ModelState>& state) override {
+    return inner_->RestoreState(state);
+  }
+
+ protected:
+  std::unique_ptr<Aggregator> inner_;
+};
+
 /// A one-element state holding `value` (counters travel with the model-sized states).
 core::ModelState CounterState(double value);
 /// The value of a CounterState; INVALID_ARGUMENT naming `name` when `state` is not one.

@@ -132,7 +132,7 @@ class FedAsync final : public Aggregator {
 ///
 /// Rebasing is in place on the moved-in update (no model copy); the base is read, never written
 /// or kept. Memory: one copy of the global model besides what `inner` holds. Not thread-safe.
-class StalenessWeighted final : public Aggregator {
+class StalenessWeighted final : public ForwardingAggregator {
  public:
   /// Owns `inner` (non-null). `options` should have passed ValidateStaleness; if not, Begin
   /// refuses with its error.
@@ -142,8 +142,10 @@ class StalenessWeighted final : public Aggregator {
   std::string name() const override;
   /// The inner's: each update is rebased before the inner sees it, and the inner's rule over the
   /// rebased updates is unchanged.
-  bool is_linear() const override { return inner_->is_linear(); }
-  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
+  // is_linear, needs_all_updates, accepted, TaskExtras, SaveState and RestoreState are the
+  // inner's (ForwardingAggregator): each update is rebased before the inner sees it, the inner's
+  // rule over the rebased updates is unchanged, and staleness weighting carries nothing across
+  // rounds.
 
   /// Copies `global` and keeps `info` (for the updates' staleness), then forwards to the inner.
   /// INVALID_ARGUMENT for invalid options (ValidateStaleness's message); the inner's error
@@ -160,21 +162,11 @@ class StalenessWeighted final : public Aggregator {
   /// The inner's result. On success the round is closed and RoundFigures covers it; on an error
   /// the round stays as the inner leaves it.
   Result<core::ModelState> Finalize() override;
-  int accepted() const override { return inner_->accepted(); }
-  std::map<std::string, core::ModelState> TaskExtras(std::int64_t client_id) const override {
-    return inner_->TaskExtras(client_id);
-  }
   /// The inner's figures plus "staleness_mean" and "staleness_max" over the updates accepted in
   /// the round last finalized (these two replace any the inner reports under those names).
   std::map<std::string, double> RoundFigures() const override;
-  /// The inner's (staleness weighting carries nothing across rounds).
-  std::map<std::string, core::ModelState> SaveState() const override { return inner_->SaveState(); }
-  Status RestoreState(const std::map<std::string, core::ModelState>& state) override {
-    return inner_->RestoreState(state);
-  }
 
  private:
-  std::unique_ptr<Aggregator> inner_;
   StalenessOptions options_;
   bool begun_ = false;
   RoundInfo info_;

@@ -46,20 +46,13 @@ Status ValidateServerOptimizer(const ServerOptimizerOptions& options);
 /// Wraps `inner` (owned). is_linear and needs_all_updates are the inner's: the step acts on the
 /// aggregate only, so secure aggregation under a linear inner stays possible. TaskExtras and
 /// RoundFigures pass through. Not thread-safe.
-class ServerOptimizer final : public Aggregator {
+class ServerOptimizer final : public ForwardingAggregator {
  public:
   /// `options` must have passed ValidateServerOptimizer.
   ServerOptimizer(std::unique_ptr<Aggregator> inner, ServerOptimizerOptions options);
   std::string name() const override;
-  bool is_linear() const override { return inner_->is_linear(); }
-  bool needs_all_updates() const override { return inner_->needs_all_updates(); }
   Status Begin(const core::ModelState& global, const RoundInfo& info) override;
-  Status Accumulate(ClientUpdate update) override { return inner_->Accumulate(std::move(update)); }
   Result<core::ModelState> Finalize() override;
-  int accepted() const override { return inner_->accepted(); }
-  std::map<std::string, core::ModelState> TaskExtras(std::int64_t client_id) const override {
-    return inner_->TaskExtras(client_id);
-  }
   std::map<std::string, double> RoundFigures() const override;
   /// "server_opt_m" and "server_opt_v" (the global model's layout), plus the inner's state.
   std::map<std::string, core::ModelState> SaveState() const override;
@@ -68,7 +61,6 @@ class ServerOptimizer final : public Aggregator {
  private:
   enum class Kind { kSgd, kAdagrad, kAdam, kYogi };  // options_.type, resolved once
 
-  std::unique_ptr<Aggregator> inner_;
   ServerOptimizerOptions options_;
   Kind kind_;
   core::ModelState global_;  // x of the round begun
