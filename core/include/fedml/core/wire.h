@@ -22,12 +22,11 @@
 #include <string>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/message.h"
 #include "fedml/core/status.h"
 
 namespace fedml::core {
-
-using Bytes = std::vector<std::uint8_t>;
 
 inline constexpr std::uint32_t kWireVersion = 1;
 
