@@ -8,6 +8,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -18,7 +19,7 @@
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
 
-#include "fedml/core/little_endian.h"
+#include "fedml/core/bytes.h"
 
 namespace fedml::algorithms {
 namespace {
@@ -59,167 +60,116 @@ void Wipe(std::vector<std::uint32_t>& v) {
 using core::Defer;
 
 // ---- Byte encoding ----
+//
+// Every message: 4-byte magic | u32 format version | body. Most bodies begin with the round id
+// (u64) and the sender's or recipient's id (u32).
 
-void PutU32(Bytes& out, std::uint32_t v) { core::AppendLe32(out, v); }
-void PutU64(Bytes& out, std::uint64_t v) { core::AppendLe64(out, v); }
-void PutId(Bytes& out, int id) { PutU32(out, static_cast<std::uint32_t>(id)); }
-void PutBlob(Bytes& out, const Bytes& b) {
-  PutU32(out, static_cast<std::uint32_t>(b.size()));
-  out.insert(out.end(), b.begin(), b.end());
+using core::ByteReader;
+using core::ByteWriter;
+
+void PutId(ByteWriter& w, int id) { w.U32(static_cast<std::uint32_t>(id)); }
+void PutIds(ByteWriter& w, const std::vector<int>& ids) {
+  w.U32(static_cast<std::uint32_t>(ids.size()));
+  for (int id : ids) PutId(w, id);
 }
-void PutIds(Bytes& out, const std::vector<int>& ids) {
-  PutU32(out, static_cast<std::uint32_t>(ids.size()));
-  for (int id : ids) PutId(out, id);
+// The magic and version, with room for `capacity` bytes in all.
+ByteWriter Header(const char* magic, std::size_t capacity = 0) {
+  ByteWriter w(capacity);
+  w.Raw(std::string_view(magic, 4)).U32(kSecAggFormatVersion);
+  return w;
 }
-Bytes Header(const char* magic) {
-  Bytes out(magic, magic + 4);
-  PutU32(out, kSecAggFormatVersion);
-  return out;
+// The header, the round id and an id.
+ByteWriter Begin(const char* magic, std::uint64_t round_id, int id, std::size_t capacity = 0) {
+  ByteWriter w = Header(magic, capacity);
+  w.U64(round_id);
+  PutId(w, id);
+  return w;
 }
 
-// Bounds-checked reading; every error names the message and the field.
-class Reader {
- public:
-  Reader(const Bytes& in, const char* what) : in_(in), what_(what) {}
-
-  Status Start(const char* magic) {
-    if (in_.size() < 8)
-      return Error("too short for the header (" + std::to_string(in_.size()) + " bytes, need 8)");
-    if (std::memcmp(in_.data(), magic, 4) != 0) {
-      return Error(std::string("wrong magic (not a ") + what_ + ")");
-    }
-    pos_ = 4;
-    std::uint32_t version = 0;
-    FEDML_RETURN_IF_ERROR(U32(&version, "version"));
-    if (version != kSecAggFormatVersion) {
-      return Error("unknown format version " + std::to_string(version) + " (this build reads " +
-                   std::to_string(kSecAggFormatVersion) + ")");
-    }
-    return Status::Ok();
+Result<int> ReadId(ByteReader& r, const char* field) {
+  FEDML_ASSIGN_OR_RETURN(const std::uint32_t v, r.U32(field));
+  if (v > 0x7fffffffu) {
+    return r.Error(std::string(field) + " " + std::to_string(v) + " is above INT32_MAX");
   }
-  Status U8(std::uint8_t* v, const char* field) {
-    FEDML_RETURN_IF_ERROR(Need(1, field));
-    *v = in_[pos_++];
-    return Status::Ok();
+  return static_cast<int>(v);
+}
+Status ReadIds(ByteReader& r, std::vector<int>* ids, const char* field) {
+  FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count(field, 4));
+  ids->resize(n);
+  for (auto& id : *ids) {
+    FEDML_ASSIGN_OR_RETURN(id, ReadId(r, field));
   }
-  Status U32(std::uint32_t* v, const char* field) {
-    FEDML_RETURN_IF_ERROR(Need(4, field));
-    *v = core::LoadLe32(in_.data() + pos_);
-    pos_ += 4;
-    return Status::Ok();
-  }
-  Status U64(std::uint64_t* v, const char* field) {
-    FEDML_RETURN_IF_ERROR(Need(8, field));
-    *v = core::LoadLe64(in_.data() + pos_);
-    pos_ += 8;
-    return Status::Ok();
-  }
-  Status Id(int* v, const char* field) {
-    std::uint32_t r = 0;
-    FEDML_RETURN_IF_ERROR(U32(&r, field));
-    if (r > 0x7fffffffu)
-      return Error(std::string(field) + " " + std::to_string(r) + " is above INT32_MAX");
-    *v = static_cast<int>(r);
-    return Status::Ok();
-  }
-  // A u32 count of elements at least min_bytes long each, refused when they cannot fit.
-  Status Count(std::uint32_t* n, std::size_t min_bytes, const char* field) {
-    FEDML_RETURN_IF_ERROR(U32(n, field));
-    if (static_cast<std::uint64_t>(*n) * min_bytes > in_.size() - pos_) {
-      return Error(std::string(field) + " count " + std::to_string(*n) +
-                   " does not fit in the remaining " + std::to_string(in_.size() - pos_) +
-                   " bytes");
-    }
-    return Status::Ok();
-  }
-  Status Blob(Bytes* b, const char* field) {
-    std::uint32_t n = 0;
-    FEDML_RETURN_IF_ERROR(Count(&n, 1, field));
-    b->assign(in_.begin() + static_cast<std::ptrdiff_t>(pos_),
-              in_.begin() + static_cast<std::ptrdiff_t>(pos_ + n));
-    pos_ += n;
-    return Status::Ok();
-  }
-  Status Key(Bytes* b, const char* field) {
-    FEDML_RETURN_IF_ERROR(Blob(b, field));
-    if (b->size() != kKeyBytes) {
-      return Error(std::string(field) + " is " + std::to_string(b->size()) +
+  return Status::Ok();
+}
+Status ReadRoundAndId(ByteReader& r, std::uint64_t* round_id, int* id) {
+  FEDML_ASSIGN_OR_RETURN(*round_id, r.U64("round_id"));
+  FEDML_ASSIGN_OR_RETURN(*id, ReadId(r, "id"));
+  return Status::Ok();
+}
+Status ReadKey(ByteReader& r, Bytes* key, const char* field) {
+  FEDML_RETURN_IF_ERROR(r.Blob(key, field));
+  if (key->size() != kKeyBytes) {
+    return r.Error(std::string(field) + " is " + std::to_string(key->size()) +
                    " bytes; X25519 keys are 32");
-    }
-    return Status::Ok();
   }
-  Status Ids(std::vector<int>* ids, const char* field) {
-    std::uint32_t n = 0;
-    FEDML_RETURN_IF_ERROR(Count(&n, 4, field));
-    ids->resize(n);
-    for (auto& id : *ids) FEDML_RETURN_IF_ERROR(Id(&id, field));
-    return Status::Ok();
-  }
-  Status Share(sec::ShamirShare* share, const char* field) {
-    Bytes encoded;
-    FEDML_RETURN_IF_ERROR(Blob(&encoded, field));
-    Result<sec::ShamirShare> s = sec::DecodeShare(encoded);
-    Wipe(encoded);
-    if (!s.ok()) return Error(std::string(field) + ": " + s.status().message());
-    *share = std::move(s).value();
-    return Status::Ok();
-  }
-  Status End() {
-    if (pos_ != in_.size()) {
-      return Error(std::to_string(in_.size() - pos_) + " trailing bytes after the message");
-    }
-    return Status::Ok();
-  }
-  std::size_t remaining() const { return in_.size() - pos_; }
-  const std::uint8_t* here() const { return in_.data() + pos_; }
-  void Skip(std::size_t n) { pos_ += n; }
-  Status Error(const std::string& m) const {
-    return Status::InvalidArgument(std::string(what_) + ": " + m);
-  }
+  return Status::Ok();
+}
+// A share in EncodeShare's form behind a u32 length; the encoded copy is wiped.
+Status ReadShare(ByteReader& r, sec::ShamirShare* share, const char* field) {
+  Bytes encoded;
+  FEDML_RETURN_IF_ERROR(r.Blob(&encoded, field));
+  Result<sec::ShamirShare> s = sec::DecodeShare(encoded);
+  Wipe(encoded);
+  if (!s.ok()) return r.Error(std::string(field) + ": " + s.status().message());
+  *share = std::move(s).value();
+  return Status::Ok();
+}
 
- private:
-  Status Need(std::size_t n, const char* field) const {
-    if (in_.size() - pos_ < n) {
-      return Error(std::string("truncated at byte ") + std::to_string(pos_) + " (reading " + field +
-                   ")");
-    }
-    return Status::Ok();
-  }
+// Reads `bytes` as one message: the header with `magic`, the body (read_body(r)), the end.
+template <class ReadBody>
+Status ReadMessage(const Bytes& bytes, const char* what, const char* magic, ReadBody read_body) {
+  ByteReader r(bytes, what);
+  FEDML_RETURN_IF_ERROR(r.Magic(std::string_view(magic, 4)));
+  FEDML_RETURN_IF_ERROR(r.Version32(kSecAggFormatVersion));
+  FEDML_RETURN_IF_ERROR(read_body(r));
+  return r.End();
+}
+// The same into a message of type T (read_body(r, &m)).
+template <class T, class ReadBody>
+Result<T> DecodeMessage(const Bytes& bytes, const char* what, const char* magic,
+                        ReadBody read_body) {
+  T m;
+  FEDML_RETURN_IF_ERROR(
+      ReadMessage(bytes, what, magic, [&](ByteReader& r) { return read_body(r, &m); }));
+  return m;
+}
 
-  const Bytes& in_;
-  const char* what_;
-  std::size_t pos_ = 0;
-};
-
-void PutKeys(Bytes& out, const SecAggKeys& k) {
-  PutU64(out, k.round_id);
-  PutId(out, k.id);
-  PutBlob(out, k.c_public);
-  PutBlob(out, k.s_public);
+void PutKeys(ByteWriter& w, const SecAggKeys& k) {
+  w.U64(k.round_id);
+  PutId(w, k.id);
+  w.Blob(k.c_public).Blob(k.s_public);
 }
 constexpr std::size_t kMinKeysBytes = 8 + 4 + 4 + 4;
-Status ReadKeys(Reader& r, SecAggKeys* k) {
-  FEDML_RETURN_IF_ERROR(r.U64(&k->round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&k->id, "id"));
-  FEDML_RETURN_IF_ERROR(r.Key(&k->c_public, "c_public"));
-  return r.Key(&k->s_public, "s_public");
+Status ReadKeys(ByteReader& r, SecAggKeys* k) {
+  FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &k->round_id, &k->id));
+  FEDML_RETURN_IF_ERROR(ReadKey(r, &k->c_public, "c_public"));
+  return ReadKey(r, &k->s_public, "s_public");
 }
 
-void PutCiphertexts(Bytes& out, const std::vector<SecAggShareCiphertext>& cts) {
-  PutU32(out, static_cast<std::uint32_t>(cts.size()));
+void PutCiphertexts(ByteWriter& w, const std::vector<SecAggShareCiphertext>& cts) {
+  w.U32(static_cast<std::uint32_t>(cts.size()));
   for (const auto& c : cts) {
-    PutId(out, c.from);
-    PutId(out, c.to);
-    PutBlob(out, c.ciphertext);
+    PutId(w, c.from);
+    PutId(w, c.to);
+    w.Blob(c.ciphertext);
   }
 }
-Status ReadCiphertexts(Reader& r, std::vector<SecAggShareCiphertext>* cts) {
-  std::uint32_t n = 0;
-  FEDML_RETURN_IF_ERROR(r.Count(&n, 12, "ciphertexts"));
+Status ReadCiphertexts(ByteReader& r, std::vector<SecAggShareCiphertext>* cts) {
+  FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count("ciphertexts", 12));
   cts->resize(n);
   for (auto& c : *cts) {
-    FEDML_RETURN_IF_ERROR(r.Id(&c.from, "ciphertext from"));
-    FEDML_RETURN_IF_ERROR(r.Id(&c.to, "ciphertext to"));
+    FEDML_ASSIGN_OR_RETURN(c.from, ReadId(r, "ciphertext from"));
+    FEDML_ASSIGN_OR_RETURN(c.to, ReadId(r, "ciphertext to"));
     FEDML_RETURN_IF_ERROR(r.Blob(&c.ciphertext, "ciphertext"));
   }
   return Status::Ok();
@@ -230,18 +180,14 @@ Status ReadCiphertexts(Reader& r, std::vector<SecAggShareCiphertext>* cts) {
 std::string Str(int v) { return std::to_string(v); }
 std::string Str(std::size_t v) { return std::to_string(v); }
 
-Bytes Salt(std::uint64_t round_id) {
-  Bytes salt;
-  PutU64(salt, round_id);
-  return salt;
-}
+Bytes Salt(std::uint64_t round_id) { return ByteWriter(8).U64(round_id).Take(); }
 
 Bytes ShareAssociatedData(std::uint64_t round_id, int from, int to) {
-  Bytes ad;
-  PutU64(ad, round_id);
-  PutId(ad, from);
-  PutId(ad, to);
-  return ad;
+  ByteWriter w(16);
+  w.U64(round_id);
+  PutId(w, from);
+  PutId(w, to);
+  return w.Take();
 }
 
 std::string ShareInfo(int from, int to) {
@@ -358,17 +304,17 @@ Status CheckIdList(const std::vector<int>& ids, int n, const std::string& what) 
 // The share-pair plaintext sealed from `from` to `to`.
 Bytes EncodeSharePlaintext(int from, int to, const sec::ShamirShare& s_share,
                            const sec::ShamirShare& b_share) {
-  Bytes out = Header("FSAP");
-  out.reserve(kSharePlaintextBytes);
-  PutId(out, from);
-  PutId(out, to);
+  // Reserved in full before any secret is written: a reallocation would leave a copy behind.
+  ByteWriter w = Header("FSAP", kSharePlaintextBytes);
+  PutId(w, from);
+  PutId(w, to);
   Bytes e = sec::EncodeShare(s_share);
-  PutBlob(out, e);
+  w.Blob(e);
   Wipe(e);
   e = sec::EncodeShare(b_share);
-  PutBlob(out, e);
+  w.Blob(e);
   Wipe(e);
-  return out;
+  return w.Take();
 }
 
 Status CheckSecretShare(const sec::ShamirShare& s, const std::string& what) {
@@ -391,24 +337,22 @@ Status CheckSecretShare(const sec::ShamirShare& s, const std::string& what) {
 
 Status DecodeSharePlaintext(const Bytes& pt, int from, int to, sec::ShamirShare* s_share,
                             sec::ShamirShare* b_share) {
-  const std::string who = "shares from client " + Str(from);
-  Reader r(pt, "share plaintext");
-  Status st = r.Start("FSAP");
-  int f = -1, t = -1;
-  if (st.ok()) st = r.Id(&f, "from");
-  if (st.ok()) st = r.Id(&t, "to");
-  if (st.ok() && (f != from || t != to)) {
-    st = Status::InvalidArgument("names the pair " + Str(f) + "->" + Str(t));
-  }
-  if (st.ok()) st = r.Share(s_share, "share of s");
-  if (st.ok()) st = r.Share(b_share, "share of b");
-  if (st.ok()) st = r.End();
+  auto read = [&](ByteReader& r) -> Status {
+    FEDML_ASSIGN_OR_RETURN(const int f, ReadId(r, "from"));
+    FEDML_ASSIGN_OR_RETURN(const int t, ReadId(r, "to"));
+    if (f != from || t != to) {
+      return Status::InvalidArgument("names the pair " + Str(f) + "->" + Str(t));
+    }
+    FEDML_RETURN_IF_ERROR(ReadShare(r, s_share, "share of s"));
+    return ReadShare(r, b_share, "share of b");
+  };
+  Status st = ReadMessage(pt, "share plaintext", "FSAP", read);
   if (st.ok()) st = CheckSecretShare(*s_share, "share of s");
   if (st.ok()) st = CheckSecretShare(*b_share, "share of b");
   if (!st.ok()) {
     Wipe(*s_share);
     Wipe(*b_share);
-    return Status::InvalidArgument(who + " to client " + Str(to) +
+    return Status::InvalidArgument("shares from client " + Str(from) + " to client " + Str(to) +
                                    " are not a valid share pair: " + st.message());
   }
   return Status::Ok();
@@ -491,181 +435,127 @@ std::vector<std::vector<int>> SecAggNeighbours(const SecAggParams& p) {
 // ---- Encoding ----
 
 Bytes Encode(const SecAggKeys& m) {
-  Bytes out = Header("FSAK");
-  PutKeys(out, m);
-  return out;
+  ByteWriter w = Header("FSAK");
+  PutKeys(w, m);
+  return w.Take();
 }
 
 Result<SecAggKeys> DecodeSecAggKeys(const Bytes& bytes) {
-  Reader r(bytes, "SecAggKeys");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAK"));
-  SecAggKeys m;
-  FEDML_RETURN_IF_ERROR(ReadKeys(r, &m));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggKeys>(bytes, "SecAggKeys", "FSAK", ReadKeys);
 }
 
 Bytes Encode(const SecAggKeyList& m) {
-  Bytes out = Header("FSAL");
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutIds(out, m.survivors);
-  PutU32(out, static_cast<std::uint32_t>(m.neighbours.size()));
-  for (const auto& k : m.neighbours) PutKeys(out, k);
-  return out;
+  ByteWriter w = Begin("FSAL", m.round_id, m.id);
+  PutIds(w, m.survivors);
+  w.U32(static_cast<std::uint32_t>(m.neighbours.size()));
+  for (const auto& k : m.neighbours) PutKeys(w, k);
+  return w.Take();
 }
 
 Result<SecAggKeyList> DecodeSecAggKeyList(const Bytes& bytes) {
-  Reader r(bytes, "SecAggKeyList");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAL"));
-  SecAggKeyList m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
-  std::uint32_t n = 0;
-  FEDML_RETURN_IF_ERROR(r.Count(&n, kMinKeysBytes, "neighbours"));
-  m.neighbours.resize(n);
-  for (auto& k : m.neighbours) FEDML_RETURN_IF_ERROR(ReadKeys(r, &k));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggKeyList>(
+      bytes, "SecAggKeyList", "FSAL", [](ByteReader& r, SecAggKeyList* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        FEDML_RETURN_IF_ERROR(ReadIds(r, &m->survivors, "survivors"));
+        FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count("neighbours", kMinKeysBytes));
+        m->neighbours.resize(n);
+        for (auto& k : m->neighbours) FEDML_RETURN_IF_ERROR(ReadKeys(r, &k));
+        return Status::Ok();
+      });
 }
 
 Bytes Encode(const SecAggEncryptedShares& m) {
-  Bytes out = Header("FSAE");
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutCiphertexts(out, m.ciphertexts);
-  return out;
+  ByteWriter w = Begin("FSAE", m.round_id, m.id);
+  PutCiphertexts(w, m.ciphertexts);
+  return w.Take();
 }
 
 Result<SecAggEncryptedShares> DecodeSecAggEncryptedShares(const Bytes& bytes) {
-  Reader r(bytes, "SecAggEncryptedShares");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAE"));
-  SecAggEncryptedShares m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  FEDML_RETURN_IF_ERROR(ReadCiphertexts(r, &m.ciphertexts));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggEncryptedShares>(
+      bytes, "SecAggEncryptedShares", "FSAE",
+      [](ByteReader& r, SecAggEncryptedShares* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        return ReadCiphertexts(r, &m->ciphertexts);
+      });
 }
 
 Bytes Encode(const SecAggSharesForYou& m) {
-  Bytes out = Header("FSAS");
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutIds(out, m.survivors);
-  PutCiphertexts(out, m.ciphertexts);
-  return out;
+  ByteWriter w = Begin("FSAS", m.round_id, m.id);
+  PutIds(w, m.survivors);
+  PutCiphertexts(w, m.ciphertexts);
+  return w.Take();
 }
 
 Result<SecAggSharesForYou> DecodeSecAggSharesForYou(const Bytes& bytes) {
-  Reader r(bytes, "SecAggSharesForYou");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAS"));
-  SecAggSharesForYou m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
-  FEDML_RETURN_IF_ERROR(ReadCiphertexts(r, &m.ciphertexts));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggSharesForYou>(
+      bytes, "SecAggSharesForYou", "FSAS", [](ByteReader& r, SecAggSharesForYou* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        FEDML_RETURN_IF_ERROR(ReadIds(r, &m->survivors, "survivors"));
+        return ReadCiphertexts(r, &m->ciphertexts);
+      });
 }
 
 Bytes Encode(const SecAggMaskedInput& m) {
-  Bytes out = Header("FSAM");
-  out.reserve(8 + 8 + 4 + 8 + 4 * m.masked.size());
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutU64(out, m.masked.size());
-  const std::size_t at = out.size();
-  out.resize(at + 4 * m.masked.size());
-  std::uint8_t* p = out.data() + at;
-  for (std::uint32_t w : m.masked) {
-    core::StoreLe32(p, w);
-    p += 4;
-  }
-  return out;
+  // One exact reservation: the vector is the round's bulk.
+  ByteWriter w = Begin("FSAM", m.round_id, m.id, 8 + 8 + 4 + 8 + 4 * m.masked.size());
+  w.U64(m.masked.size()).U32s(m.masked.data(), m.masked.size());
+  return w.Take();
 }
 
 Result<SecAggMaskedInput> DecodeSecAggMaskedInput(const Bytes& bytes) {
-  Reader r(bytes, "SecAggMaskedInput");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAM"));
-  SecAggMaskedInput m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  std::uint64_t n = 0;
-  FEDML_RETURN_IF_ERROR(r.U64(&n, "masked count"));
-  if (n > r.remaining() / 4) {
-    return r.Error("masked count " + std::to_string(n) + " does not fit in the remaining " +
-                   Str(r.remaining()) + " bytes (4 per word)");
-  }
-  m.masked.resize(static_cast<std::size_t>(n));
-  const std::uint8_t* p = r.here();
-  for (auto& w : m.masked) {
-    w = core::LoadLe32(p);
-    p += 4;
-  }
-  r.Skip(4 * static_cast<std::size_t>(n));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggMaskedInput>(
+      bytes, "SecAggMaskedInput", "FSAM", [](ByteReader& r, SecAggMaskedInput* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        FEDML_ASSIGN_OR_RETURN(const std::uint64_t n, r.U64("masked count"));
+        return r.U32s(n, &m->masked, "masked");
+      });
 }
 
 Bytes Encode(const SecAggUnmaskRequest& m) {
-  Bytes out = Header("FSAR");
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutIds(out, m.survivors);
-  PutIds(out, m.dropped);
-  return out;
+  ByteWriter w = Begin("FSAR", m.round_id, m.id);
+  PutIds(w, m.survivors);
+  PutIds(w, m.dropped);
+  return w.Take();
 }
 
 Result<SecAggUnmaskRequest> DecodeSecAggUnmaskRequest(const Bytes& bytes) {
-  Reader r(bytes, "SecAggUnmaskRequest");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAR"));
-  SecAggUnmaskRequest m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  FEDML_RETURN_IF_ERROR(r.Ids(&m.survivors, "survivors"));
-  FEDML_RETURN_IF_ERROR(r.Ids(&m.dropped, "dropped"));
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggUnmaskRequest>(
+      bytes, "SecAggUnmaskRequest", "FSAR", [](ByteReader& r, SecAggUnmaskRequest* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        FEDML_RETURN_IF_ERROR(ReadIds(r, &m->survivors, "survivors"));
+        return ReadIds(r, &m->dropped, "dropped");
+      });
 }
 
 Bytes Encode(const SecAggUnmaskReply& m) {
-  Bytes out = Header("FSAU");
-  PutU64(out, m.round_id);
-  PutId(out, m.id);
-  PutU32(out, static_cast<std::uint32_t>(m.shares.size()));
+  ByteWriter w = Begin("FSAU", m.round_id, m.id);
+  w.U32(static_cast<std::uint32_t>(m.shares.size()));
   for (const auto& s : m.shares) {
-    PutId(out, s.owner);
-    out.push_back(static_cast<std::uint8_t>(s.kind));
-    PutBlob(out, sec::EncodeShare(s.share));
+    PutId(w, s.owner);
+    w.U8(static_cast<std::uint8_t>(s.kind)).Blob(sec::EncodeShare(s.share));
   }
-  return out;
+  return w.Take();
 }
 
 Result<SecAggUnmaskReply> DecodeSecAggUnmaskReply(const Bytes& bytes) {
-  Reader r(bytes, "SecAggUnmaskReply");
-  FEDML_RETURN_IF_ERROR(r.Start("FSAU"));
-  SecAggUnmaskReply m;
-  FEDML_RETURN_IF_ERROR(r.U64(&m.round_id, "round_id"));
-  FEDML_RETURN_IF_ERROR(r.Id(&m.id, "id"));
-  std::uint32_t n = 0;
-  FEDML_RETURN_IF_ERROR(r.Count(&n, 4 + 1 + 4 + 16, "shares"));
-  m.shares.resize(n);
-  for (auto& s : m.shares) {
-    FEDML_RETURN_IF_ERROR(r.Id(&s.owner, "share owner"));
-    std::uint8_t kind = 0;
-    FEDML_RETURN_IF_ERROR(r.U8(&kind, "share kind"));
-    if (kind != static_cast<std::uint8_t>(SecAggShareKind::kSelfMaskSeed) &&
-        kind != static_cast<std::uint8_t>(SecAggShareKind::kMaskKey)) {
-      return r.Error("share kind " + std::to_string(kind) +
-                     " is neither 1 (self-mask seed) nor 2 (mask key)");
-    }
-    s.kind = static_cast<SecAggShareKind>(kind);
-    FEDML_RETURN_IF_ERROR(r.Share(&s.share, "share"));
-  }
-  FEDML_RETURN_IF_ERROR(r.End());
-  return m;
+  return DecodeMessage<SecAggUnmaskReply>(
+      bytes, "SecAggUnmaskReply", "FSAU", [](ByteReader& r, SecAggUnmaskReply* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count("shares", 4 + 1 + 4 + 16));
+        m->shares.resize(n);
+        for (auto& s : m->shares) {
+          FEDML_ASSIGN_OR_RETURN(s.owner, ReadId(r, "share owner"));
+          FEDML_ASSIGN_OR_RETURN(const std::uint8_t kind, r.U8("share kind"));
+          if (kind != static_cast<std::uint8_t>(SecAggShareKind::kSelfMaskSeed) &&
+              kind != static_cast<std::uint8_t>(SecAggShareKind::kMaskKey)) {
+            return r.Error("share kind " + std::to_string(kind) +
+                           " is neither 1 (self-mask seed) nor 2 (mask key)");
+          }
+          s.kind = static_cast<SecAggShareKind>(kind);
+          FEDML_RETURN_IF_ERROR(ReadShare(r, &s.share, "share"));
+        }
+        return Status::Ok();
+      });
 }
 
 // ---- Client ----

@@ -13,12 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "fedml/core/little_endian.h"
+#include "fedml/core/bytes.h"
 #include "fedml/core/security/commitment.h"
 #include "fedml/core/security/crypto.h"
 
 using fedml::StatusCode;
 using fedml::core::Bytes;
+using fedml::core::ByteWriter;
 using fedml::core::ModelState;
 using namespace fedml::core::security;
 
@@ -184,13 +185,11 @@ TEST_CASE("decoding checks counts against the bytes before allocating", "[commit
   // A header claiming 2^20 - 1 steps at interval 1 (2^20 checkpoints, the most allowed) and
   // nothing after the count: refused as truncated, without reserving for a million hashes' worth
   // of bytes that are not there.
-  Bytes b = {'F', 'T', 'C', kCommitmentFormatVersion};
-  fedml::core::AppendLe64(b, 1);
-  fedml::core::AppendLe64(b, static_cast<std::uint64_t>(kMaxCommitmentCheckpoints - 1));
-  fedml::core::AppendLe64(b, 10);
-  fedml::core::AppendLe64(b, 7);
-  fedml::core::AppendLe32(b, static_cast<std::uint32_t>(kMaxCommitmentCheckpoints));
-  auto r = DecodeCommitment(b);
+  ByteWriter b;
+  b.Raw("FTC").U8(kCommitmentFormatVersion);
+  b.U64(1).U64(static_cast<std::uint64_t>(kMaxCommitmentCheckpoints - 1)).U64(10).U64(7);
+  b.U32(static_cast<std::uint32_t>(kMaxCommitmentCheckpoints));
+  auto r = DecodeCommitment(b.bytes());
   REQUIRE_FALSE(r.ok());
   CHECK(Contains(r.status().message(), "truncated in checkpoint_sha256"));
 
@@ -260,24 +259,22 @@ TEST_CASE("segments cover the steps between checkpoints", "[commitment]") {
 
 TEST_CASE("CheckpointSha256 hashes the documented bytes", "[commitment]") {
   const ModelState s = TwoTensors({1.5f, -2.0f, 0.25f}, 7.0f);
-  Bytes expect;
+  ByteWriter expect;
   auto put_tensor = [&expect](const std::string& name, const std::vector<std::int64_t>& shape,
                               const std::vector<float>& values) {
-    expect.insert(expect.end(), name.begin(), name.end());
-    expect.push_back(0);
-    fedml::core::AppendLe64(expect, shape.size());
-    for (std::int64_t d : shape) fedml::core::AppendLe64(expect, static_cast<std::uint64_t>(d));
+    expect.Raw(name).U8(0).U64(shape.size());
+    for (std::int64_t d : shape) expect.U64(static_cast<std::uint64_t>(d));
     for (float v : values) {
       std::uint32_t bits;
       std::memcpy(&bits, &v, 4);
-      fedml::core::AppendLe32(expect, bits);
+      expect.U32(bits);
     }
   };
   put_tensor("w", {3}, {1.5f, -2.0f, 0.25f});
   put_tensor("b", {1, 1}, {7.0f});
   auto got = CheckpointSha256(s);
   REQUIRE(got.ok());
-  CHECK(*got == *Sha256Hex(expect.data(), expect.size()));
+  CHECK(*got == *Sha256Hex(expect.bytes().data(), expect.size()));
   CHECK(*CheckpointSha256(ModelState()) == *Sha256Hex(nullptr, 0));
 
   TrainingCommitment c = Sample();
@@ -297,17 +294,17 @@ TEST_CASE("BatchIndicesHasher hashes length-prefixed little-endian batches", "[c
     long_batch[i] = static_cast<std::int64_t>(i * 7919) - 300;
   }
   const std::vector<std::vector<std::int64_t>> batches = {{1, 2}, {3}, {}, long_batch};
-  Bytes expect;
+  ByteWriter expect;
   BatchIndicesHasher hasher;
   for (const auto& b : batches) {
-    fedml::core::AppendLe64(expect, b.size());
-    for (std::int64_t i : b) fedml::core::AppendLe64(expect, static_cast<std::uint64_t>(i));
+    expect.U64(b.size());
+    for (std::int64_t i : b) expect.U64(static_cast<std::uint64_t>(i));
     hasher.Add(b);
   }
   CHECK(hasher.batches() == 4);
   auto digest = hasher.Finish();
   REQUIRE(digest.ok());
-  CHECK(*digest == *Sha256Hex(expect.data(), expect.size()));
+  CHECK(*digest == *Sha256Hex(expect.bytes().data(), expect.size()));
 
   // Batch boundaries count.
   BatchIndicesHasher a, b;
@@ -333,13 +330,10 @@ TEST_CASE("SelectSpotCheck follows its documented HMAC formula", "[commitment]")
   const Bytes secret = Secret(1);
   const std::string digest = HexOfString("some commitment");
   for (std::int64_t client = 0; client < 50; ++client) {
-    Bytes msg;
-    const std::string label = "fedml-spot-check-v1";
-    msg.insert(msg.end(), label.begin(), label.end());
-    fedml::core::AppendLe64(msg, 17);
-    fedml::core::AppendLe64(msg, static_cast<std::uint64_t>(client));
-    fedml::core::AppendLe32(msg, static_cast<std::uint32_t>(digest.size()));
-    msg.insert(msg.end(), digest.begin(), digest.end());
+    ByteWriter w;
+    w.Raw("fedml-spot-check-v1").U64(17).U64(static_cast<std::uint64_t>(client));
+    w.U32(static_cast<std::uint32_t>(digest.size())).Raw(digest);
+    const Bytes& msg = w.bytes();
     std::uint8_t mac[32];
     unsigned int len = 0;
     REQUIRE(HMAC(EVP_sha256(), secret.data(), 32, msg.data(), msg.size(), mac, &len) != nullptr);

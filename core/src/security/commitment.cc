@@ -7,18 +7,19 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <utility>
 
-#include "fedml/core/little_endian.h"
+#include "fedml/core/bytes.h"
 #include "fedml/core/security/crypto.h"
 #include "openssl_util.h"
 
 namespace fedml::core::security {
 namespace {
 
-constexpr char kMagic[3] = {'F', 'T', 'C'};
+constexpr std::string_view kMagic = "FTC";
 constexpr std::size_t kHeaderBytes = 4 + 4 * 8;  // magic, version, four 64-bit fields
-constexpr char kSpotCheckLabel[] = "fedml-spot-check-v1";
+constexpr std::string_view kSpotCheckLabel = "fedml-spot-check-v1";
 
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
@@ -66,60 +67,6 @@ std::uint64_t DoubleBits(double v) {
   std::memcpy(&bits, &v, sizeof bits);
   return bits;
 }
-
-void AppendString(Bytes& out, const std::string& s) {
-  AppendLe32(out, static_cast<std::uint32_t>(s.size()));
-  out.insert(out.end(), s.begin(), s.end());
-}
-
-// Bounds-checked reading of an encoded commitment; every error names the field being read.
-class Reader {
- public:
-  explicit Reader(const Bytes& b) : p_(b.data()), left_(b.size()) {}
-  std::size_t left() const { return left_; }
-  /// Advances by n bytes, which Need has checked.
-  void Skip(std::size_t n) {
-    p_ += n;
-    left_ -= n;
-  }
-
-  Status Need(std::size_t n, const std::string& field) const {
-    if (n <= left_) return Status::Ok();
-    return Status::InvalidArgument("training commitment truncated in " + field + ": it needs " +
-                                   std::to_string(n) + " more bytes, " + std::to_string(left_) +
-                                   " are left");
-  }
-  Result<std::uint32_t> U32(const std::string& field) {
-    FEDML_RETURN_IF_ERROR(Need(4, field));
-    const std::uint32_t v = LoadLe32(p_);
-    Skip(4);
-    return v;
-  }
-  Result<std::uint64_t> U64(const std::string& field) {
-    FEDML_RETURN_IF_ERROR(Need(8, field));
-    const std::uint64_t v = LoadLe64(p_);
-    Skip(8);
-    return v;
-  }
-  // A u32-length-prefixed string of at most max_len bytes; the length is checked against the
-  // bytes left before anything is allocated.
-  Result<std::string> String(const std::string& field, std::size_t max_len) {
-    FEDML_ASSIGN_OR_RETURN(const std::uint32_t len, U32(field + "'s length"));
-    if (len > max_len) {
-      return Status::InvalidArgument("training commitment: " + field + " is " +
-                                     std::to_string(len) + " bytes long; at most " +
-                                     std::to_string(max_len) + " are allowed");
-    }
-    FEDML_RETURN_IF_ERROR(Need(len, field));
-    std::string s(reinterpret_cast<const char*>(p_), len);
-    Skip(len);
-    return s;
-  }
-
- private:
-  const std::uint8_t* p_;
-  std::size_t left_;
-};
 
 // The scalar fields, checked in the order the encoding holds them so that DecodeCommitment can
 // refuse a bad count before it allocates for it.
@@ -237,40 +184,25 @@ Status ValidateCommitment(const TrainingCommitment& c) {
 }
 
 Bytes EncodeCommitment(const TrainingCommitment& c) {
-  Bytes out;
-  out.reserve(kHeaderBytes + 8 + 68 * (c.checkpoint_sha256.size() + 1) +
-              48 * c.hyperparameters.size());
-  // Byte by byte: GCC 12 misreads a ranged insert after reserve as an overflow.
-  for (char ch : kMagic) out.push_back(static_cast<std::uint8_t>(ch));
-  out.push_back(kCommitmentFormatVersion);
-  AppendLe64(out, static_cast<std::uint64_t>(c.checkpoint_interval));
-  AppendLe64(out, static_cast<std::uint64_t>(c.total_steps));
-  AppendLe64(out, static_cast<std::uint64_t>(c.num_samples));
-  AppendLe64(out, c.data_seed);
-  AppendLe32(out, static_cast<std::uint32_t>(c.checkpoint_sha256.size()));
-  for (const std::string& h : c.checkpoint_sha256) AppendString(out, h);
-  AppendString(out, c.batch_indices_sha256);
-  AppendLe32(out, static_cast<std::uint32_t>(c.hyperparameters.size()));
-  for (const auto& [name, value] : c.hyperparameters) {
-    AppendString(out, name);
-    AppendLe64(out, DoubleBits(value));
-  }
-  return out;
+  ByteWriter w(kHeaderBytes + 8 + 68 * (c.checkpoint_sha256.size() + 1) +
+               48 * c.hyperparameters.size());
+  w.Raw(kMagic).U8(kCommitmentFormatVersion);
+  w.U64(static_cast<std::uint64_t>(c.checkpoint_interval));
+  w.U64(static_cast<std::uint64_t>(c.total_steps));
+  w.U64(static_cast<std::uint64_t>(c.num_samples));
+  w.U64(c.data_seed);
+  w.U32(static_cast<std::uint32_t>(c.checkpoint_sha256.size()));
+  for (const std::string& h : c.checkpoint_sha256) w.String(h);
+  w.String(c.batch_indices_sha256);
+  w.U32(static_cast<std::uint32_t>(c.hyperparameters.size()));
+  for (const auto& [name, value] : c.hyperparameters) w.String(name).F64(value);
+  return w.Take();
 }
 
 Result<TrainingCommitment> DecodeCommitment(const Bytes& encoded) {
-  Reader r(encoded);
-  FEDML_RETURN_IF_ERROR(r.Need(4, "the magic and version"));
-  if (std::memcmp(encoded.data(), kMagic, sizeof kMagic) != 0) {
-    return Status::InvalidArgument(
-        "not an encoded training commitment: it does not start with the magic \"FTC\"");
-  }
-  if (encoded[3] != kCommitmentFormatVersion) {
-    return Status::InvalidArgument("encoded training commitment has format version " +
-                                   std::to_string(encoded[3]) + "; this build reads version " +
-                                   std::to_string(kCommitmentFormatVersion));
-  }
-  r.Skip(4);
+  ByteReader r(encoded, "training commitment");
+  FEDML_RETURN_IF_ERROR(r.Magic(kMagic));
+  FEDML_RETURN_IF_ERROR(r.Version8(kCommitmentFormatVersion));
 
   TrainingCommitment c;
   FEDML_ASSIGN_OR_RETURN(const std::uint64_t interval, r.U64("checkpoint_interval"));
@@ -309,9 +241,7 @@ Result<TrainingCommitment> DecodeCommitment(const Bytes& encoded) {
                            r.String(field + "'s name", kMaxHyperparameterNameBytes));
     std::string value_field = field;
     value_field += " ('" + name + "')'s value";
-    FEDML_ASSIGN_OR_RETURN(const std::uint64_t bits, r.U64(value_field));
-    double value;
-    std::memcpy(&value, &bits, sizeof value);
+    FEDML_ASSIGN_OR_RETURN(const double value, r.F64(value_field));
     FEDML_RETURN_IF_ERROR(
         CheckHyperparameter(name, value).WithContext("decoding a training commitment"));
     // The encoder writes the map in order; anything else (a repeat, another order) would be a
@@ -323,10 +253,7 @@ Result<TrainingCommitment> DecodeCommitment(const Bytes& encoded) {
     }
     c.hyperparameters.emplace_hint(c.hyperparameters.end(), std::move(name), value);
   }
-  if (r.left() != 0) {
-    return Status::InvalidArgument("decoding a training commitment: " + std::to_string(r.left()) +
-                                   " trailing bytes after the last hyperparameter");
-  }
+  FEDML_RETURN_IF_ERROR(r.End("the last hyperparameter"));
   FEDML_RETURN_IF_ERROR(ValidateCommitment(c).WithContext("decoding a training commitment"));
   return c;
 }
@@ -350,11 +277,10 @@ Result<std::string> CheckpointSha256(const ModelState& state) {
   };
   bool ok = true;
   for (const TensorSpec& spec : state.specs()) {
-    Bytes head(spec.name.begin(), spec.name.end());
-    head.push_back(0);
-    AppendLe64(head, static_cast<std::uint64_t>(spec.shape.size()));
-    for (std::int64_t d : spec.shape) AppendLe64(head, static_cast<std::uint64_t>(d));
-    ok = ok && update(head.data(), head.size());
+    ByteWriter head;
+    head.Raw(spec.name).U8(0).U64(static_cast<std::uint64_t>(spec.shape.size()));
+    for (std::int64_t d : spec.shape) head.U64(static_cast<std::uint64_t>(d));
+    ok = ok && update(head.bytes().data(), head.size());
     const float* values = state.data() + spec.offset;
     const std::size_t n = spec.numel();
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -465,10 +391,10 @@ Result<SpotCheck> SelectSpotCheck(const Bytes& server_secret, std::int64_t round
   if (commitment_digest.size() > std::numeric_limits<std::uint32_t>::max()) {
     return Status::InvalidArgument("the commitment digest is too long");
   }
-  Bytes message(kSpotCheckLabel, kSpotCheckLabel + sizeof kSpotCheckLabel - 1);
-  AppendLe64(message, static_cast<std::uint64_t>(round));
-  AppendLe64(message, static_cast<std::uint64_t>(client_id));
-  AppendString(message, commitment_digest);
+  ByteWriter w;
+  w.Raw(kSpotCheckLabel).U64(static_cast<std::uint64_t>(round));
+  w.U64(static_cast<std::uint64_t>(client_id)).String(commitment_digest);
+  const Bytes& message = w.bytes();
 
   std::uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;

@@ -5,16 +5,17 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
 
-#include "fedml/core/little_endian.h"
+#include "fedml/core/bytes.h"
 
 namespace fedml::core::security {
 namespace {
 
 constexpr std::uint64_t kP = kShamirPrime;
 constexpr std::size_t kHeaderBytes = 16;
-constexpr char kMagic[3] = {'F', 'S', 'S'};
+constexpr std::string_view kMagic = "FSS";
 
 // a < p, b < p. Branch-free: the secret's chunks and coefficients go through these.
 inline std::uint64_t AddMod(std::uint64_t a, std::uint64_t b) {
@@ -95,10 +96,6 @@ class CleanseOnExit {
 std::string ShareName(std::size_t index, std::uint32_t x) {
   return "share " + std::to_string(index) + " (x = " + std::to_string(x) + ")";
 }
-
-void PutU32(std::uint32_t v, std::uint8_t* p) { StoreLe32(p, v); }
-std::uint32_t GetU32(const std::uint8_t* p) { return LoadLe32(p); }
-std::uint64_t GetU64(const std::uint8_t* p) { return LoadLe64(p); }
 
 }  // namespace
 
@@ -253,41 +250,22 @@ Result<Bytes> ShamirCombine(const std::vector<ShamirShare>& shares, int threshol
 }
 
 Bytes EncodeShare(const ShamirShare& share) {
-  Bytes out(kHeaderBytes + 8 * share.y.size());
-  std::uint8_t* p = out.data();
-  std::memcpy(p, kMagic, sizeof kMagic);
-  p[3] = kShamirShareFormatVersion;
-  PutU32(share.x, p + 4);
-  PutU32(share.secret_bytes, p + 8);
-  PutU32(static_cast<std::uint32_t>(share.y.size()), p + 12);
-  p += kHeaderBytes;
-  for (std::uint64_t v : share.y) {
-    PutU32(static_cast<std::uint32_t>(v), p);
-    PutU32(static_cast<std::uint32_t>(v >> 32), p + 4);
-    p += 8;
-  }
-  return out;
+  // Exactly sized up front: the share is secret, and a reallocation would leave a copy behind.
+  ByteWriter w(kHeaderBytes + 8 * share.y.size());
+  w.Raw(kMagic).U8(kShamirShareFormatVersion);
+  w.U32(share.x).U32(share.secret_bytes).U32(static_cast<std::uint32_t>(share.y.size()));
+  for (std::uint64_t v : share.y) w.U64(v);
+  return w.Take();
 }
 
 Result<ShamirShare> DecodeShare(const Bytes& encoded) {
-  if (encoded.size() < kHeaderBytes) {
-    return Status::InvalidArgument("an encoded Shamir share is " + std::to_string(encoded.size()) +
-                                   " bytes; the header alone is " + std::to_string(kHeaderBytes) +
-                                   " (truncated)");
-  }
-  if (std::memcmp(encoded.data(), kMagic, sizeof kMagic) != 0) {
-    return Status::InvalidArgument(
-        "not an encoded Shamir share: it does not start with the magic \"FSS\"");
-  }
-  if (encoded[3] != kShamirShareFormatVersion) {
-    return Status::InvalidArgument("encoded Shamir share has format version " +
-                                   std::to_string(encoded[3]) + "; this build reads version " +
-                                   std::to_string(kShamirShareFormatVersion));
-  }
+  ByteReader r(encoded, "encoded Shamir share");
+  FEDML_RETURN_IF_ERROR(r.Magic(kMagic));
+  FEDML_RETURN_IF_ERROR(r.Version8(kShamirShareFormatVersion));
   ShamirShare share;
-  share.x = GetU32(encoded.data() + 4);
-  share.secret_bytes = GetU32(encoded.data() + 8);
-  const std::uint32_t chunks = GetU32(encoded.data() + 12);
+  FEDML_ASSIGN_OR_RETURN(share.x, r.U32("x"));
+  FEDML_ASSIGN_OR_RETURN(share.secret_bytes, r.U32("secret_bytes"));
+  FEDML_ASSIGN_OR_RETURN(const std::uint32_t chunks, r.U32("the chunk count"));
   if (share.x == 0) {
     return Status::InvalidArgument("encoded Shamir share has x == 0; share indices start at 1");
   }
@@ -302,6 +280,7 @@ Result<ShamirShare> DecodeShare(const Bytes& encoded) {
                                    "-byte secret has " +
                                    std::to_string(ChunkCount(share.secret_bytes)));
   }
+  // The whole size, before anything is allocated for the chunks.
   const std::size_t want = kHeaderBytes + 8 * static_cast<std::size_t>(chunks);
   if (encoded.size() != want) {
     return Status::InvalidArgument("encoded Shamir share is " + std::to_string(encoded.size()) +
@@ -310,7 +289,7 @@ Result<ShamirShare> DecodeShare(const Bytes& encoded) {
   }
   share.y.resize(chunks);
   for (std::size_t j = 0; j < chunks; ++j) {
-    share.y[j] = GetU64(encoded.data() + kHeaderBytes + 8 * j);
+    FEDML_ASSIGN_OR_RETURN(share.y[j], r.U64("y"));
     if (share.y[j] >= kP) {
       return Status::InvalidArgument("encoded Shamir share: chunk " + std::to_string(j) +
                                      " is not a field element (>= 2^61 - 1)");

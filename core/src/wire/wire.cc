@@ -16,8 +16,6 @@
 
 #include "fedml.pb.h"
 
-#include "fedml/core/little_endian.h"
-
 namespace fedml::core {
 namespace {
 
@@ -58,11 +56,7 @@ std::string WireDTypeName(std::uint32_t raw) {
   return IsValidDType(raw) ? DTypeName(static_cast<DType>(raw)) : "unknown(" + U64(raw) + ")";
 }
 
-// ---- little-endian and varint primitives ------------------------------------------------------
-
-void PutU32(std::uint8_t* p, std::uint32_t v) { StoreLe32(p, v); }
-std::uint32_t GetU32(const std::uint8_t* p) { return LoadLe32(p); }
-std::uint64_t GetU64(const std::uint8_t* p) { return LoadLe64(p); }
+// ---- varint primitives (little-endian integers: fedml/core/bytes.h) ---------------------------
 
 std::size_t VarintSize(std::uint64_t v) {
   std::size_t n = 1;
@@ -653,10 +647,10 @@ class Assembly {
       if (elem == nullptr) continue;
       float& out = t.dst[cur_bytes_ / eb - 1];
       if (eb == 4) {
-        const std::uint32_t bits = GetU32(elem);
+        const std::uint32_t bits = LoadLe32(elem);
         std::memcpy(&out, &bits, 4);
       } else {
-        const std::uint64_t bits = GetU64(elem);
+        const std::uint64_t bits = LoadLe64(elem);
         double d;
         std::memcpy(&d, &bits, 8);
         out = NarrowToFloat(d);
@@ -689,9 +683,9 @@ Result<Bytes> Encode(const Message& message, const EncodeOptions& options) {
               chunks * (kLengthBytes + kMaxDataPrefix) + plan.data_bytes);
   std::uint8_t tmp[kLengthBytes + kMaxDataPrefix];
   out.insert(out.end(), kMagic, kMagic + 4);
-  PutU32(tmp, kWireVersion);
+  StoreLe32(tmp, kWireVersion);
   out.insert(out.end(), tmp, tmp + 4);
-  PutU32(tmp, static_cast<std::uint32_t>(plan.header_chunk.size()));
+  StoreLe32(tmp, static_cast<std::uint32_t>(plan.header_chunk.size()));
   out.insert(out.end(), tmp, tmp + 4);
   out.insert(out.end(), plan.header_chunk.begin(), plan.header_chunk.end());
   for (std::uint64_t c = 0; c < chunks; ++c) {
@@ -699,7 +693,7 @@ Result<Bytes> Encode(const Message& message, const EncodeOptions& options) {
     const std::uint64_t n = std::min<std::uint64_t>(plan.chunk_bytes, plan.data_bytes - offset);
     std::uint64_t chunk_len;
     const std::size_t k = DataChunkPrefix(c, n, tmp + kLengthBytes, &chunk_len);
-    PutU32(tmp, static_cast<std::uint32_t>(chunk_len));
+    StoreLe32(tmp, static_cast<std::uint32_t>(chunk_len));
     out.insert(out.end(), tmp, tmp + kLengthBytes + k);
     AppendStream(plan.segments, offset, n, &out);
   }
@@ -745,7 +739,7 @@ Result<Message> Decode(const std::uint8_t* data, std::size_t size, const DecodeL
     return Status::InvalidArgument(std::string("bad magic 0x") + hex +
                                    ": not a fedml wire frame (expected \"FMLW\")");
   }
-  const std::uint32_t version = GetU32(data + 4);
+  const std::uint32_t version = LoadLe32(data + 4);
   if (version != kWireVersion) {
     return Status::InvalidArgument("unsupported wire version " + U64(version) +
                                    "; this build reads version " + U64(kWireVersion) + " only");
@@ -758,7 +752,7 @@ Result<Message> Decode(const std::uint8_t* data, std::size_t size, const DecodeL
                                      " trailing bytes at offset " + U64(pos) +
                                      ", too few for a chunk length");
     }
-    const std::uint32_t len = GetU32(data + pos);
+    const std::uint32_t len = LoadLe32(data + pos);
     pos += kLengthBytes;
     if (len > limits.max_chunk_bytes) {
       return Status::ResourceExhausted(

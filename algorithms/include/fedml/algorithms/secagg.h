@@ -69,9 +69,9 @@
 #include <memory>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/security/shamir.h"
 #include "fedml/core/status.h"
-#include "fedml/core/wire.h"  // core::Bytes
 
 namespace fedml::algorithms {
 

@@ -7,8 +7,11 @@
 //   chunk  := u32 length | WireChunk (Protobuf, length bytes)
 //
 // The first chunk carries the header (type, round, sender, tensor specs, metrics, ...); the
-// following chunks carry the tensor bytes in order, each at most `chunk_bytes` long. gRPC streams
-// the chunks one by one (EncodeChunks/ChunkAssembler); in-process and MPI move whole frames.
+// following chunks carry the tensor bytes in order, each at most `chunk_bytes` long. Every
+// transport moves whole frames made by Encode and read by Decode: in-process and MPI pass them as
+// they are, gRPC cuts each frame into FrameChunk messages of its own and puts the frame back
+// together before Decode. EncodeChunks and ChunkAssembler, which hand over a frame's chunks one
+// by one, are used by no transport; only the tests and the wire fuzzer call them.
 //
 // Decoding validates everything before touching memory: truncated or oversized frames, chunk
 // lengths past the end, a shape whose element count disagrees with the bytes sent, unknown
@@ -22,12 +25,11 @@
 #include <string>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/message.h"
 #include "fedml/core/status.h"
 
 namespace fedml::core {
-
-using Bytes = std::vector<std::uint8_t>;
 
 inline constexpr std::uint32_t kWireVersion = 1;
 
@@ -57,8 +59,9 @@ inline Result<Message> Decode(const Bytes& frame, const DecodeLimits& limits = {
   return Decode(frame.data(), frame.size(), limits);
 }
 
-/// The chunks of a frame as serialized WireChunk messages (no magic, no length prefixes), for
-/// transports that stream (gRPC). The first element is the header chunk.
+/// The chunks of a frame as serialized WireChunk messages (no magic, no length prefixes), for a
+/// transport that would stream them one by one (none does: see the file comment). The first
+/// element is the header chunk.
 Result<std::vector<std::string>> EncodeChunks(const Message& message,
                                               const EncodeOptions& options = {});
 

@@ -31,9 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/status.h"
-#include "fedml/core/wire.h"  // fedml::core::Bytes
 
 namespace fedml::core::security {
 

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/status.h"
-#include "fedml/core/wire.h"  // fedml::core::Bytes
 
 struct evp_pkey_st;  // OpenSSL's EVP_PKEY, kept out of this header
 
