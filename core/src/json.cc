@@ -1,14 +1,22 @@
 #include "fedml/core/json.h"
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cmath>
 #include <initializer_list>
+#include <iterator>
+#include <utility>
 
 namespace fedml::core::json {
 namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
+
+// The bytes with an escape letter of their own, {byte, letter}: the writer writes them as '\'
+// and the letter, and the reader reads them back (and "\/" as '/', which is never written).
+constexpr std::pair<char, char> kShortEscapes[] = {
+    {'"', '"'}, {'\\', '\\'}, {'\b', 'b'}, {'\f', 'f'}, {'\n', 'n'}, {'\r', 'r'}, {'\t', 't'}};
 
 void AppendUtf8(std::uint32_t cp, std::string* out) {
   if (cp < 0x80) {
@@ -205,46 +213,32 @@ class Parser {
       if (AtEnd()) return FailAtEnd("inside an escape");
       const char e = Peek();
       ++pos_;
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          decoded.push_back(e);
-          break;
-        case 'b':
-          decoded.push_back('\b');
-          break;
-        case 'f':
-          decoded.push_back('\f');
-          break;
-        case 'n':
-          decoded.push_back('\n');
-          break;
-        case 'r':
-          decoded.push_back('\r');
-          break;
-        case 't':
-          decoded.push_back('\t');
-          break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!ParseHex4(&cp)) return false;
-          if (cp >= 0xdc00 && cp <= 0xdfff) return Fail("a lone low surrogate in a \\u escape");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            std::uint32_t low = 0;
-            if (s_.substr(pos_, 2) != "\\u") return Fail("a high surrogate without its pair");
-            pos_ += 2;
-            if (!ParseHex4(&low)) return false;
-            if (low < 0xdc00 || low > 0xdfff) return Fail("a high surrogate without its pair");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          AppendUtf8(cp, &decoded);
-          break;
+      if (e == 'u') {
+        std::uint32_t cp = 0;
+        if (!ParseHex4(&cp)) return false;
+        if (cp >= 0xdc00 && cp <= 0xdfff) return Fail("a lone low surrogate in a \\u escape");
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+          std::uint32_t low = 0;
+          if (s_.substr(pos_, 2) != "\\u") return Fail("a high surrogate without its pair");
+          pos_ += 2;
+          if (!ParseHex4(&low)) return false;
+          if (low < 0xdc00 || low > 0xdfff) return Fail("a high surrogate without its pair");
+          cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
         }
-        default:
-          --pos_;
-          return Fail("an unknown escape '\\" + std::string(1, e) + "'");
+        AppendUtf8(cp, &decoded);
+        continue;
       }
+      if (e == '/') {
+        decoded.push_back('/');
+        continue;
+      }
+      const auto* short_escape = std::find_if(std::begin(kShortEscapes), std::end(kShortEscapes),
+                                              [&](const auto& p) { return p.second == e; });
+      if (short_escape == std::end(kShortEscapes)) {
+        --pos_;
+        return Fail("an unknown escape '\\" + std::string(1, e) + "'");
+      }
+      decoded.push_back(short_escape->first);
     }
     ++pos_;  // closing '"'
     *out = std::move(decoded);
@@ -292,36 +286,19 @@ void AppendString(std::string_view s, std::string* out) {
   out->push_back('"');
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\b':
-        *out += "\\b";
-        break;
-      case '\f':
-        *out += "\\f";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          *out += "\\u00";
-          out->push_back(kHexDigits[c >> 4]);
-          out->push_back(kHexDigits[c & 0xf]);
-        } else {
-          out->push_back(ch);
-        }
+    if (c >= 0x20 && ch != '"' && ch != '\\') {
+      out->push_back(ch);
+      continue;
+    }
+    out->push_back('\\');
+    const auto* short_escape = std::find_if(std::begin(kShortEscapes), std::end(kShortEscapes),
+                                            [&](const auto& p) { return p.first == ch; });
+    if (short_escape != std::end(kShortEscapes)) {
+      out->push_back(short_escape->second);
+    } else {
+      *out += "u00";
+      out->push_back(kHexDigits[c >> 4]);
+      out->push_back(kHexDigits[c & 0xf]);
     }
   }
   out->push_back('"');
@@ -355,31 +332,17 @@ void AppendDouble(double v, int significant_digits, std::string* out) {
   out->append(buf, r.ptr);
 }
 
-Writer& Writer::BeginObject() {
+Writer& Writer::Open(char bracket) {
   BeforeValue();
-  out_.push_back('{');
+  out_.push_back(bracket);
   open_.push_back(false);
   return *this;
 }
 
-Writer& Writer::EndObject() {
+Writer& Writer::Close(char bracket) {
   assert(!open_.empty() && !after_key_);
   open_.pop_back();
-  out_.push_back('}');
-  return *this;
-}
-
-Writer& Writer::BeginArray() {
-  BeforeValue();
-  out_.push_back('[');
-  open_.push_back(false);
-  return *this;
-}
-
-Writer& Writer::EndArray() {
-  assert(!open_.empty() && !after_key_);
-  open_.pop_back();
-  out_.push_back(']');
+  out_.push_back(bracket);
   return *this;
 }
 

@@ -51,10 +51,10 @@ void AppendDouble(double v, int significant_digits, std::string* out);
 /// every value inside an object; breaking that is a programming error (asserted in debug builds).
 class Writer {
  public:
-  Writer& BeginObject();
-  Writer& EndObject();
-  Writer& BeginArray();
-  Writer& EndArray();
+  Writer& BeginObject() { return Open('{'); }
+  Writer& EndObject() { return Close('}'); }
+  Writer& BeginArray() { return Open('['); }
+  Writer& EndArray() { return Close(']'); }
   /// The next member's name; the value call that follows is its value.
   Writer& Key(std::string_view name);
   Writer& String(std::string_view s);
@@ -70,6 +70,8 @@ class Writer {
   std::string Take();
 
  private:
+  Writer& Open(char bracket);
+  Writer& Close(char bracket);
   void BeforeValue();
 
   std::string out_;
