@@ -19,6 +19,8 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
 #include "fedml/config.h"
+#include "fedml/core/json.h"
+#include "fedml/core/log.h"
 #include "fedml/core/security/credentials.h"
 #include "fedml/core/security/ledger.h"
 #include "fedml/core/train/torch_bridge.h"
@@ -118,12 +120,25 @@ fedml::Result<fedml::api::RawConfig> ParseOverrides(const std::vector<std::strin
   return out;
 }
 
+// The config of a subcommand: `config_file` (may be empty) with the `--KEY VALUE` overrides in
+// `extras` on top. Its log_level is applied at once, so that every library message from here on
+// (MPI and gRPC set-up included) obeys it.
+fedml::Result<fedml::api::ConfigLoadResult> LoadConfigArgs(const std::string& config_file,
+                                                           const std::vector<std::string>& extras) {
+  FEDML_ASSIGN_OR_RETURN(fedml::api::RawConfig overrides, ParseOverrides(extras));
+  FEDML_ASSIGN_OR_RETURN(fedml::api::ConfigLoadResult loaded,
+                         fedml::api::LoadConfig(config_file, overrides));
+  FEDML_ASSIGN_OR_RETURN(fedml::core::LogLevel level,
+                         fedml::core::ParseLogLevel(loaded.config.log_level));
+  fedml::core::SetLogLevel(level);
+  return loaded;
+}
+
 void WarnIgnoredKeys(const fedml::api::ConfigLoadResult& loaded) {
   if (loaded.ignored_keys.empty()) return;
   std::string names;
   for (const auto& k : loaded.ignored_keys) names += (names.empty() ? "" : ", ") + k;
-  std::fprintf(stderr, "warning: ignoring keys that only mean something on FedML's cloud: %s\n",
-               names.c_str());
+  FEDML_LOG_WARNING("ignoring keys that only mean something on FedML's cloud: %s", names.c_str());
 }
 
 void PrintBanner(const fedml::api::Config& config, const std::string& who) {
@@ -221,9 +236,7 @@ std::unique_ptr<fedml::core::mpi::Environment>& MpiEnvironment() {
 #endif
 
 int RunSimulate(const std::string& config_file, const std::vector<std::string>& extras) {
-  auto overrides = ParseOverrides(extras);
-  if (!overrides.ok()) return Fail(overrides.status());
-  auto loaded = fedml::api::LoadConfig(config_file, *overrides);
+  auto loaded = LoadConfigArgs(config_file, extras);
   if (!loaded.ok()) return Fail(loaded.status());
   const std::string backend = fedml::api::NormalizedBackend(loaded->config.backend);
 #if FEDML_WITH_MPI
@@ -288,9 +301,7 @@ int RunSimulate(const std::string& config_file, const std::vector<std::string>& 
 // benchmarks/pytorch_fedavg_baseline.py replays so both sides do exactly the same work.
 int RunPartition(const std::string& config_file, const std::string& plan_file,
                  const std::vector<std::string>& extras) {
-  auto overrides = ParseOverrides(extras);
-  if (!overrides.ok()) return Fail(overrides.status());
-  auto loaded = fedml::api::LoadConfig(config_file, *overrides);
+  auto loaded = LoadConfigArgs(config_file, extras);
   if (!loaded.ok()) return Fail(loaded.status());
   const fedml::api::Config& config = loaded->config;
   auto data = fedml::api::LoadFederatedData(config);
@@ -302,29 +313,29 @@ int RunPartition(const std::string& config_file, const std::string& plan_file,
                  .c_str(),
              stdout);
   if (plan_file.empty()) return 0;
+  fedml::core::json::Writer plan;
+  plan.BeginObject().Key("dataset").String(config.dataset).Key("clients").BeginArray();
+  for (const auto& indices : part.client_indices) {
+    plan.BeginArray();
+    for (std::int64_t i : indices) plan.Int(i);
+    plan.EndArray();
+  }
+  plan.EndArray().Key("rounds").BeginArray();
+  for (int r = 0; r < config.comm_round; ++r) {
+    plan.BeginArray();
+    for (std::int64_t c : fedml::api::SampleClients(
+             config.random_seed, r, config.client_num_in_total, config.client_num_per_round)) {
+      plan.Int(c);
+    }
+    plan.EndArray();
+  }
+  plan.EndArray().EndObject();
+  std::string text = plan.Take();
+  text.push_back('\n');
   std::FILE* out = std::fopen(plan_file.c_str(), "w");
   if (!out) return Fail(Status::NotFound("cannot create plan file '" + plan_file + "'"));
-  std::fprintf(out, "{\"dataset\":\"%s\",\"clients\":[", config.dataset.c_str());
-  for (std::size_t c = 0; c < part.num_clients(); ++c) {
-    std::fputs(c ? ",[" : "[", out);
-    const auto& idx = part.client_indices[c];
-    for (std::size_t i = 0; i < idx.size(); ++i) {
-      std::fprintf(out, i ? ",%lld" : "%lld", static_cast<long long>(idx[i]));
-    }
-    std::fputs("]", out);
-  }
-  std::fputs("],\"rounds\":[", out);
-  for (int r = 0; r < config.comm_round; ++r) {
-    const auto sampled = fedml::api::SampleClients(
-        config.random_seed, r, config.client_num_in_total, config.client_num_per_round);
-    std::fputs(r ? ",[" : "[", out);
-    for (std::size_t i = 0; i < sampled.size(); ++i) {
-      std::fprintf(out, i ? ",%lld" : "%lld", static_cast<long long>(sampled[i]));
-    }
-    std::fputs("]", out);
-  }
-  std::fputs("]}\n", out);
-  const bool ok = std::fclose(out) == 0;
+  const bool written = std::fwrite(text.data(), 1, text.size(), out) == text.size();
+  const bool ok = std::fclose(out) == 0 && written;
   if (!ok) return Fail(Status::DataLoss("writing plan file '" + plan_file + "' failed"));
   std::printf("plan written to %s\n", plan_file.c_str());
   return 0;
@@ -346,9 +357,9 @@ fedml::Result<fedml::core::grpc_comm::Security> SecurityFrom(const DeployFlags& 
     return Status::InvalidArgument("--insecure and --mtls exclude each other");
   }
   if (f.insecure) {
-    std::fprintf(stderr,
-                 "warning: --insecure: models, updates and client identities travel in plain "
-                 "text and any host can pose as a client; use it on a trusted network only\n");
+    FEDML_LOG_WARNING(
+        "--insecure: models, updates and client identities travel in plain text and any host can "
+        "pose as a client; use it on a trusted network only");
   } else if (f.certs_dir.empty()) {
     return Status::InvalidArgument(
         "--certs DIR is required (the folder `fedml certs --out DIR --clients N` writes); plain "
@@ -359,9 +370,7 @@ fedml::Result<fedml::core::grpc_comm::Security> SecurityFrom(const DeployFlags& 
 
 fedml::Result<fedml::api::ConfigLoadResult> LoadWithOverrides(
     const std::string& config_file, const std::vector<std::string>& extras) {
-  FEDML_ASSIGN_OR_RETURN(fedml::api::RawConfig overrides, ParseOverrides(extras));
-  FEDML_ASSIGN_OR_RETURN(fedml::api::ConfigLoadResult loaded,
-                         fedml::api::LoadConfig(config_file, overrides));
+  FEDML_ASSIGN_OR_RETURN(fedml::api::ConfigLoadResult loaded, LoadConfigArgs(config_file, extras));
   WarnIgnoredKeys(loaded);
   return loaded;
 }

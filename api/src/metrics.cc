@@ -2,33 +2,29 @@
 
 #include <unistd.h>
 
-#include <cmath>
 #include <filesystem>
-#include <sstream>
+
+#include "fedml/core/json.h"
 
 namespace fedml::api {
 
-static std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  std::ostringstream os;
-  os.precision(10);
-  os << v;
-  return os.str();
-}
-
 std::string ToJson(const RoundMetrics& m) {
-  std::ostringstream os;
-  os << "{\"round\":" << m.round;
-  os << ",\"test_accuracy\":" << (m.evaluated ? JsonNumber(m.test_accuracy) : "null");
-  os << ",\"test_loss\":" << (m.evaluated ? JsonNumber(m.test_loss) : "null");
-  os << ",\"train_loss\":" << JsonNumber(m.train_loss);
-  os << ",\"wall_seconds\":" << JsonNumber(m.wall_seconds);
-  os << ",\"clients\":" << m.clients << ",\"refused\":" << m.refused
-     << ",\"dropped\":" << m.dropped;
-  os << ",\"bytes_up\":" << m.bytes_up << ",\"bytes_down\":" << m.bytes_down;
-  for (const auto& [k, v] : m.extra) os << ",\"" << k << "\":" << JsonNumber(v);
-  os << "}";
-  return os.str();
+  // Figures are written with 10 significant digits (%.10g), as metrics_file rows always were;
+  // a figure that is not finite is null.
+  constexpr int kDigits = 10;
+  core::json::Writer w;
+  w.BeginObject().Key("round").Int(m.round);
+  w.Key("test_accuracy");
+  m.evaluated ? w.Double(m.test_accuracy, kDigits) : w.Null();
+  w.Key("test_loss");
+  m.evaluated ? w.Double(m.test_loss, kDigits) : w.Null();
+  w.Key("train_loss").Double(m.train_loss, kDigits);
+  w.Key("wall_seconds").Double(m.wall_seconds, kDigits);
+  w.Key("clients").Int(m.clients).Key("refused").Int(m.refused).Key("dropped").Int(m.dropped);
+  w.Key("bytes_up").Uint(m.bytes_up).Key("bytes_down").Uint(m.bytes_down);
+  for (const auto& [k, v] : m.extra) w.Key(k).Double(v, kDigits);
+  w.EndObject();
+  return w.Take();
 }
 
 Result<MetricsFile> MetricsFile::Open(const std::string& path) {

@@ -140,6 +140,27 @@ TEST_CASE("fedml simulate runs, writes metrics and a PyTorch-loadable model", "[
   CHECK(std::ifstream(dir + "/final_model.pt").good());
 }
 
+TEST_CASE("fedml applies the config's log_level to the warnings it prints", "[cli]") {
+  // enable_wandb is a FedML-cloud key: accepted, with a warning that it does nothing here.
+  const std::string run =
+      "simulate --dataset synthetic --model lr --client_num_in_total 2 --client_num_per_round 2 "
+      "--comm_round 1 --model_file_cache_folder '' --enable_wandb true";
+  const std::string warning =
+      "warning: ignoring keys that only mean something on FedML's cloud: enable_wandb\n";
+  for (const char* level :
+       {"", " --log_level debug", " --log_level info", " --log_level warning"}) {
+    auto r = RunFedml(run + level);
+    INFO(level << "\n" << r.output);
+    CHECK(r.code == 0);
+    CHECK(r.output.find(warning) != std::string::npos);
+  }
+  auto quiet = RunFedml(run + " --log_level error");
+  INFO(quiet.output);
+  CHECK(quiet.code == 0);
+  CHECK(quiet.output.find("warning:") == std::string::npos);
+  CHECK(quiet.output.find("summary:") != std::string::npos);  // CLI output is not a log message
+}
+
 TEST_CASE("fedml ledger verify checks the chain a run wrote and names a tampered record",
           "[cli][ledger]") {
   const std::string dir = std::string(FEDML_BINARY_DIR) + "/tests/cli_ledger";

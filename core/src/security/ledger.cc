@@ -19,6 +19,7 @@
 #include <limits>
 #include <utility>
 
+#include "fedml/core/json.h"
 #include "openssl_util.h"
 
 namespace fedml::core::security {
@@ -78,57 +79,6 @@ bool IsLowerHex64(std::string_view s) {
   return true;
 }
 
-// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
-bool IsValidUtf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int n = 0;
-    std::uint32_t cp = 0;
-    std::uint32_t min = 0;
-    if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= static_cast<std::size_t>(n)) return false;
-    for (int k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
-}
-
-// `s` for an error message: at most 40 bytes, printable ASCII as it is, other bytes as \xNN.
-std::string Describe(std::string_view s) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < 40; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += "\\x";
-      out.push_back(kDigits[c >> 4]);
-      out.push_back(kDigits[c & 0xf]);
-    }
-  }
-  out += s.size() > 40 ? "'..." : "'";
-  return out;
-}
-
 bool ValidTime(std::string_view t) {
   // YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z
   if (t.size() < 20) return false;
@@ -177,451 +127,74 @@ std::string NowUtc() {
 
 // ---- canonical writing -------------------------------------------------------------------------
 
-void AppendInt(std::int64_t v, std::string* out) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, r.ptr);
+// The canonical members of `r` before "hash", into an object left open: the hash covers this text
+// closed by '}', and the line is this text followed by the "hash" member.
+void WriteBody(const LedgerRecord& r, json::Writer* w) {
+  w->BeginObject();
+  w->Key("seq").Int(r.seq);
+  w->Key("prev").String(r.prev);
+  w->Key("round").Int(r.round);
+  w->Key("time").String(r.time);
+  w->Key("participants").BeginArray();
+  for (std::int64_t id : r.participants) w->Int(id);
+  w->EndArray();
+  w->Key("updates").BeginArray();
+  for (const LedgerUpdate& u : r.updates) {
+    w->BeginObject();
+    w->Key("client").Int(u.client).Key("sha256").String(u.sha256).Key("samples").Int(u.samples);
+    w->EndObject();
+  }
+  w->EndArray();
+  w->Key("checks").BeginArray();
+  for (const LedgerCheck& c : r.checks) {
+    w->BeginObject();
+    w->Key("client").Int(c.client).Key("segment").Int(c.segment).Key("result").String(c.result);
+    w->Key("distance").Double(c.distance).Key("threshold").Double(c.threshold);
+    w->EndObject();
+  }
+  w->EndArray();
+  w->Key("excluded").BeginArray();
+  for (std::int64_t id : r.excluded) w->Int(id);
+  w->EndArray();
+  w->Key("rewards").BeginArray();
+  for (const LedgerReward& x : r.rewards) {
+    w->BeginObject().Key("client").Int(x.client).Key("amount").Double(x.amount).EndObject();
+  }
+  w->EndArray();
+  w->Key("stakes").BeginArray();
+  for (const LedgerStake& s : r.stakes) {
+    w->BeginObject().Key("client").Int(s.client).Key("stake").Double(s.stake).EndObject();
+  }
+  w->EndArray();
+  w->Key("note").String(r.note);
 }
 
-// printf("%.17g") in the "C" locale: to_chars is locale independent.
-void AppendDouble(double v, std::string* out) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 17);
-  out->append(buf, r.ptr);
+// Closes a WriteBody object with its "hash" member: the canonical line.
+std::string WithHash(json::Writer* w, std::string_view hash) {
+  w->Key("hash").String(hash).EndObject();
+  return w->Take();
 }
 
-void AppendString(std::string_view s, std::string* out) {
-  static const char kDigits[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\b':
-        *out += "\\b";
-        break;
-      case '\f':
-        *out += "\\f";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          *out += "\\u00";
-          out->push_back(kDigits[c >> 4]);
-          out->push_back(kDigits[c & 0xf]);
-        } else {
-          out->push_back(ch);
-        }
-    }
-  }
-  out->push_back('"');
+// How the chain reads a line: one canonical record, so no whitespace, at most three levels deep
+// (the record, an array in it, an object in that array), in the words of its messages.
+json::ParseOptions LineParseOptions() {
+  json::ParseOptions o;
+  o.max_depth = kMaxJsonDepth;
+  o.max_bytes = kMaxLedgerLineBytes;
+  o.allow_whitespace = false;
+  o.input = "the line";
+  o.top_value = "the record's closing '}'";
+  o.depth_limit = "the ledger format's";
+  return o;
 }
-
-void AppendIntArray(const std::vector<std::int64_t>& v, std::string* out) {
-  out->push_back('[');
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i > 0) out->push_back(',');
-    AppendInt(v[i], out);
-  }
-  out->push_back(']');
-}
-
-template <class T, class F>
-void AppendObjectArray(const std::vector<T>& v, F&& one, std::string* out) {
-  out->push_back('[');
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i > 0) out->push_back(',');
-    one(v[i]);
-  }
-  out->push_back(']');
-}
-
-// The canonical text of every member but "hash", without the closing brace.
-std::string CanonicalBody(const LedgerRecord& r) {
-  std::string out;
-  out.reserve(256 + 96 * r.updates.size() + 96 * r.checks.size() + r.note.size());
-  out += "{\"seq\":";
-  AppendInt(r.seq, &out);
-  out += ",\"prev\":";
-  AppendString(r.prev, &out);
-  out += ",\"round\":";
-  AppendInt(r.round, &out);
-  out += ",\"time\":";
-  AppendString(r.time, &out);
-  out += ",\"participants\":";
-  AppendIntArray(r.participants, &out);
-  out += ",\"updates\":";
-  AppendObjectArray(
-      r.updates,
-      [&](const LedgerUpdate& u) {
-        out += "{\"client\":";
-        AppendInt(u.client, &out);
-        out += ",\"sha256\":";
-        AppendString(u.sha256, &out);
-        out += ",\"samples\":";
-        AppendInt(u.samples, &out);
-        out.push_back('}');
-      },
-      &out);
-  out += ",\"checks\":";
-  AppendObjectArray(
-      r.checks,
-      [&](const LedgerCheck& c) {
-        out += "{\"client\":";
-        AppendInt(c.client, &out);
-        out += ",\"segment\":";
-        AppendInt(c.segment, &out);
-        out += ",\"result\":";
-        AppendString(c.result, &out);
-        out += ",\"distance\":";
-        AppendDouble(c.distance, &out);
-        out += ",\"threshold\":";
-        AppendDouble(c.threshold, &out);
-        out.push_back('}');
-      },
-      &out);
-  out += ",\"excluded\":";
-  AppendIntArray(r.excluded, &out);
-  out += ",\"rewards\":";
-  AppendObjectArray(
-      r.rewards,
-      [&](const LedgerReward& w) {
-        out += "{\"client\":";
-        AppendInt(w.client, &out);
-        out += ",\"amount\":";
-        AppendDouble(w.amount, &out);
-        out.push_back('}');
-      },
-      &out);
-  out += ",\"stakes\":";
-  AppendObjectArray(
-      r.stakes,
-      [&](const LedgerStake& s) {
-        out += "{\"client\":";
-        AppendInt(s.client, &out);
-        out += ",\"stake\":";
-        AppendDouble(s.stake, &out);
-        out.push_back('}');
-      },
-      &out);
-  out += ",\"note\":";
-  AppendString(r.note, &out);
-  return out;
-}
-
-std::string WithHash(std::string body, std::string_view hash) {
-  body += ",\"hash\":\"";
-  body += hash;
-  body += "\"}";
-  return body;
-}
-
-// ---- a minimal JSON reader, for exactly this format ---------------------------------------------
-
-struct JsonValue {
-  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject };
-  Kind kind = kNull;
-  std::string text;  // a string's decoded bytes; a number's text as written
-  std::vector<JsonValue> items;
-  std::vector<std::pair<std::string, JsonValue>> members;
-};
-
-const char* KindName(JsonValue::Kind kind) {
-  switch (kind) {
-    case JsonValue::kNull:
-      return "null";
-    case JsonValue::kBool:
-      return "a boolean";
-    case JsonValue::kNumber:
-      return "a number";
-    case JsonValue::kString:
-      return "a string";
-    case JsonValue::kArray:
-      return "an array";
-    case JsonValue::kObject:
-      return "an object";
-  }
-  return "?";
-}
-
-void AppendUtf8(std::uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
-
-// Parses one line as a JSON value nested at most kMaxJsonDepth deep. No whitespace is allowed
-// anywhere outside strings (the format has none); recursion is bounded by the depth limit.
-class JsonParser {
- public:
-  explicit JsonParser(std::string_view s) : s_(s) {}
-
-  bool ParseLine(JsonValue* out) {
-    if (!ParseValue(out, 0)) return false;
-    if (pos_ != s_.size()) return Fail("unexpected text after the record's closing '}'");
-    return true;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  bool Fail(const std::string& what) {
-    error_ = "not valid JSON at column " + std::to_string(pos_ + 1) + ": " + what;
-    return false;
-  }
-  bool AtEnd() const { return pos_ >= s_.size(); }
-  char Peek() const { return s_[pos_]; }
-
-  bool Expect(char c, const char* context) {
-    if (AtEnd()) return Fail(std::string("the line ends where '") + c + "' " + context);
-    if (Peek() != c) {
-      return Fail(std::string("expected '") + c + "' " + context + ", found " +
-                  Describe(s_.substr(pos_, 1)));
-    }
-    ++pos_;
-    return true;
-  }
-
-  bool ParseValue(JsonValue* out, int depth) {
-    if (AtEnd()) return Fail("the line ends where a value belongs");
-    const char c = Peek();
-    if (c == '{' || c == '[') {
-      if (depth >= kMaxJsonDepth) {
-        return Fail("nested deeper than the ledger format's " + std::to_string(kMaxJsonDepth) +
-                    " levels");
-      }
-      return c == '{' ? ParseObject(out, depth + 1) : ParseArray(out, depth + 1);
-    }
-    if (c == '"') {
-      out->kind = JsonValue::kString;
-      return ParseString(&out->text);
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
-    for (const char* literal : {"true", "false", "null"}) {
-      const std::string_view lit(literal);
-      if (s_.substr(pos_, lit.size()) == lit) {
-        pos_ += lit.size();
-        out->kind = lit == "null" ? JsonValue::kNull : JsonValue::kBool;
-        out->text = literal;
-        return true;
-      }
-    }
-    return Fail("expected a value, found " + Describe(s_.substr(pos_, 1)));
-  }
-
-  bool ParseObject(JsonValue* out, int depth) {
-    out->kind = JsonValue::kObject;
-    ++pos_;  // '{'
-    if (!AtEnd() && Peek() == '}') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      if (AtEnd()) return Fail("the line ends inside an object");
-      if (Peek() != '"') {
-        return Fail("expected a member name in quotes, found " + Describe(s_.substr(pos_, 1)));
-      }
-      std::string name;
-      if (!ParseString(&name)) return false;
-      if (!Expect(':', "after a member name")) return false;
-      JsonValue value;
-      if (!ParseValue(&value, depth)) return false;
-      out->members.emplace_back(std::move(name), std::move(value));
-      if (AtEnd()) return Fail("the line ends inside an object");
-      if (Peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      if (Peek() == '}') {
-        ++pos_;
-        return true;
-      }
-      return Fail("expected ',' or '}' in an object, found " + Describe(s_.substr(pos_, 1)));
-    }
-  }
-
-  bool ParseArray(JsonValue* out, int depth) {
-    out->kind = JsonValue::kArray;
-    ++pos_;  // '['
-    if (!AtEnd() && Peek() == ']') {
-      ++pos_;
-      return true;
-    }
-    for (;;) {
-      JsonValue value;
-      if (!ParseValue(&value, depth)) return false;
-      out->items.push_back(std::move(value));
-      if (AtEnd()) return Fail("the line ends inside an array");
-      if (Peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      if (Peek() == ']') {
-        ++pos_;
-        return true;
-      }
-      return Fail("expected ',' or ']' in an array, found " + Describe(s_.substr(pos_, 1)));
-    }
-  }
-
-  bool ParseHex4(std::uint32_t* out) {
-    if (s_.size() - pos_ < 4) return Fail("the line ends inside a \\u escape");
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = s_[pos_ + i];
-      int d = -1;
-      if (c >= '0' && c <= '9') d = c - '0';
-      if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-      if (d < 0) return Fail("a \\u escape needs 4 hex digits");
-      v = v * 16 + static_cast<std::uint32_t>(d);
-    }
-    pos_ += 4;
-    *out = v;
-    return true;
-  }
-
-  bool ParseString(std::string* out) {
-    ++pos_;  // '"'
-    std::string decoded;
-    for (;;) {
-      if (AtEnd()) return Fail("the line ends inside a string");
-      const auto c = static_cast<unsigned char>(Peek());
-      if (c == '"') break;
-      if (c < 0x20) return Fail("a raw control character inside a string (must be escaped)");
-      if (c != '\\') {
-        // Copy the run of plain bytes up to the next quote, backslash or control character.
-        const std::size_t start = pos_;
-        while (!AtEnd()) {
-          const auto d = static_cast<unsigned char>(Peek());
-          if (d == '"' || d == '\\' || d < 0x20) break;
-          ++pos_;
-        }
-        const std::string_view run = s_.substr(start, pos_ - start);
-        if (!IsValidUtf8(run)) {
-          pos_ = start;
-          return Fail("a string that is not valid UTF-8");
-        }
-        decoded.append(run);
-        continue;
-      }
-      ++pos_;  // '\'
-      if (AtEnd()) return Fail("the line ends inside an escape");
-      const char e = Peek();
-      ++pos_;
-      switch (e) {
-        case '"':
-          decoded.push_back('"');
-          break;
-        case '\\':
-          decoded.push_back('\\');
-          break;
-        case '/':
-          decoded.push_back('/');
-          break;
-        case 'b':
-          decoded.push_back('\b');
-          break;
-        case 'f':
-          decoded.push_back('\f');
-          break;
-        case 'n':
-          decoded.push_back('\n');
-          break;
-        case 'r':
-          decoded.push_back('\r');
-          break;
-        case 't':
-          decoded.push_back('\t');
-          break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!ParseHex4(&cp)) return false;
-          if (cp >= 0xdc00 && cp <= 0xdfff) return Fail("a lone low surrogate in a \\u escape");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            std::uint32_t low = 0;
-            if (s_.substr(pos_, 2) != "\\u") return Fail("a high surrogate without its pair");
-            pos_ += 2;
-            if (!ParseHex4(&low)) return false;
-            if (low < 0xdc00 || low > 0xdfff) return Fail("a high surrogate without its pair");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          AppendUtf8(cp, &decoded);
-          break;
-        }
-        default:
-          --pos_;
-          return Fail("an unknown escape '\\" + std::string(1, e) + "'");
-      }
-    }
-    ++pos_;  // closing '"'
-    *out = std::move(decoded);
-    return true;
-  }
-
-  bool ParseNumber(JsonValue* out) {
-    // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-    const std::size_t start = pos_;
-    auto digit = [&] { return !AtEnd() && Peek() >= '0' && Peek() <= '9'; };
-    if (Peek() == '-') ++pos_;
-    if (!digit()) return Fail("a number needs a digit here");
-    if (Peek() == '0') {
-      ++pos_;
-    } else {
-      while (digit()) ++pos_;
-    }
-    if (!AtEnd() && Peek() == '.') {
-      ++pos_;
-      if (!digit()) return Fail("a number needs a digit after '.'");
-      while (digit()) ++pos_;
-    }
-    if (!AtEnd() && (Peek() == 'e' || Peek() == 'E')) {
-      ++pos_;
-      if (!AtEnd() && (Peek() == '+' || Peek() == '-')) ++pos_;
-      if (!digit()) return Fail("a number needs a digit in its exponent");
-      while (digit()) ++pos_;
-    }
-    out->kind = JsonValue::kNumber;
-    out->text = std::string(s_.substr(start, pos_ - start));
-    return true;
-  }
-
-  std::string_view s_;
-  std::size_t pos_ = 0;
-  std::string error_;
-};
 
 // ---- the record's schema -----------------------------------------------------------------------
 
 // Checks that `obj` is an object with exactly the members `names`, in that order.
-bool CheckMembers(const JsonValue& obj, const std::vector<std::string_view>& names,
+bool CheckMembers(const json::Value& obj, const std::vector<std::string_view>& names,
                   const std::string& where, std::string* error) {
-  if (obj.kind != JsonValue::kObject) {
-    *error = where + " is " + KindName(obj.kind) + ", expected an object";
+  if (obj.kind != json::Value::Kind::kObject) {
+    *error = where + " is " + json::KindName(obj.kind) + ", expected an object";
     return false;
   }
   auto known = [&](const std::string& key) {
@@ -646,7 +219,7 @@ bool CheckMembers(const JsonValue& obj, const std::vector<std::string_view>& nam
     const std::string& key = obj.members[i].first;
     if (key == names[i]) continue;
     if (!known(key)) {
-      *error = "unexpected field " + Describe(key) + in;
+      *error = "unexpected field " + json::DescribeBytes(key) + in;
     } else if (!present(names[i])) {
       *error = missing;
     } else {
@@ -658,78 +231,82 @@ bool CheckMembers(const JsonValue& obj, const std::vector<std::string_view>& nam
   }
   if (obj.members.size() > names.size()) {
     const std::string& key = obj.members[names.size()].first;
-    *error = (known(key) ? "repeated field '" + key + "'" : "unexpected field " + Describe(key)) +
+    *error = (known(key) ? "repeated field '" + key + "'"
+                         : "unexpected field " + json::DescribeBytes(key)) +
              " after '" + std::string(names.back()) + "'" + in;
     return false;
   }
   return true;
 }
 
-bool GetInt64(const JsonValue& v, const std::string& where, std::int64_t* out, std::string* error) {
-  if (v.kind != JsonValue::kNumber) {
-    *error = where + " is " + KindName(v.kind) + ", expected an integer";
+bool GetInt64(const json::Value& v, const std::string& where, std::int64_t* out,
+              std::string* error) {
+  if (v.kind != json::Value::Kind::kNumber) {
+    *error = where + " is " + json::KindName(v.kind) + ", expected an integer";
     return false;
   }
   if (v.text.find_first_of(".eE") != std::string::npos) {
-    *error = where + " is " + Describe(v.text) + ", expected an integer";
+    *error = where + " is " + json::DescribeBytes(v.text) + ", expected an integer";
     return false;
   }
   const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), *out);
   if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size()) {
-    *error = where + " " + Describe(v.text) + " is out of range for a 64-bit integer";
+    *error = where + " " + json::DescribeBytes(v.text) + " is out of range for a 64-bit integer";
     return false;
   }
   return true;
 }
 
-bool GetInt(const JsonValue& v, const std::string& where, int* out, std::string* error) {
+bool GetInt(const json::Value& v, const std::string& where, int* out, std::string* error) {
   std::int64_t wide = 0;
   if (!GetInt64(v, where, &wide, error)) return false;
   if (wide < std::numeric_limits<int>::min() || wide > std::numeric_limits<int>::max()) {
-    *error = where + " " + Describe(v.text) + " is out of range for a 32-bit integer";
+    *error = where + " " + json::DescribeBytes(v.text) + " is out of range for a 32-bit integer";
     return false;
   }
   *out = static_cast<int>(wide);
   return true;
 }
 
-bool GetDouble(const JsonValue& v, const std::string& where, double* out, std::string* error) {
-  if (v.kind != JsonValue::kNumber) {
-    *error = where + " is " + KindName(v.kind) + ", expected a number";
+bool GetDouble(const json::Value& v, const std::string& where, double* out, std::string* error) {
+  if (v.kind != json::Value::Kind::kNumber) {
+    *error = where + " is " + json::KindName(v.kind) + ", expected a number";
     return false;
   }
   double d = 0;
   const auto r = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
   if (r.ec != std::errc() || r.ptr != v.text.data() + v.text.size() || !std::isfinite(d)) {
-    *error = where + " " + Describe(v.text) + " is not a finite double";
+    *error = where + " " + json::DescribeBytes(v.text) + " is not a finite double";
     return false;
   }
   *out = d;
   return true;
 }
 
-bool GetString(const JsonValue& v, const std::string& where, std::string* out, std::string* error) {
-  if (v.kind != JsonValue::kString) {
-    *error = where + " is " + KindName(v.kind) + ", expected a string";
+bool GetString(const json::Value& v, const std::string& where, std::string* out,
+               std::string* error) {
+  if (v.kind != json::Value::Kind::kString) {
+    *error = where + " is " + json::KindName(v.kind) + ", expected a string";
     return false;
   }
   *out = v.text;
   return true;
 }
 
-bool GetHex64(const JsonValue& v, const std::string& where, std::string* out, std::string* error) {
+bool GetHex64(const json::Value& v, const std::string& where, std::string* out,
+              std::string* error) {
   if (!GetString(v, where, out, error)) return false;
   if (!IsLowerHex64(*out)) {
-    *error = where + " is " + Describe(*out) + ", expected 64 lowercase hex digits";
+    *error = where + " is " + json::DescribeBytes(*out) + ", expected 64 lowercase hex digits";
     return false;
   }
   return true;
 }
 
-bool GetIntArray(const JsonValue& v, const std::string& where, std::vector<std::int64_t>* out,
+bool GetIntArray(const json::Value& v, const std::string& where, std::vector<std::int64_t>* out,
                  std::string* error) {
-  if (v.kind != JsonValue::kArray) {
-    *error = where + " is " + KindName(v.kind) + ", expected an array of integers";
+  if (v.kind != json::Value::Kind::kArray) {
+    *error = where + " is " + json::KindName(v.kind) + ", expected an array of integers";
     return false;
   }
   out->resize(v.items.size());
@@ -742,11 +319,11 @@ bool GetIntArray(const JsonValue& v, const std::string& where, std::vector<std::
 }
 
 template <class T, class F>
-bool GetObjectArray(const JsonValue& v, const std::string& where,
+bool GetObjectArray(const json::Value& v, const std::string& where,
                     const std::vector<std::string_view>& names, std::vector<T>* out, F&& one,
                     std::string* error) {
-  if (v.kind != JsonValue::kArray) {
-    *error = where + " is " + KindName(v.kind) + ", expected an array of objects";
+  if (v.kind != json::Value::Kind::kArray) {
+    *error = where + " is " + json::KindName(v.kind) + ", expected an array of objects";
     return false;
   }
   out->resize(v.items.size());
@@ -768,14 +345,14 @@ const std::vector<std::string_view>& RecordFields() {
 bool ValidResult(std::string_view r) { return r == "pass" || r == "fail" || r == "mismatch"; }
 
 // The record in `v`, with every field present, in order, of the right type and form.
-bool ToRecord(const JsonValue& v, LedgerRecord* r, std::string* error) {
-  if (v.kind != JsonValue::kObject) {
-    *error = std::string("the line is ") + KindName(v.kind) + ", expected a record object";
+bool ToRecord(const json::Value& v, LedgerRecord* r, std::string* error) {
+  if (v.kind != json::Value::Kind::kObject) {
+    *error = std::string("the line is ") + json::KindName(v.kind) + ", expected a record object";
     return false;
   }
   if (!CheckMembers(v, RecordFields(), "", error)) return false;
   const auto& m = v.members;
-  using Members = std::vector<std::pair<std::string, JsonValue>>;
+  using Members = std::vector<std::pair<std::string, json::Value>>;
   if (!GetInt64(m[0].second, "seq", &r->seq, error) ||
       !GetHex64(m[1].second, "prev", &r->prev, error) ||
       !GetInt64(m[2].second, "round", &r->round, error) ||
@@ -783,7 +360,8 @@ bool ToRecord(const JsonValue& v, LedgerRecord* r, std::string* error) {
     return false;
   }
   if (!ValidTime(r->time)) {
-    *error = "time is " + Describe(r->time) + ", expected YYYY-MM-DDTHH:MM:SS[.fraction]Z";
+    *error =
+        "time is " + json::DescribeBytes(r->time) + ", expected YYYY-MM-DDTHH:MM:SS[.fraction]Z";
     return false;
   }
   if (!GetIntArray(m[4].second, "participants", &r->participants, error)) return false;
@@ -807,7 +385,7 @@ bool ToRecord(const JsonValue& v, LedgerRecord* r, std::string* error) {
               return false;
             }
             if (!ValidResult(c->result)) {
-              *error = at + ".result is " + Describe(c->result) +
+              *error = at + ".result is " + json::DescribeBytes(c->result) +
                        ", expected 'pass', 'fail' or 'mismatch'";
               return false;
             }
@@ -901,10 +479,12 @@ class ChainVerifier {
       *problem = "an empty line";
       return Status::Ok();
     }
-    JsonValue value;
-    JsonParser parser(line);
-    if (!parser.ParseLine(&value)) {
-      *problem = parser.error();
+    static const json::ParseOptions kLineOptions = LineParseOptions();
+    json::Value value;
+    json::ParseError error;
+    if (!json::Parse(line, kLineOptions, &value, &error)) {
+      // A line has no newline in it, so the offset is the column less one.
+      *problem = "not valid JSON at column " + std::to_string(error.offset + 1) + ": " + error.what;
       return Status::Ok();
     }
     if (!ToRecord(value, record, problem)) return Status::Ok();
@@ -1011,7 +591,7 @@ Status VerifyFd(int fd, const std::string& path, ChainVerifier* chain, std::uint
 
 Status ValidateForAppend(const LedgerRecord& r) {
   auto utf8 = [](const std::string& s, const std::string& what) {
-    return IsValidUtf8(s)
+    return json::IsValidUtf8(s)
                ? Status::Ok()
                : Status::InvalidArgument("ledger record: " + what + " is not valid UTF-8");
   };
@@ -1022,7 +602,7 @@ Status ValidateForAppend(const LedgerRecord& r) {
                                                       "be written");
   };
   if (!r.time.empty() && !ValidTime(r.time)) {
-    return Status::InvalidArgument("ledger record: time " + Describe(r.time) +
+    return Status::InvalidArgument("ledger record: time " + json::DescribeBytes(r.time) +
                                    " is not YYYY-MM-DDTHH:MM:SS[.fraction]Z (or empty: now)");
   }
   FEDML_RETURN_IF_ERROR(utf8(r.note, "note"));
@@ -1036,7 +616,7 @@ Status ValidateForAppend(const LedgerRecord& r) {
     const std::string at = "checks[" + std::to_string(i) + "]";
     if (!ValidResult(r.checks[i].result)) {
       return Status::InvalidArgument("ledger record: " + at + ".result is " +
-                                     Describe(r.checks[i].result) +
+                                     json::DescribeBytes(r.checks[i].result) +
                                      "; allowed: 'pass', 'fail', 'mismatch'");
     }
     FEDML_RETURN_IF_ERROR(finite(r.checks[i].distance, at + ".distance"));
@@ -1089,7 +669,9 @@ bool operator==(const LedgerRecord& a, const LedgerRecord& b) {
 }
 
 std::string LedgerRecordToJson(const LedgerRecord& record) {
-  return WithHash(CanonicalBody(record), record.hash);
+  json::Writer w;
+  WriteBody(record, &w);
+  return WithHash(&w, record.hash);
 }
 
 Result<LedgerVerification> VerifyLedgerContents(std::string_view contents) {
@@ -1196,11 +778,12 @@ Status LedgerWriter::Append(LedgerRecord record) {
   record.seq = next_seq_;
   record.prev = last_hash_;
   if (record.time.empty()) record.time = NowUtc();
-  std::string body = CanonicalBody(record);
-  body.push_back('}');
-  FEDML_ASSIGN_OR_RETURN(record.hash, Sha256Hex(body.data(), body.size()));
-  body.pop_back();
-  std::string line = WithHash(std::move(body), record.hash);
+  json::Writer w;
+  WriteBody(record, &w);
+  std::string hashed = w.text();
+  hashed.push_back('}');
+  FEDML_ASSIGN_OR_RETURN(record.hash, Sha256Hex(hashed.data(), hashed.size()));
+  std::string line = WithHash(&w, record.hash);
   if (line.size() > kMaxLedgerLineBytes) {
     return Status::InvalidArgument("ledger record is " + std::to_string(line.size()) +
                                    " bytes long; at most " + std::to_string(kMaxLedgerLineBytes) +

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -13,6 +12,7 @@
 
 #include "comm/mailbox.h"
 #include "fedml/core/comm/grpc.h"
+#include "fedml/core/log.h"
 #include "fedml/core/message.h"
 #include "fedml/core/security/credentials.h"
 #include "fedml/core/wire.h"
@@ -426,8 +426,7 @@ class GrpcServer final : public ServerCommunicator {
       c.last_seen = Clock::now();
     }
     if (!st.ok()) {
-      std::fprintf(stderr, "warning: refused a push from client %d: %s\n", id,
-                   st.error_message().c_str());
+      FEDML_LOG_WARNING("refused a push from client %d: %s", id, st.error_message().c_str());
       mailbox_.Push(Envelope{id + 1, RefusedFrameFrom(id + 1, st.error_message())});
       return st;
     }
@@ -454,7 +453,7 @@ class GrpcServer final : public ServerCommunicator {
     if (!c.live) return;
     c.live = false;
     c.outbox.clear();
-    std::fprintf(stderr, "warning: client %zu disconnected (%s)\n", rank - 1, why);
+    FEDML_LOG_WARNING("client %zu disconnected (%s)", rank - 1, why);
     mailbox_.Push(Envelope{static_cast<int>(rank), FinishFrameFrom(static_cast<int>(rank))});
   }
 
@@ -473,7 +472,7 @@ class GrpcServer final : public ServerCommunicator {
   }
 
   static void LogRefusal(grpc::ServerContext* ctx, const std::string& why) {
-    std::fprintf(stderr, "warning: refused a call from %s: %s\n", ctx->peer().c_str(), why.c_str());
+    FEDML_LOG_WARNING("refused a call from %s: %s", ctx->peer().c_str(), why.c_str());
   }
 
   const ServerOptions options_;
@@ -717,8 +716,8 @@ class GrpcClient final : public Communicator {
       // Lost the server (restart, network): back off, register again, rejoin.
       if (unreachable_since == Deadline{}) {
         unreachable_since = Clock::now();
-        std::fprintf(stderr, "warning: client %d lost the server (%s); reconnecting\n",
-                     options_.client_id, st.error_message().c_str());
+        FEDML_LOG_WARNING("client %d lost the server (%s); reconnecting", options_.client_id,
+                          st.error_message().c_str());
       }
       if (Clock::now() - unreachable_since > options_.reconnect_timeout) {
         mailbox_.Abort(Status::Unavailable(
@@ -780,14 +779,14 @@ class GrpcClient final : public Communicator {
       }
       if (st.ok()) return;
       if (Fatal(st.error_code()) || st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-        std::fprintf(stderr, "error: the server refused client %d's update: %s\n",
-                     options_.client_id, st.error_message().c_str());
+        FEDML_LOG_ERROR("the server refused client %d's update: %s", options_.client_id,
+                        st.error_message().c_str());
         return;
       }
       if (!Backoff(delay)) return;
     }
-    std::fprintf(stderr, "error: client %d could not deliver an update to %s\n", options_.client_id,
-                 options_.server.c_str());
+    FEDML_LOG_ERROR("client %d could not deliver an update to %s", options_.client_id,
+                    options_.server.c_str());
   }
 
   const ClientOptions options_;

@@ -13,6 +13,7 @@
 #include "comm/mailbox.h"
 #include "comm/mpi/shared_memory.h"
 #include "fedml/core/comm/mpi.h"
+#include "fedml/core/log.h"
 
 namespace fedml::core::mpi {
 
@@ -558,10 +559,10 @@ Environment::~Environment() {
   std::thread watchdog([&] {
     std::unique_lock<std::mutex> lock(mu);
     if (!cv.wait_for(lock, timeout, [&] { return done; })) {
-      std::fprintf(stderr,
-                   "warning: MPI_Finalize did not return within %.0f s (is a rank dead?); "
-                   "exiting without it\n",
-                   std::chrono::duration<double>(timeout).count());
+      FEDML_LOG_WARNING(
+          "MPI_Finalize did not return within %.0f s (is a rank dead?); "
+          "exiting without it",
+          std::chrono::duration<double>(timeout).count());
       std::fflush(nullptr);
       std::_Exit(code);
     }
@@ -608,10 +609,10 @@ Result<std::unique_ptr<Communicator>> CreateCommunicator(MPI_Comm comm, Options 
   std::string why_not;
   auto links = shm::SetUpNodeLinks(dup, options.shared_memory_ring_bytes, &why_not);
   if (links == nullptr && options.shared_memory_ring_bytes != 0 && !why_not.empty()) {
-    std::fprintf(stderr,
-                 "warning: rank %d: no shared memory with the ranks on its node (%s); frames to "
-                 "them go through MPI\n",
-                 rank, why_not.c_str());
+    FEDML_LOG_WARNING(
+        "rank %d: no shared memory with the ranks on its node (%s); frames to "
+        "them go through MPI",
+        rank, why_not.c_str());
   }
   return std::unique_ptr<Communicator>(
       std::make_unique<MpiCommunicator>(dup, rank, size, options, std::move(links)));

@@ -48,6 +48,10 @@
 // '\n'); VerifyLedger reports that as truncated, distinct from tampering, and LedgerWriter::Open
 // refuses to append after it (cut the torn line off by hand, after looking at it, to go on).
 //
+// The JSON is fedml/core/json.h's: its Writer writes the canonical form above (doubles with
+// json::kRoundTripDigits), and its parser reads lines with no whitespace and at most three levels
+// of nesting, so that a tampered file costs bounded time and memory.
+//
 // Cryptography is OpenSSL 3's (EVP_Digest, CRYPTO_memcmp); this header does not include OpenSSL's.
 #pragma once
 
