@@ -7,6 +7,7 @@
 
 #include "fedml/api/federated_data.h"
 #include "fedml/api/torch_trainer.h"
+#include "fedml/core/log.h"
 
 namespace fedml::api {
 
@@ -110,8 +111,8 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                                         std::to_string(config.comm_round) +
                                         "; nothing is left to run");
     }
-    std::fprintf(stderr, "resuming after round %lld from %s/checkpoint.fedml\n",
-                 static_cast<long long>(ckpt.round), config.checkpoint_dir.c_str());
+    FEDML_LOG_INFO("resuming after round %lld from %s/checkpoint.fedml",
+                   static_cast<long long>(ckpt.round), config.checkpoint_dir.c_str());
     options.start_round = ckpt.round;
     options.start_model_version = ckpt.model_version;
     options.start_strategy_state = std::move(ckpt.strategy_state);

@@ -115,6 +115,145 @@ Status SecureFit::Exchange(std::int64_t round, const char* stage,
   return Status::Ok();
 }
 
+// One secure round's state across its stages.
+struct SecureFit::Round {
+  std::int64_t round = 0;
+  const std::vector<std::int64_t>& sampled;
+  SecureTask task;
+  algorithms::SecAggServer server;
+  std::vector<int> rank_of;                  // by participant: the rank that trained it
+  std::map<int, std::string> masked_sha256;  // what the server saw of each survivor
+};
+
+Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMetrics& metrics) {
+  const int n = static_cast<int>(r.sampled.size());
+  double loss_sum = 0.0;
+  int loss_count = 0;
+  server::WorkerPool::Batch batch;
+  batch.round = r.round;
+  batch.model_version = ctx_.model_version;
+  batch.n = n;
+  batch.reply_type = MessageType::kClientUpdate;
+  batch.deadline = core::Clock::now() + ctx_.options.round_timeout;
+  batch.owner = [&](int pos) { return ctx_.pool.placement().OwnerOf(r.sampled[pos]); };
+  batch.make_task = [&](int pos) {
+    Message m;
+    m.type = MessageType::kTrainTask;
+    m.client_ids = {r.sampled[pos]};
+    SecureTask mine = r.task;
+    mine.index = pos;
+    PutSecureTaskAttrs(mine, m.attrs);
+    if (ctx_.pool.placement().model_in_task()) m.model = global;
+    return m;
+  };
+  batch.describe = [&](int pos) { return "client " + std::to_string(r.sampled[pos]); };
+  batch.on_result = [&](int pos, Message&& msg) {
+    Status st;
+    if (msg.type == MessageType::kInvalid) {
+      st = Status::InvalidArgument(msg.attrs["error"]);
+    } else if (msg.client_ids != std::vector<std::int64_t>{r.sampled[pos]}) {
+      st = Status::InvalidArgument("the reply names another client");
+    } else if (!msg.model.empty()) {
+      st = Status::InvalidArgument("a model in the clear where secure aggregation was asked");
+    } else {
+      auto keys = algorithms::DecodeSecAggKeys(core::Bytes(msg.blob.begin(), msg.blob.end()));
+      st = keys.status();
+      if (st.ok() && keys->id != pos) {
+        st = Status::InvalidArgument("the keys name participant " + std::to_string(keys->id) +
+                                     ", not " + std::to_string(pos));
+      }
+      if (st.ok()) st = r.server.AddKeys(*keys);
+    }
+    if (st.ok()) {
+      r.rank_of[static_cast<std::size_t>(pos)] = msg.sender;
+      const auto secs = msg.metrics.find("train_seconds");
+      if (secs != msg.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
+      const auto loss = msg.metrics.find("train_loss");
+      if (loss != msg.metrics.end()) {
+        loss_sum += loss->second;
+        ++loss_count;
+      }
+      const auto clipped = msg.metrics.find("secagg_clipped");
+      if (clipped != msg.metrics.end()) metrics.extra["secagg_clipped"] += clipped->second;
+    } else {
+      ctx_.Refuse(r.round, r.sampled[pos], "keys", st, metrics);
+    }
+    if (ctx_.on_progress) ctx_.on_progress(r.round + 1, pos + 1, n);
+  };
+  FEDML_RETURN_IF_ERROR(ctx_.pool.Dispatch(batch, metrics));
+  metrics.train_loss = loss_count > 0 ? loss_sum / loss_count : 0.0;
+  return Status::Ok();
+}
+
+Status SecureFit::RunStages(Round& r, RoundMetrics& metrics, Status& abort,
+                            std::vector<std::uint32_t>& sum) {
+  const std::int64_t round = r.round;
+  const std::vector<std::int64_t>& sampled = r.sampled;
+  const std::vector<int>& rank_of = r.rank_of;
+  algorithms::SecAggServer& server = r.server;
+  // The server object's End calls say when too few are left (an abort).
+  auto stop = [&](const Status& why) {
+    abort = why;
+    return Status::Ok();
+  };
+  auto key_lists = server.EndAdvertise();
+  if (!key_lists.ok()) return stop(key_lists.status());
+  std::map<int, core::Bytes> out;
+  std::map<int, core::Bytes> in;
+  for (const auto& [index, list] : *key_lists) out[index] = ToBytes(list);
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageShareKeys, sampled, rank_of, out, in, metrics));
+  auto refuse = [&](int index, const Status& st) {
+    ctx_.Refuse(round, sampled[static_cast<std::size_t>(index)], "secure aggregation message", st,
+                metrics);
+  };
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggEncryptedShares(bytes);
+    Status st =
+        m.ok() && m->id != index ? Status::InvalidArgument("shares of another client") : m.status();
+    if (st.ok()) st = server.AddShares(*m);
+    if (!st.ok()) refuse(index, st);
+  }
+  auto for_you = server.EndSharing();
+  if (!for_you.ok()) return stop(for_you.status());
+  out.clear();
+  in.clear();
+  for (const auto& [index, shares] : *for_you) out[index] = ToBytes(shares);
+  for_you->clear();
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageMaskInput, sampled, rank_of, out, in, metrics));
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggMaskedInput(bytes);
+    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the input of another client")
+                                         : m.status();
+    if (st.ok()) st = server.AddMaskedInput(std::move(m).value());
+    if (!st.ok()) {
+      refuse(index, st);
+      continue;
+    }
+    if (ctx_.ledger.enabled()) {
+      auto sha = core::security::Sha256Hex(bytes.data(), bytes.size());
+      r.masked_sha256[index] = sha.ok() ? *sha : "";
+    }
+    core::Bytes().swap(bytes);
+  }
+  auto requests = server.EndMasking();
+  if (!requests.ok()) return stop(requests.status());
+  out.clear();
+  in.clear();
+  for (const auto& [index, request] : *requests) out[index] = ToBytes(request);
+  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageUnmask, sampled, rank_of, out, in, metrics));
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggUnmaskReply(bytes);
+    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the shares of another client")
+                                         : m.status();
+    if (st.ok()) st = server.AddUnmaskReply(*m);
+    if (!st.ok()) refuse(index, st);
+  }
+  auto finished = server.Finish();
+  if (!finished.ok()) return stop(finished.status());
+  sum = std::move(finished).value();
+  return Status::Ok();
+}
+
 Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled,
                       core::ModelState& global, RoundMetrics& metrics) {
   const auto t_start = core::Clock::now();
@@ -142,138 +281,31 @@ Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampl
     if (task_or.status().code() != StatusCode::kFailedPrecondition) return task_or.status();
     return aborted(task_or.status());
   }
-  SecureTask task = std::move(task_or).value();
   // Unmasking runs on every core: the workers wait for the round's end meanwhile.
-  algorithms::SecAggServer server(task.params, task.round_id, /*threads=*/0);
-  std::vector<int> rank_of(static_cast<std::size_t>(n), -1);
-  double loss_sum = 0.0;
-  int loss_count = 0;
-
+  Round r{round,
+          sampled,
+          *task_or,
+          algorithms::SecAggServer(task_or->params, task_or->round_id, /*threads=*/0),
+          std::vector<int>(static_cast<std::size_t>(n), -1),
+          {}};
   // Stage 0 rides on training: each client answers its task with its public keys.
-  const core::Deadline deadline = core::Clock::now() + ctx_.options.round_timeout;
-  server::WorkerPool::Batch batch;
-  batch.round = round;
-  batch.model_version = ctx_.model_version;
-  batch.n = n;
-  batch.reply_type = MessageType::kClientUpdate;
-  batch.deadline = deadline;
-  batch.owner = [&](int pos) { return ctx_.pool.placement().OwnerOf(sampled[pos]); };
-  batch.make_task = [&](int pos) {
-    Message m;
-    m.type = MessageType::kTrainTask;
-    m.client_ids = {sampled[pos]};
-    SecureTask mine = task;
-    mine.index = pos;
-    PutSecureTaskAttrs(mine, m.attrs);
-    if (ctx_.pool.placement().model_in_task()) m.model = global;
-    return m;
-  };
-  batch.describe = [&](int pos) { return "client " + std::to_string(sampled[pos]); };
-  batch.on_result = [&](int pos, Message&& msg) {
-    Status st;
-    if (msg.type == MessageType::kInvalid) {
-      st = Status::InvalidArgument(msg.attrs["error"]);
-    } else if (msg.client_ids != std::vector<std::int64_t>{sampled[pos]}) {
-      st = Status::InvalidArgument("the reply names another client");
-    } else if (!msg.model.empty()) {
-      st = Status::InvalidArgument("a model in the clear where secure aggregation was asked");
-    } else {
-      auto keys = algorithms::DecodeSecAggKeys(core::Bytes(msg.blob.begin(), msg.blob.end()));
-      st = keys.status();
-      if (st.ok() && keys->id != pos) {
-        st = Status::InvalidArgument("the keys name participant " + std::to_string(keys->id) +
-                                     ", not " + std::to_string(pos));
-      }
-      if (st.ok()) st = server.AddKeys(*keys);
-    }
-    if (st.ok()) {
-      rank_of[static_cast<std::size_t>(pos)] = msg.sender;
-      const auto secs = msg.metrics.find("train_seconds");
-      if (secs != msg.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
-      const auto loss = msg.metrics.find("train_loss");
-      if (loss != msg.metrics.end()) {
-        loss_sum += loss->second;
-        ++loss_count;
-      }
-      const auto clipped = msg.metrics.find("secagg_clipped");
-      if (clipped != msg.metrics.end()) metrics.extra["secagg_clipped"] += clipped->second;
-    } else {
-      ctx_.Refuse(round, sampled[pos], "keys", st, metrics);
-    }
-    if (ctx_.on_progress) ctx_.on_progress(round + 1, pos + 1, n);
-  };
-  FEDML_RETURN_IF_ERROR(ctx_.pool.Dispatch(batch, metrics));
-  metrics.train_loss = loss_count > 0 ? loss_sum / loss_count : 0.0;
+  FEDML_RETURN_IF_ERROR(CollectKeys(r, global, metrics));
+  Status abort;
+  std::vector<std::uint32_t> sum;
+  FEDML_RETURN_IF_ERROR(RunStages(r, metrics, abort, sum));
+  if (!abort.ok()) return aborted(abort);
 
-  // Stages 1 to 3. The server objects' End calls say when too few are left (an abort).
-  auto key_lists = server.EndAdvertise();
-  if (!key_lists.ok()) return aborted(key_lists.status());
-  std::map<int, core::Bytes> out;
-  std::map<int, core::Bytes> in;
-  for (const auto& [index, list] : *key_lists) out[index] = ToBytes(list);
-  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageShareKeys, sampled, rank_of, out, in, metrics));
-  auto refuse = [&](int index, const Status& st) {
-    ctx_.Refuse(round, sampled[static_cast<std::size_t>(index)], "secure aggregation message", st,
-                metrics);
-  };
-
-  for (auto& [index, bytes] : in) {
-    auto m = algorithms::DecodeSecAggEncryptedShares(bytes);
-    Status st =
-        m.ok() && m->id != index ? Status::InvalidArgument("shares of another client") : m.status();
-    if (st.ok()) st = server.AddShares(*m);
-    if (!st.ok()) refuse(index, st);
-  }
-  auto for_you = server.EndSharing();
-  if (!for_you.ok()) return aborted(for_you.status());
-  out.clear();
-  in.clear();
-  for (const auto& [index, shares] : *for_you) out[index] = ToBytes(shares);
-  for_you->clear();
-  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageMaskInput, sampled, rank_of, out, in, metrics));
-  std::map<int, std::string> masked_sha256;  // what the server saw of each survivor
-  for (auto& [index, bytes] : in) {
-    auto m = algorithms::DecodeSecAggMaskedInput(bytes);
-    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the input of another client")
-                                         : m.status();
-    if (st.ok()) st = server.AddMaskedInput(std::move(m).value());
-    if (!st.ok()) {
-      refuse(index, st);
-      continue;
-    }
-    if (ctx_.ledger.enabled()) {
-      auto sha = core::security::Sha256Hex(bytes.data(), bytes.size());
-      masked_sha256[index] = sha.ok() ? *sha : "";
-    }
-    core::Bytes().swap(bytes);
-  }
-  auto requests = server.EndMasking();
-  if (!requests.ok()) return aborted(requests.status());
-  out.clear();
-  in.clear();
-  for (const auto& [index, request] : *requests) out[index] = ToBytes(request);
-  FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageUnmask, sampled, rank_of, out, in, metrics));
-  for (auto& [index, bytes] : in) {
-    auto m = algorithms::DecodeSecAggUnmaskReply(bytes);
-    Status st = m.ok() && m->id != index ? Status::InvalidArgument("the shares of another client")
-                                         : m.status();
-    if (st.ok()) st = server.AddUnmaskReply(*m);
-    if (!st.ok()) refuse(index, st);
-  }
-  auto sum = server.Finish();
-  if (!sum.ok()) return aborted(sum.status());
-
-  const std::vector<int>& survivors = server.survivors();
+  const std::vector<int>& survivors = r.server.survivors();
   const int summands = static_cast<int>(survivors.size());
   metrics.extra["secagg_survivors"] = summands;
   for (int index : survivors) {
-    ctx_.RecordOutcome(sampled[static_cast<std::size_t>(index)], 0, masked_sha256[index], true);
+    ctx_.RecordOutcome(sampled[static_cast<std::size_t>(index)], 0, r.masked_sha256[index], true);
   }
   exclude_all_but(survivors);
   if (summands < std::max(1, ctx_.options.min_clients)) {
     return ctx_.EndTraining(round, summands, global, metrics, t_start);
   }
-  auto mean = SecureMeanFromSum(*sum, summands, global, task);
+  auto mean = SecureMeanFromSum(sum, summands, global, r.task);
   if (!mean.ok()) return aborted(mean.status());
   algorithms::ClientUpdate update;
   update.client_id = -1;  // the survivors together

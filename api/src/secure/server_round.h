@@ -8,7 +8,9 @@
 // stage) costs the round its update, never the run: the global model stays as it was.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <vector>
 
 #include "server/sync_rounds.h"
 
@@ -28,6 +30,13 @@ class SecureFit final : public server::FitStage {
   Status Exchange(std::int64_t round, const char* stage, const std::vector<std::int64_t>& sampled,
                   const std::vector<int>& rank_of, std::map<int, core::Bytes>& out,
                   std::map<int, core::Bytes>& in, RoundMetrics& metrics);
+
+  struct Round;
+  /// Stage 0, riding on training: each client answers its task with its public keys.
+  Status CollectKeys(Round& r, const core::ModelState& global, RoundMetrics& metrics);
+  /// Stages 1 to 3 and the unmasking: the survivors' sum into `sum`, or the reason the protocol
+  /// aborted into `abort` (too few left at some stage). A transport error is returned.
+  Status RunStages(Round& r, RoundMetrics& metrics, Status& abort, std::vector<std::uint32_t>& sum);
 
   server::ServerContext& ctx_;
 };

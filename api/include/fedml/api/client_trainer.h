@@ -10,7 +10,7 @@
 
 #include "fedml/core/model_state.h"
 #include "fedml/core/status.h"
-#include "fedml/core/wire.h"  // core::Bytes
+#include "fedml/core/bytes.h"
 
 namespace fedml::api {
 

@@ -19,7 +19,7 @@
 
 #include "fedml/algorithms/reputation.h"
 #include "fedml/api/client_trainer.h"
-#include "fedml/core/wire.h"
+#include "fedml/core/bytes.h"
 
 namespace fedml::api {
 
