@@ -235,20 +235,6 @@ class PipelineTrainer final : public ForwardingClientTrainer {
 
 }  // namespace
 
-AttackOptions AttackOptionsFrom(const Config& c) {
-  AttackOptions o;
-  o.enabled = c.enable_attack;
-  o.type = c.attack_type;
-  o.mode = c.attack_mode;
-  o.byzantine_client_num = c.byzantine_client_num;
-  o.ratio_of_poisoned_client = c.ratio_of_poisoned_client;
-  o.scale = c.attack_scale;
-  o.client_num_in_total = c.client_num_in_total;
-  o.client_num_per_round = c.client_num_per_round;
-  o.seed = c.random_seed;
-  return o;
-}
-
 bool IsAttacker(const AttackOptions& o, std::int64_t round, std::int64_t client_id) {
   if (!o.enabled) return false;
   if (o.byzantine_client_num > 0) {
@@ -269,21 +255,6 @@ bool IsAttacker(const AttackOptions& o, std::int64_t round, std::int64_t client_
     if (c == client_id) return true;
   }
   return false;
-}
-
-Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& c) {
-  if (!c.enable_dp || c.dp_solution_type != "ldp") return std::optional<algorithms::DpOptions>();
-  algorithms::DpOptions dp;
-  dp.clipping_norm = c.clipping_norm;
-  dp.delta = c.delta;
-  dp.sampling_rate = 1.0;  // each client's own release, in every round it takes part in
-  dp.seed = c.random_seed;
-  dp.noise_multiplier = c.noise_multiplier;
-  if (dp.noise_multiplier == 0.0) {
-    FEDML_ASSIGN_OR_RETURN(dp.noise_multiplier,
-                           algorithms::DpNoiseMultiplierFor(1.0, c.comm_round, c.epsilon, c.delta));
-  }
-  return std::optional<algorithms::DpOptions>(dp);
 }
 
 Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(

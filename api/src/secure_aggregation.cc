@@ -31,27 +31,6 @@ const std::vector<std::string>& SecureDropoutStageNames() {
   return names;
 }
 
-SecureAggregationOptions SecureOptionsFrom(const Config& config) {
-  SecureAggregationOptions o;
-  o.protocol = config.secure_aggregation == "none" ? "" : config.secure_aggregation;
-  o.num_shares = config.num_shares;
-  o.reconstruction_threshold = config.reconstruction_threshold;
-  o.quantization.clipping_range = config.clipping_range;
-  o.quantization.quantization_range = config.quantization_range;
-  o.quantization.modulus = config.modulus;
-  o.max_weight = config.max_weight;
-  o.stage_timeout =
-      std::chrono::milliseconds(static_cast<std::int64_t>(config.secagg_stage_timeout_s * 1000));
-  return o;
-}
-
-SecureDropoutOptions SecureDropoutFrom(const Config& config) {
-  SecureDropoutOptions o;
-  o.rate = config.dropout_rate;
-  o.stage = config.dropout_stage;
-  return o;
-}
-
 Result<SecureTask> SecureTaskForRound(const SecureAggregationOptions& options, int n,
                                       std::size_t model_numel, std::uint64_t seed,
                                       std::int64_t round) {

@@ -232,18 +232,6 @@ Result<Evaluation> TorchClientTrainer::Evaluate(const EvalTask& task) {
   return Evaluation{stats.loss, stats.accuracy, stats.num_samples};
 }
 
-core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config) {
-  core::LocalTrainOptions o;
-  o.epochs = config.epochs;
-  o.batch_size = config.batch_size;
-  o.optimizer = config.client_optimizer;
-  o.learning_rate = config.learning_rate;
-  o.momentum = config.momentum;
-  o.weight_decay = config.weight_decay;
-  o.proximal_mu = config.federated_optimizer == "FedProx" ? config.fedprox_mu : 0.0;
-  return o;
-}
-
 ModelFactory BuiltinModelFactory(const Config& config, std::shared_ptr<const FederatedData> data) {
   return [name = config.model, seed = config.random_seed, data = std::move(data)]() {
     return core::CreateModel(name, data->train.sample_shape, data->train.num_classes, seed);

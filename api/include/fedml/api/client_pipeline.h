@@ -12,6 +12,7 @@
 #include "fedml/algorithms/dp.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
+#include "fedml/api/options.h"
 
 namespace fedml::api {
 
@@ -49,15 +50,9 @@ struct AttackOptions {
   std::uint64_t seed = 0;
 };
 
-AttackOptions AttackOptionsFrom(const Config& config);
-
 /// True when `client_id` attacks in `round` (0-based). A pure function of the options, so the
 /// server, every worker and the benchmarks agree without talking.
 bool IsAttacker(const AttackOptions& options, std::int64_t round, std::int64_t client_id);
-
-/// Local DP settings from dp_args, when enable_dp and dp_solution_type ldp; nullopt otherwise.
-/// The noise multiplier is noise_multiplier, or derived from epsilon over comm_round rounds.
-Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& config);
 
 /// Wraps `trainer` (owned) with the config's local DP and attack, or returns it unchanged when
 /// neither is on. Honest clients: train, then local DP. Attackers: train, then replace the

@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/status.h"
-#include "fedml/core/bytes.h"
 
 namespace fedml::api {
 

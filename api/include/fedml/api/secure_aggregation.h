@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fedml/algorithms/secagg.h"
+#include "fedml/api/options.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/security/quantization.h"
 #include "fedml/core/status.h"
@@ -71,11 +72,6 @@ struct SecureDropoutOptions {
   /// whose link died.
   bool silent = false;
 };
-
-struct Config;
-/// The options a config's security_args give (secure_aggregation "none": protocol "").
-SecureAggregationOptions SecureOptionsFrom(const Config& config);
-SecureDropoutOptions SecureDropoutFrom(const Config& config);
 
 /// Stage names, as task attributes and messages carry them.
 inline constexpr const char* kSecureStageShareKeys = "share_keys";

@@ -13,58 +13,14 @@
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
 #include "fedml/api/metrics.h"
+#include "fedml/api/options.h"
+#include "fedml/api/roles.h"
 #include "fedml/api/round_controller.h"
 
 namespace fedml::api {
 
-struct SimulationHooks {
-  /// Your own trainer (one per worker, plus one more, index worker_num, whose GetState provides
-  /// the initial global model). Synchronous rounds evaluate on the workers' trainers, one test
-  /// shard each; FedAsync and FedBuff on the trainer of index worker_num, on the server's thread.
-  /// Empty: the built-in TorchClientTrainer with config.model over config.dataset.
-  ClientTrainerFactory trainer_factory;
-  std::function<void(const RoundMetrics&)> on_round;
-  std::function<void(std::int64_t round, int done, int total)> on_progress;
-};
-
-struct RunSummary {
-  std::vector<RoundMetrics> rounds;
-  core::ModelState final_model;
-  double final_accuracy = 0.0;  // of the last evaluated round
-  double wall_seconds = 0.0;
-};
-
 /// Runs config.comm_round rounds of config.federated_optimizer in this process. Every thread it
 /// starts is joined before it returns, on success and on failure.
 Result<RunSummary> RunSimulation(const Config& config, const SimulationHooks& hooks = {});
-
-/// ServerOptions / WorkerOptions from a config.
-ServerOptions ServerOptionsFrom(const Config& config);
-WorkerOptions WorkerOptionsFrom(const Config& config);
-/// The simulated devices of the virtual clock (heterogeneity, speed_sigma, ... trace_file).
-Result<std::shared_ptr<const SystemModel>> SystemModelFrom(const Config& config);
-/// The server's strategy pipeline settings (fedml/algorithms/registry.h) from train_args,
-/// defense_args and dp_args; the DP noise multiplier is derived from epsilon when not given.
-Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config);
-
-/// The pieces every runner (threads, MPI processes) is made of.
-/// hooks.trainer_factory, or the built-in TorchClientTrainer over config.dataset.
-Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const SimulationHooks& hooks);
-/// The server role on rank 0 of `comm`: runs every round and returns the summary; always sends
-/// FINISH to the workers before returning.
-Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
-                             const ClientTrainerFactory& factory, const SimulationHooks& hooks);
-/// The same with explicit controller options, and (when resuming) the global model to start
-/// from instead of the factory's initial one.
-Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
-                             const ClientTrainerFactory& factory, const SimulationHooks& hooks,
-                             const ServerOptions& options, std::optional<core::ModelState> initial);
-/// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
-/// LibTorch thread count (torch_threads, 1 by default). Wraps `trainer` with the config's local
-/// DP and simulated attack (fedml/api/client_pipeline.h).
-/// `noise_secret` as WrapClientTrainer's (deployed clients pass one).
-Status RunWorker(const Config& config, core::Communicator& comm,
-                 std::unique_ptr<ClientTrainer> trainer,
-                 std::optional<std::uint64_t> noise_secret = std::nullopt);
 
 }  // namespace fedml::api

@@ -11,6 +11,7 @@
 
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/federated_data.h"
+#include "fedml/api/options.h"
 #include "fedml/core/train/local_trainer.h"
 
 namespace fedml::api {
@@ -74,9 +75,5 @@ ModelFactory BuiltinModelFactory(const Config& config, std::shared_ptr<const Fed
 ClientTrainerFactory TorchTrainerFactory(const Config& config,
                                          std::shared_ptr<const FederatedData> data,
                                          ModelFactory model_factory);
-
-/// LocalTrainOptions from the train_args of `config` (proximal_mu is fedprox_mu under
-/// federated_optimizer FedProx, else 0).
-core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config);
 
 }  // namespace fedml::api

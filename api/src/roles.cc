@@ -1,0 +1,115 @@
+// The roles every runner is made of (in-process threads, MPI processes, the gRPC deployment):
+// the server on rank 0 and the workers on the other ranks. fedml/api/roles.h.
+#include "fedml/api/roles.h"
+
+#include <torch/torch.h>
+
+#include "fedml/algorithms/registry.h"
+#include "fedml/api/client_manager.h"
+#include "fedml/api/client_pipeline.h"
+#include "fedml/api/device_aggregation.h"
+#include "fedml/api/federated_data.h"
+#include "fedml/api/system_model.h"
+#include "fedml/api/torch_trainer.h"
+#include "fedml/core/security/credentials.h"
+
+namespace fedml::api {
+
+int TorchThreadsPerWorker(const Config& config) {
+  // One LibTorch thread per worker by default, so worker_num workers share the cores without
+  // oversubscription and a client's result does not depend on worker_num. LibTorch's OpenMP
+  // thread count is per thread: every thread that trains must call torch::set_num_threads.
+  return config.torch_threads > 0 ? config.torch_threads : 1;
+}
+
+Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const SimulationHooks& hooks) {
+  if (hooks.trainer_factory) return hooks.trainer_factory;
+  FEDML_ASSIGN_OR_RETURN(std::shared_ptr<const FederatedData> data, LoadFederatedData(config));
+  if (static_cast<int>(data->partition.num_clients()) != config.client_num_in_total) {
+    return Status::InvalidArgument(
+        "the partition has " + std::to_string(data->partition.num_clients()) +
+        " clients but client_num_in_total is " + std::to_string(config.client_num_in_total));
+  }
+  return TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
+}
+
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks) {
+  return RunServer(config, comm, factory, hooks, ServerOptionsFrom(config), std::nullopt);
+}
+
+Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
+                             const ClientTrainerFactory& factory, const SimulationHooks& hooks,
+                             const ServerOptions& options,
+                             std::optional<core::ModelState> initial) {
+  const auto t0 = core::Clock::now();
+  FEDML_ASSIGN_OR_RETURN(algorithms::AggregatorOptions agg_options, AggregatorOptionsFrom(config));
+  if (options.fixed_clients && agg_options.central_dp) {
+    // Deployment: the clients know the run's seed, so the server's DP noise must not come from it.
+    FEDML_ASSIGN_OR_RETURN(agg_options.dp.seed, core::security::SecureRandomU64());
+  }
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
+                         algorithms::CreateAggregator(config.federated_optimizer, agg_options));
+  // The server's trainer (index worker_num) provides the initial global model, the clients'
+  // sample counts for the virtual clock, and (asynchronous runs) the evaluation.
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> server_trainer, factory(config.worker_num));
+  if (!initial) {
+    FEDML_ASSIGN_OR_RETURN(initial, server_trainer->GetState());
+  }
+  ServerOptions controller_options = options;
+  if (!options.fixed_clients && !controller_options.system) {
+    // Simulation runs on the virtual clock; deployment's time is real.
+    FEDML_ASSIGN_OR_RETURN(controller_options.system, SystemModelFrom(config));
+    auto work = std::make_shared<std::vector<double>>();
+    for (std::int64_t c = 0; c < config.client_num_in_total; ++c) {
+      auto n = server_trainer->NumTrainSamples(c);
+      if (!n.ok() && n.status().code() != StatusCode::kUnimplemented) return n.status();
+      work->push_back(static_cast<double>(config.epochs) * static_cast<double>(n.ok() ? *n : 1));
+    }
+    controller_options.client_work = [work](std::int64_t c) {
+      return (*work)[static_cast<std::size_t>(c)];
+    };
+  }
+  // Synchronous rounds evaluate on the workers, one test shard each (no GlobalEvaluator), which
+  // keeps every core busy; asynchronous ones on the server, since the workers are busy training.
+  GlobalEvaluator evaluator;
+  if (controller_options.async.enabled) {
+    evaluator = [trainer =
+                     server_trainer.get()](const core::ModelState& state) -> Result<Evaluation> {
+      FEDML_RETURN_IF_ERROR(trainer->SetState(state));
+      return trainer->Evaluate(EvalTask{});
+    };
+  }
+  if (controller_options.verification.enabled && !controller_options.verification.replay) {
+    // Spot checks replay on the server's trainer, which reads every client's partition of the
+    // configured data set (deployment: the server's copy; see docs/verification.md).
+    controller_options.verification.replay = [trainer =
+                                                  server_trainer.get()](const ReplayTask& task) {
+      return trainer->ReplaySegment(task);
+    };
+  }
+  RoundController controller(comm, std::move(aggregator), controller_options, evaluator);
+  if (hooks.on_progress) controller.OnProgress(hooks.on_progress);
+  if (hooks.on_round) controller.OnRoundEnd(hooks.on_round);
+  FEDML_ASSIGN_OR_RETURN(core::ModelState final_model, controller.Run(std::move(*initial)));
+  RunSummary summary;
+  summary.rounds = controller.history();
+  summary.final_model = std::move(final_model);
+  for (const auto& m : summary.rounds) {
+    if (m.evaluated) summary.final_accuracy = m.test_accuracy;
+  }
+  summary.wall_seconds = std::chrono::duration<double>(core::Clock::now() - t0).count();
+  return summary;
+}
+
+Status RunWorker(const Config& config, core::Communicator& comm,
+                 std::unique_ptr<ClientTrainer> trainer,
+                 std::optional<std::uint64_t> noise_secret) {
+  torch::set_num_threads(TorchThreadsPerWorker(config));
+  FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> wrapped,
+                         WrapClientTrainer(config, std::move(trainer), noise_secret));
+  ClientManager manager(comm, std::move(wrapped), WorkerOptionsFrom(config));
+  return manager.Run();
+}
+
+}  // namespace fedml::api
