@@ -226,7 +226,10 @@ wait "$server_pid" || fail "FedBuff server exited with $?"
 [[ $(grep -c '"clients":2,' async.jsonl) -eq 6 ]] || fail "FedBuff: a version without 2 updates"
 [[ $(grep -c '"test_accuracy":0' async.jsonl) -eq 6 ]] || fail "FedBuff: a version not evaluated"
 grep -q '"staleness_max"' async.jsonl || fail "FedBuff: no staleness figures"
-echo "FedBuff over TLS: 6 versions of 2 updates each, every one evaluated on the server"
+for c in 0 1 2 3; do  # the first tasks went out once all four were connected
+  grep -q "trained on" "client$c.async.log" || fail "FedBuff: client $c never trained"
+done
+echo "FedBuff over TLS: 6 versions of 2 updates each, every one evaluated on the server; all four clients trained"
 
 # 10. Secure aggregation over TLS: SecAgg+ with one of the four clients vanishing after it shared
 #     its keys each round (recovered from the others' shares); per-round test accuracy equals the
