@@ -206,4 +206,12 @@ std::vector<std::string> AggregatorNames() {
   return names;
 }
 
+std::vector<std::string> LinearStrategyNames() {
+  std::vector<std::string> names;
+  for (const Entry& e : kStrategies) {
+    if (e.averaging == Averaging::kMean) names.emplace_back(e.name);
+  }
+  return names;
+}
+
 }  // namespace fedml::algorithms

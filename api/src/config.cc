@@ -27,6 +27,8 @@
 #include "fedml/algorithms/registry.h"
 #include "fedml/algorithms/robust.h"
 #include "fedml/algorithms/server_optimizer.h"
+#include "fedml/api/compatibility.h"
+#include "fedml/api/options.h"
 #include "fedml/api/secure_aggregation.h"
 #include "fedml/core/text.h"
 
@@ -81,20 +83,12 @@ std::string ValueText(std::uint64_t v) { return std::to_string(v); }
 std::string ValueText(double v) { return DoubleText(v); }
 std::string ValueText(bool v) { return v ? "true" : "false"; }
 
-std::string Join(const std::vector<std::string>& items, const char* sep) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += sep;
-    out += items[i];
-  }
-  return out;
-}
-
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
+using core::Join;
 using core::Trim;
 
 // ---- Validators -----------------------------------------------------------------------------
@@ -685,18 +679,6 @@ Status CheckAlgorithmKeys(const Config& c) {
                                      ")");
     }
   }
-  if (c.enable_defense && (opt == "SCAFFOLD" || opt == "FedNova")) {
-    return Status::InvalidArgument(
-        "defense_type " + c.defense_type + " cannot replace " + opt +
-        "'s own averaging; defenses combine with FedAvg, FedProx and the FedOpt family");
-  }
-  if (c.enable_dp && c.dp_solution_type == "cdp" &&
-      (c.enable_defense || opt == "SCAFFOLD" || opt == "FedNova")) {
-    return Status::InvalidArgument(
-        "central DP (dp_solution_type cdp) clips and averages on the server, which " +
-        std::string(c.enable_defense ? "defense_type " + c.defense_type : opt) +
-        " would replace; combine cdp with FedAvg, FedProx or the FedOpt family, or use ldp");
-  }
   if (c.enable_dp && c.epsilon == 0.0 && c.noise_multiplier == 0.0) {
     return Status::InvalidArgument(
         "enable_dp needs the privacy target epsilon (> 0; the noise is derived for comm_round "
@@ -717,26 +699,10 @@ Status CheckAlgorithmKeys(const Config& c) {
         "federated_optimizer FedProx needs fedprox_mu > 0 (0 is FedAvg)");
   }
   const bool async = algorithms::IsAsynchronous(opt);
-  if (async && (c.enable_defense || (c.enable_dp && c.dp_solution_type == "cdp")) &&
-      opt == "FedAsync") {
-    return Status::InvalidArgument(
-        "FedAsync mixes one update at a time, so " +
-        std::string(c.enable_defense ? "a defense" : "central DP") +
-        " has nothing to combine; use FedBuff (which buffers buffer_size updates) for defenses");
-  }
-  if (async && c.enable_dp && c.dp_solution_type == "cdp") {
-    return Status::InvalidArgument(
-        "central DP's accountant assumes rounds of sampled clients, which " + opt +
-        " does not have; use dp_solution_type ldp");
-  }
   if (async && c.max_concurrency > c.client_num_in_total) {
     return Status::InvalidArgument("max_concurrency (" + std::to_string(c.max_concurrency) +
                                    ") must be <= client_num_in_total (" +
                                    std::to_string(c.client_num_in_total) + ")");
-  }
-  if (opt == "FedAsync" && c.server_optimizer != "sgd") {
-    return Status::InvalidArgument("FedAsync's mixing is its own server step; server_optimizer " +
-                                   c.server_optimizer + " combines with FedBuff instead");
   }
   if (c.heterogeneity == "trace" && c.trace_file.empty()) {
     return Status::InvalidArgument(
@@ -747,53 +713,13 @@ Status CheckAlgorithmKeys(const Config& c) {
     // The same resolution a round uses, for a round of client_num_per_round clients.
     auto task = SecureTaskForRound(SecureOptionsFrom(c), c.client_num_per_round, 1, 0, 0);
     if (!task.ok()) return Status::InvalidArgument(task.status().message());
-    std::string what;
-    if (async) what = opt + " (asynchronous: no rounds to sum)";
-    if (opt == "SCAFFOLD") what = "SCAFFOLD (its control variates travel in the clear)";
-    if (opt == "FedNova") what = "FedNova (it normalises each update on its own)";
-    if (c.enable_defense) what = "defense_type " + c.defense_type + " (it must see each update)";
-    if (c.enable_dp && c.dp_solution_type == "cdp") {
-      what = "central DP (it clips each update on the server; use dp_solution_type ldp)";
-    }
-    if (!what.empty()) {
-      return Status::InvalidArgument(
-          "secure_aggregation " + c.secure_aggregation +
-          " reveals only the sum of a round's updates and so combines with linear aggregation "
-          "(FedAvg, FedProx, FedAvgM, FedOpt, FedAdam, FedAdagrad, FedYogi), not with " +
-          what);
-    }
   } else if (c.dropout_rate > 0.0) {
     return Status::InvalidArgument(
         "dropout_rate simulates clients vanishing during secure aggregation; set "
         "secure_aggregation to secagg or secagg_plus, or dropout_rate to 0");
   }
-  if (c.verification == "enabled") {
-    std::string what;
-    if (c.client_optimizer != "sgd" || c.momentum != 0.0) {
-      what = "client_optimizer " + c.client_optimizer + " with momentum " +
-             std::to_string(c.momentum) + " (its state at a checkpoint is not committed)";
-    }
-    if (opt == "FedProx" || opt == "SCAFFOLD") what = opt + " (its local objective has state)";
-    if (async) what = opt + " (verification settles updates at the end of a round)";
-    if (c.secure_aggregation != "none") {
-      what = "secure_aggregation " + c.secure_aggregation + " (the server never sees an update)";
-    }
-    if (c.enable_dp && c.dp_solution_type == "ldp") {
-      what = "local DP (its noise is added after the committed trajectory ends)";
-    }
-    if (!what.empty()) {
-      return Status::InvalidArgument(
-          "verification replays committed segments of plain local SGD (client_optimizer sgd, "
-          "momentum 0) in synchronous rounds; it does not combine with " +
-          what);
-    }
-  }
-  if (opt == "SCAFFOLD" && c.client_optimizer != "sgd") {
-    return Status::InvalidArgument(
-        "SCAFFOLD's control variates assume local SGD; client_optimizer is '" + c.client_optimizer +
-        "'");
-  }
-  return Status::Ok();
+  // Features that cannot run together: the one table the round controller consults too.
+  return CheckCompatible(RunFeaturesOf(c));
 }
 
 }  // namespace

@@ -2,10 +2,15 @@
 // is read here and nowhere else. The declarations are in fedml/api/options.h.
 #include "fedml/api/options.h"
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "fedml/algorithms/dp.h"
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
 #include "fedml/api/client_pipeline.h"
+#include "fedml/api/compatibility.h"
 #include "fedml/api/config.h"
 #include "fedml/api/device_aggregation.h"
 #include "fedml/api/round_controller.h"
@@ -182,6 +187,22 @@ Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& c)
                            algorithms::DpNoiseMultiplierFor(1.0, c.comm_round, c.epsilon, c.delta));
   }
   return std::optional<algorithms::DpOptions>(dp);
+}
+
+RunFeatures RunFeaturesOf(const Config& c) {
+  RunFeatures f;
+  f.strategy = c.federated_optimizer;
+  f.asynchronous = algorithms::IsAsynchronous(c.federated_optimizer);
+  const std::vector<std::string> linear = algorithms::LinearStrategyNames();
+  f.linear = std::find(linear.begin(), linear.end(), c.federated_optimizer) != linear.end();
+  f.secure = c.secure_aggregation == "none" ? "" : c.secure_aggregation;
+  f.verification = c.verification == "enabled";
+  f.defense = c.enable_defense ? c.defense_type : "";
+  f.dp = c.enable_dp ? c.dp_solution_type : "";
+  f.client_optimizer = c.client_optimizer;
+  f.client_momentum = c.momentum;
+  f.server_optimizer = c.server_optimizer;
+  return f;
 }
 
 }  // namespace fedml::api

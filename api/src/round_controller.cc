@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 
+#include "fedml/api/compatibility.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/commitment.h"
 #include "secure/server_round.h"
@@ -93,34 +94,16 @@ Status RoundController::Impl::CheckOptions() const {
 
 namespace {
 
-// Combinations of features that cannot run together, checked before the first round.
-Status CheckFeatureCombination(const ServerOptions& options, const algorithms::Aggregator& agg) {
-  if (options.secure.enabled()) {
-    if (options.async.enabled) {
-      return Status::InvalidArgument(
-          "secure aggregation sums the updates of a round; asynchronous " + agg.name() +
-          " has no rounds");
-    }
-    if (!agg.is_linear()) {
-      return Status::InvalidArgument(
-          "secure aggregation (" + options.secure.protocol +
-          ") reveals only the sum of the updates, so it needs a linear aggregator (FedAvg, "
-          "FedProx, FedAvgM, the FedOpt family); " +
-          agg.name() + " is not linear");
-    }
-  }
-  if (options.verification.enabled) {
-    std::string what;
-    if (options.async.enabled) what = "asynchronous " + agg.name();
-    if (options.secure.enabled()) what = "secure aggregation (the server never sees an update)";
-    if (!what.empty()) {
-      return Status::InvalidArgument(
-          "verification settles each update at the end of a synchronous round; it does not "
-          "combine with " +
-          what);
-    }
-  }
-  return Status::Ok();
+// What the controller's options and aggregator combine, for the compatibility table (a program
+// may build its options without a Config, so the table is consulted here too).
+RunFeatures FeaturesOf(const ServerOptions& options, const algorithms::Aggregator& agg) {
+  RunFeatures f;
+  f.strategy = agg.name();
+  f.asynchronous = options.async.enabled;
+  f.linear = agg.is_linear();
+  f.secure = options.secure.protocol;
+  f.verification = options.verification.enabled;
+  return f;
 }
 
 }  // namespace
@@ -150,7 +133,7 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     status = m.aggregator->RestoreState(m.options.start_strategy_state)
                  .WithContext("restoring the strategy's state from the checkpoint");
   }
-  if (status.ok()) status = CheckFeatureCombination(m.options, *m.aggregator);
+  if (status.ok()) status = CheckCompatible(FeaturesOf(m.options, *m.aggregator));
   if (status.ok() && m.options.verification.enabled) {
     auto started =
         verification::ServerGate::Start(m.options.verification, m.options.start_strategy_state,

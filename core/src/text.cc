@@ -39,4 +39,13 @@ bool ParseFiniteDouble(const std::string& text, double* out) {
   return true;
 }
 
+std::string Join(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += sep;
+    out += items[i];
+  }
+  return out;
+}
+
 }  // namespace fedml::core

@@ -77,4 +77,9 @@ bool IsAsynchronous(const std::string& name);
 /// The names CreateAggregator accepts, in table order.
 std::vector<std::string> AggregatorNames();
 
+/// The synchronous strategies whose averaging is the sample-weighted mean (a server optimizer may
+/// step on it): the ones whose Aggregator::is_linear() holds without a defense or central DP, so
+/// secure aggregation can stand in for their mean. In table order.
+std::vector<std::string> LinearStrategyNames();
+
 }  // namespace fedml::algorithms

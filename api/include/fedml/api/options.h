@@ -25,6 +25,7 @@ struct WorkerOptions;
 struct SecureAggregationOptions;
 struct SecureDropoutOptions;
 struct AttackOptions;
+struct RunFeatures;
 class SystemModel;
 
 /// The round controller's options (fedml/api/round_controller.h): rounds, deadlines, checkpoint,
@@ -47,6 +48,8 @@ AttackOptions AttackOptionsFrom(const Config& config);
 /// Local DP settings from dp_args, when enable_dp and dp_solution_type ldp; nullopt otherwise.
 /// The noise multiplier is noise_multiplier, or derived from epsilon over comm_round rounds.
 Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& config);
+/// What the run combines, for the compatibility table (fedml/api/compatibility.h).
+RunFeatures RunFeaturesOf(const Config& config);
 /// LocalTrainOptions from the train_args of `config` (proximal_mu is fedprox_mu under
 /// federated_optimizer FedProx, else 0).
 core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config);
