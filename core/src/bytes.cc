@@ -5,7 +5,58 @@ namespace {
 
 std::string Str(std::size_t v) { return std::to_string(v); }
 
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+// The value of hex digit c, or -1 when `digits` does not accept c.
+int HexValue(char c, HexCase digits) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (digits == HexCase::kAnyCase && c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace
+
+void AppendHex(const std::uint8_t* p, std::size_t n, std::string* out) {
+  const std::size_t at = out->size();
+  out->resize(at + 2 * n);
+  char* q = out->data() + at;
+  for (std::size_t i = 0; i < n; ++i) {
+    *q++ = kHexDigits[p[i] >> 4];
+    *q++ = kHexDigits[p[i] & 0xf];
+  }
+}
+
+std::string HexEncode(const std::uint8_t* p, std::size_t n) {
+  std::string out;
+  AppendHex(p, n, &out);
+  return out;
+}
+
+Result<Bytes> HexDecode(std::string_view hex, HexCase digits) {
+  if (hex.size() % 2 != 0) {
+    return Status::InvalidArgument("hex string has odd length " + Str(hex.size()));
+  }
+  Bytes out(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); ++i) {
+    const int v = HexValue(hex[i], digits);
+    if (v < 0) {
+      const auto c = static_cast<std::uint8_t>(hex[i]);
+      std::string shown;
+      if (c >= 0x20 && c < 0x7f) {
+        shown = std::string("'") + hex[i] + "'";
+      } else {
+        shown = "byte 0x";
+        AppendHex(&c, 1, &shown);
+      }
+      return Status::InvalidArgument(
+          "hex string: " + shown + " at position " + Str(i) + " is not a hex digit (" +
+          (digits == HexCase::kAnyCase ? "0-9, a-f, A-F" : "0-9, a-f") + ")");
+    }
+    out[i / 2] = static_cast<std::uint8_t>((out[i / 2] << 4) | v);
+  }
+  return out;
+}
 
 // Out of line: GCC 12 misreads a ranged insert after a reserve it can see as an overflow
 // (-Wstringop-overflow).

@@ -8,10 +8,10 @@
 #include <iterator>
 #include <utility>
 
+#include "fedml/core/bytes.h"
+
 namespace fedml::core::json {
 namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
 
 // The bytes with an escape letter of their own, {byte, letter}: the writer writes them as '\'
 // and the letter, and the reader reads them back (and "\/" as '/', which is never written).
@@ -297,8 +297,7 @@ void AppendString(std::string_view s, std::string* out) {
       out->push_back(short_escape->second);
     } else {
       *out += "u00";
-      out->push_back(kHexDigits[c >> 4]);
-      out->push_back(kHexDigits[c & 0xf]);
+      AppendHex(&c, 1, out);
     }
   }
   out->push_back('"');
@@ -487,8 +486,7 @@ std::string DescribeBytes(std::string_view s) {
       out.push_back(static_cast<char>(c));
     } else {
       out += "\\x";
-      out.push_back(kHexDigits[c >> 4]);
-      out.push_back(kHexDigits[c & 0xf]);
+      AppendHex(&c, 1, &out);
     }
   }
   out += s.size() > 40 ? "'..." : "'";

@@ -1,7 +1,8 @@
 // core::ByteWriter and core::ByteReader (fedml/core/bytes.h): the exact bytes each write
 // produces, round trips, every truncation refused with the field named, length prefixes and
 // counts larger than what remains refused before anything is allocated for them, trailing bytes,
-// magic and version checks.
+// magic and version checks; HexEncode / AppendHex / HexDecode: the exact digits, round trips,
+// the case policy, odd lengths and non-hex characters refused with their position.
 #include "fedml/core/bytes.h"
 
 #include <catch2/catch.hpp>
@@ -36,6 +37,9 @@ using fedml::StatusCode;
 using fedml::core::ByteReader;
 using fedml::core::Bytes;
 using fedml::core::ByteWriter;
+using fedml::core::HexCase;
+using fedml::core::HexDecode;
+using fedml::core::HexEncode;
 
 // A reader over a temporary would read freed memory: refused at compile time.
 static_assert(!std::is_constructible_v<ByteReader, Bytes&&, std::string>);
@@ -285,4 +289,56 @@ TEST_CASE("ByteReader::Raw returns a view into the span", "[bytes]") {
   CHECK(r.remaining() == 1);
   CheckRefused(r.Raw(2, "two").status(), "raw: truncated in two at byte 3");
   CheckRefused(r.Error("custom"), "raw: custom");
+}
+
+TEST_CASE("HexEncode writes two lowercase digits per byte, high nibble first", "[bytes][hex]") {
+  CHECK(HexEncode(Bytes{}).empty());
+  CHECK(HexEncode(Bytes{0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff}) == "00017f80abcdefff");
+  const std::uint8_t raw[] = {0xde, 0xad};
+  CHECK(HexEncode(raw, 2) == "dead");
+  CHECK(HexEncode(raw, 0).empty());
+  // AppendHex appends, and keeps a reservation.
+  std::string out = "0x";
+  out.reserve(16);
+  const char* at = out.data();
+  fedml::core::AppendHex(raw, 2, &out);
+  CHECK(out == "0xdead");
+  CHECK(out.data() == at);
+}
+
+TEST_CASE("HexDecode reads back what HexEncode wrote", "[bytes][hex]") {
+  Bytes all(256);
+  for (int i = 0; i < 256; ++i) all[i] = static_cast<std::uint8_t>(i);
+  const std::string hex = HexEncode(all);
+  CHECK(hex.size() == 512);
+  for (HexCase digits : {HexCase::kLowerOnly, HexCase::kAnyCase}) {
+    const auto back = HexDecode(hex, digits);
+    REQUIRE(back.ok());
+    CHECK(*back == all);
+  }
+  const auto empty = HexDecode("");
+  REQUIRE(empty.ok());
+  CHECK(empty->empty());
+  const auto mixed = HexDecode("aBcDeF09", HexCase::kAnyCase);
+  REQUIRE(mixed.ok());
+  CHECK(*mixed == Bytes{0xab, 0xcd, 0xef, 0x09});
+}
+
+TEST_CASE("HexDecode refuses odd lengths and non-hex characters, naming the position",
+          "[bytes][hex]") {
+  CheckRefused(HexDecode("abc").status(), "hex string has odd length 3");
+  CheckRefused(HexDecode("a", HexCase::kAnyCase).status(), "hex string has odd length 1");
+  CheckRefused(HexDecode("00g1").status(),
+               "hex string: 'g' at position 2 is not a hex digit (0-9, a-f)");
+  // Uppercase only where the caller asks for it.
+  CheckRefused(HexDecode("00aB").status(),
+               "hex string: 'B' at position 3 is not a hex digit (0-9, a-f)");
+  CheckRefused(HexDecode("0G", HexCase::kAnyCase).status(),
+               "hex string: 'G' at position 1 is not a hex digit (0-9, a-f, A-F)");
+  // No prefix, sign or whitespace; a non-printable byte is shown by its value.
+  CheckRefused(HexDecode("0x12").status(), "'x' at position 1");
+  CheckRefused(HexDecode("+1").status(), "'+' at position 0");
+  CheckRefused(HexDecode("12 3").status(), "' ' at position 2");
+  CheckRefused(HexDecode("1\n").status(), "byte 0x0a at position 1");
+  CheckRefused(HexDecode(std::string{'\xff', '0'}).status(), "byte 0xff at position 0");
 }

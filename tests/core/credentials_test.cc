@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -360,6 +361,14 @@ TEST_CASE("tokens are random hex, stored hashed, and identify their client", "[c
     auto bad = ClientRegistry::Load(dir.path());
     CHECK(bad.status().code() == StatusCode::kInvalidArgument);
     CHECK(bad.status().message().find(dir.File("tokens.txt") + ":5:") != std::string::npos);
+    CHECK(bad.status().message().find(
+              "the token hash of client 7 must be 64 hex digits (got 10 characters)") !=
+          std::string::npos);
+    // 64 characters, one of them not a hex digit.
+    WriteFile(dir.File("tokens.txt"), "7 " + std::string(63, 'a') + "g\n");
+    bad = ClientRegistry::Load(dir.path());
+    CHECK(bad.status().message().find("must be 64 hex digits (got 64 characters)") !=
+          std::string::npos);
 
     WriteFile(dir.File("tokens.txt"), "x " + std::string(64, 'a') + "\n");
     bad = ClientRegistry::Load(dir.path());
@@ -379,6 +388,21 @@ TEST_CASE("tokens are random hex, stored hashed, and identify their client", "[c
     WriteFile(dir.File("tokens.txt"), "0 " + h1 + "\n1 " + h1 + "\n");
     bad = ClientRegistry::Load(dir.path());
     CHECK(bad.status().message().find(dir.File("tokens.txt") + ":2:") != std::string::npos);
+  }
+
+  SECTION("tokens.txt hashes may be written in uppercase") {
+    auto lines = ReadTextFile(dir.File("tokens.txt"));
+    REQUIRE(lines.ok());
+    std::string upper = *lines;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    REQUIRE(upper != *lines);
+    WriteFile(dir.File("tokens.txt"), upper);
+    auto loaded = ClientRegistry::Load(dir.path());
+    INFO(loaded.status().ToString());
+    REQUIRE(loaded.ok());
+    auto by_token = loaded->IdentifyByToken(token2);
+    REQUIRE(by_token.ok());
+    CHECK(*by_token == 2);
   }
 
   SECTION("missing tokens.txt and revoked.txt mean no tokens and none revoked") {

@@ -9,8 +9,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
@@ -22,12 +24,9 @@ using namespace fedml::core::security;
 namespace {
 
 Bytes FromHex(const std::string& hex) {
-  REQUIRE(hex.size() % 2 == 0);
-  Bytes out(hex.size() / 2);
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<std::uint8_t>(std::stoul(hex.substr(2 * i, 2), nullptr, 16));
-  }
-  return out;
+  auto bytes = fedml::core::HexDecode(hex);
+  REQUIRE(bytes.ok());
+  return std::move(bytes).value();
 }
 
 Bytes Seeded(std::size_t n, std::uint64_t seed) {

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "fedml/core/bytes.h"
 #include "temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -44,18 +45,13 @@ void WriteAll(const std::string& path, const std::string& text) {
   out << text;
 }
 
-// SHA-256 hex with OpenSSL directly (independent of the ledger's helper).
+// SHA-256 with OpenSSL directly (independent of the ledger's Sha256Hex), in lowercase hex
+// (core::HexEncode, pinned by bytes_test).
 std::string OpensslSha256Hex(const std::string& data) {
   unsigned char digest[32];
   unsigned int len = 0;
   REQUIRE(EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) == 1);
-  static const char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(kDigits[digest[i] >> 4]);
-    hex.push_back(kDigits[digest[i] & 0xf]);
-  }
-  return hex;
+  return fedml::core::HexEncode(digest, len);
 }
 
 // The header's definition: SHA-256 of the line less its last 75 bytes, plus "}".

@@ -26,27 +26,8 @@ struct MdCtxFree {
 };
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
 
-std::string HexOf(const std::uint8_t* digest, std::size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(2 * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    hex.push_back(kDigits[digest[i] >> 4]);
-    hex.push_back(kDigits[digest[i] & 0xf]);
-  }
-  return hex;
-}
-
-bool IsLowerHex64(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char ch : s) {
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
-  }
-  return true;
-}
-
 Status CheckHash(const std::string& value, const std::string& field) {
-  if (IsLowerHex64(value)) return Status::Ok();
+  if (IsSha256Hex(value)) return Status::Ok();
   return Status::InvalidArgument(field + " is " + std::to_string(value.size()) +
                                  " characters that are not a SHA-256 digest; it must be 64 "
                                  "lowercase hex digits");
@@ -59,7 +40,7 @@ Result<std::string> FinishHex(EVP_MD_CTX* ctx) {
   if (EVP_DigestFinal_ex(ctx, digest, &len) != 1 || len != sizeof digest) {
     return OpensslError("SHA-256 failed");
   }
-  return HexOf(digest, sizeof digest);
+  return HexEncode(digest, sizeof digest);
 }
 
 std::uint64_t DoubleBits(double v) {

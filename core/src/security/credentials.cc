@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -26,6 +27,7 @@
 #include <string_view>
 #include <utility>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/security/crypto.h"
 #include "openssl_util.h"
 
@@ -82,22 +84,6 @@ Status ErrnoStatus(int err, const std::string& what, const std::string& path) {
     default:
       return Status::Internal(std::move(message));
   }
-}
-
-// Appends the lowercase hex of data[0..n) to *out.
-void AppendHex(const unsigned char* data, std::size_t n, std::string* out) {
-  static const char kDigits[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < n; ++i) {
-    out->push_back(kDigits[data[i] >> 4]);
-    out->push_back(kDigits[data[i] & 0xf]);
-  }
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // A canonical non-negative decimal int: digits only, no sign, no leading zeros (except "0").
@@ -578,19 +564,16 @@ Result<ClientRegistry> ClientRegistry::Load(const std::string& dir) {
         return Status::InvalidArgument(where + "client id " + DescribeField(fields[0]) +
                                        " is not a non-negative decimal integer");
       }
+      // Either case of digit is accepted here (a hand-edited tokens.txt), though `fedml certs`
+      // writes lowercase.
       const std::string& hex = fields[1];
-      bool hex_ok = hex.size() == 2 * entry.sha256.size();
-      for (std::size_t j = 0; hex_ok && j < entry.sha256.size(); ++j) {
-        const int hi = HexValue(hex[2 * j]);
-        const int lo = HexValue(hex[2 * j + 1]);
-        hex_ok = hi >= 0 && lo >= 0;
-        entry.sha256[j] = static_cast<unsigned char>((hi << 4) | (lo & 0xf));
-      }
-      if (!hex_ok) {
+      Result<Bytes> digest = HexDecode(hex, HexCase::kAnyCase);
+      if (!digest.ok() || digest->size() != entry.sha256.size()) {
         return Status::InvalidArgument(where + "the token hash of client " +
                                        std::to_string(entry.id) + " must be 64 hex digits (got " +
                                        std::to_string(hex.size()) + " characters)");
       }
+      std::copy(digest->begin(), digest->end(), entry.sha256.begin());
       const auto [it, inserted] = id_line.emplace(entry.id, line_no);
       if (!inserted) {
         return Status::InvalidArgument(where + "client " + std::to_string(entry.id) +

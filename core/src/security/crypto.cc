@@ -377,15 +377,12 @@ Result<std::array<std::uint8_t, 32>> Sha256(const void* data, std::size_t n) {
 }
 
 Result<std::string> Sha256Hex(const void* data, std::size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
   FEDML_ASSIGN_OR_RETURN(const auto digest, Sha256(data, n));
-  std::string hex;
-  hex.reserve(2 * digest.size());
-  for (std::uint8_t b : digest) {
-    hex.push_back(kDigits[b >> 4]);
-    hex.push_back(kDigits[b & 0xf]);
-  }
-  return hex;
+  return HexEncode(digest.data(), digest.size());
+}
+
+bool IsSha256Hex(std::string_view s) {
+  return s.size() == 64 && HexDecode(s, HexCase::kLowerOnly).ok();
 }
 
 bool ConstantTimeEqual(const Bytes& a, const Bytes& b) {

@@ -71,14 +71,6 @@ class Fd {
   int fd_;
 };
 
-bool IsLowerHex64(std::string_view s) {
-  if (s.size() != kHexHashChars) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 bool ValidTime(std::string_view t) {
   // YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z
   if (t.size() < 20) return false;
@@ -296,7 +288,7 @@ bool GetString(const json::Value& v, const std::string& where, std::string* out,
 bool GetHex64(const json::Value& v, const std::string& where, std::string* out,
               std::string* error) {
   if (!GetString(v, where, out, error)) return false;
-  if (!IsLowerHex64(*out)) {
+  if (!IsSha256Hex(*out)) {
     *error = where + " is " + json::DescribeBytes(*out) + ", expected 64 lowercase hex digits";
     return false;
   }
@@ -607,7 +599,7 @@ Status ValidateForAppend(const LedgerRecord& r) {
   }
   FEDML_RETURN_IF_ERROR(utf8(r.note, "note"));
   for (std::size_t i = 0; i < r.updates.size(); ++i) {
-    if (!IsLowerHex64(r.updates[i].sha256)) {
+    if (!IsSha256Hex(r.updates[i].sha256)) {
       return Status::InvalidArgument("ledger record: updates[" + std::to_string(i) +
                                      "].sha256 is not 64 lowercase hex digits");
     }

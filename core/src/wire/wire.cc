@@ -6,7 +6,6 @@
 #include <cfloat>
 #include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -734,9 +733,7 @@ Result<Message> Decode(const std::uint8_t* data, std::size_t size, const DecodeL
                                    "and version)");
   }
   if (std::memcmp(data, kMagic, 4) != 0) {
-    char hex[16];
-    std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", data[0], data[1], data[2], data[3]);
-    return Status::InvalidArgument(std::string("bad magic 0x") + hex +
+    return Status::InvalidArgument("bad magic 0x" + HexEncode(data, 4) +
                                    ": not a fedml wire frame (expected \"FMLW\")");
   }
   const std::uint32_t version = LoadLe32(data + 4);

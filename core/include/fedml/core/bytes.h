@@ -4,6 +4,9 @@
 //
 //   core::Bytes         a byte string (std::vector<std::uint8_t>), in its own small header so that
 //                       code that only passes bytes around does not pull in the wire codec;
+//   HexEncode / AppendHex / HexDecode
+//                       the one lowercase hex text form of bytes (digests, tokens, test pins) and
+//                       its strict parser;
 //   StoreLe* / LoadLe*  fixed-width little-endian integers at a pointer the caller has checked;
 //   ByteWriter          appends integers, IEEE-754 doubles, raw bytes and u32-length-prefixed
 //                       byte strings to a buffer it owns;
@@ -31,6 +34,25 @@
 namespace fedml::core {
 
 using Bytes = std::vector<std::uint8_t>;
+
+// ---- hex ----------------------------------------------------------------------------------------
+// Two digits per byte, high nibble first; the encoder writes lowercase only.
+
+/// Appends the lowercase hex of p[0..n) to *out: 2n characters, *out grown once at most. A
+/// caller writing secret digits reserves the final size first, so that no copy is left behind.
+void AppendHex(const std::uint8_t* p, std::size_t n, std::string* out);
+/// The lowercase hex of p[0..n) (an empty string for n == 0).
+std::string HexEncode(const std::uint8_t* p, std::size_t n);
+inline std::string HexEncode(const Bytes& b) { return HexEncode(b.data(), b.size()); }
+
+/// Which digits HexDecode accepts: kLowerOnly the encoder's form (0-9 a-f), kAnyCase also A-F.
+enum class HexCase { kLowerOnly, kAnyCase };
+
+/// The bytes that `hex` spells, two digits a byte (an empty string gives no bytes). Strict: no
+/// prefix, sign, separator or whitespace. Otherwise INVALID_ARGUMENT: "hex string has odd length
+/// N" or "hex string: <character> at position P is not a hex digit (0-9, a-f)" (P counts from 0;
+/// the accepted set as `digits` says; a non-printable character is shown as byte 0xNN).
+Result<Bytes> HexDecode(std::string_view hex, HexCase digits = HexCase::kLowerOnly);
 
 // ---- fixed-width little-endian integers at a pointer ------------------------------------------
 // For hot loops and fixed buffers; the caller guarantees 4 or 8 bytes at p.

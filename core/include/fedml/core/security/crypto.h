@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fedml/core/bytes.h"
@@ -148,6 +149,8 @@ Status ApplyMasks(const std::vector<MaskTerm>& terms, std::uint32_t* acc, std::s
 Result<std::array<std::uint8_t, 32>> Sha256(const void* data, std::size_t n);
 /// The same as 64 lowercase hex characters (for ledgers and logs).
 Result<std::string> Sha256Hex(const void* data, std::size_t n);
+/// Whether s has Sha256Hex's form: exactly 64 lowercase hex digits (uppercase is refused).
+bool IsSha256Hex(std::string_view s);
 
 /// Whether a and b are equal: false when the sizes differ (the size is not secret), otherwise
 /// CRYPTO_memcmp, whose time does not depend on where the bytes differ. Two empty Bytes are equal.
