@@ -28,9 +28,9 @@
 #endif
 #include "fedml/api/torch_trainer.h"
 #include "fedml/config.h"
+#include "fedml/core/bytes.h"
 #include "fedml/core/comm/communicator.h"
 #include "fedml/core/comm/inproc.h"
-#include "fedml/core/bytes.h"
 #include "fedml/core/data/dataset.h"
 #include "fedml/core/json.h"
 #include "fedml/core/log.h"
