@@ -1,5 +1,6 @@
 // Secure aggregation cost: one real round of SecAgg+ (Bell et al. 2020) or SecAgg
 // (Bonawitz et al. 2017) per configuration, against plaintext FedAvg on the same float inputs.
+// Why one file of this size: a benchmark is one program that a reader runs and reads whole.
 //
 // Every client's four calls run through real SecAggClient objects and the server's Add*/End*/
 // Finish through real SecAggServer objects; every message goes through Encode and Decode, so the

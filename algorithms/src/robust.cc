@@ -1,3 +1,6 @@
+// Robust aggregation rules (fedml/algorithms/robust.h): median, trimmed mean, Krum, Multi-Krum,
+// Bulyan, geometric median and their wise variants. Why one file of this size: the rules share
+// one base (buffering, layout and finiteness checks) and the distance kernels, private here.
 #include "fedml/algorithms/robust.h"
 
 #include <algorithm>

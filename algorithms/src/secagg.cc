@@ -1,3 +1,7 @@
+// SecAgg and SecAgg+ state machines (fedml/algorithms/secagg.h): the client and server of one
+// round and their message encodings. Why one file of this size: the client and server halves of
+// each stage and the encodings they exchange are reviewed together; the cryptography itself is
+// in core/security.
 #include "fedml/algorithms/secagg.h"
 
 #include <openssl/crypto.h>  // OPENSSL_cleanse: crypto.h offers no wipe helper

@@ -3,6 +3,10 @@
 // One table (Keys()) describes every known key: its name, its FedML section, the Config member
 // it sets and the values allowed. Parsing, validation, KnownKeys/IsKnownKey, equality and
 // ConfigToYaml all walk that table, so a key added there is known everywhere at once.
+//
+// Why one file of this size: the key table, its validators and the YAML reader share private
+// helpers (value parsing, "did you mean", the section layout) that no other file needs; split,
+// they would need a private header for no reader's benefit.
 #include "fedml/api/config.h"
 
 #include <yaml-cpp/yaml.h>

@@ -1,3 +1,6 @@
+// The contribution ledger (fedml/core/security/ledger.h): writing, reading and verifying the
+// hash-chained JSON Lines file. Why one file of this size: the writer and the verifier must agree
+// byte for byte on the canonical line and the hash over it, so both live beside the one encoder.
 #include "fedml/core/security/ledger.h"
 
 #include <fcntl.h>

@@ -1,3 +1,6 @@
+// The wire codec (fedml/core/wire.h): Protobuf framing of Message, every field validated on
+// decode. Why one file of this size: encode and decode of each field sit side by side so that a
+// change to one is seen next to the other, and the hot path stays in one translation unit.
 #include "fedml/core/wire.h"
 
 #include <google/protobuf/io/coded_stream.h>

@@ -1,3 +1,7 @@
+// The gRPC communicators (fedml/core/comm/grpc.h): the server's FederatedLearning service and the
+// edge client. Why one file of this size: both ends of the chunked frame protocol (FrameChunk
+// offsets, size limits, reassembly) and their shared frame reader are checked against each other
+// here.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
