@@ -12,7 +12,6 @@
 #include "fedml/api/system_model.h"
 #include "fedml/api/torch_trainer.h"
 #include "fedml/core/comm/inproc.h"
-#include "fedml/core/security/credentials.h"
 
 namespace fedml::api {
 
