@@ -4,14 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <numeric>
-#include <optional>
-#include <set>
 
 #include "fedml/api/compatibility.h"
 #include "fedml/core/random.h"

@@ -33,19 +33,20 @@ void WorkerPool::RefreshConnected() {
   }
 }
 
-Status WorkerPool::SendFrame(int rank, const core::Bytes& frame, std::uint64_t* bytes) {
-  if (bytes) *bytes += frame.size();
-  Status st = comm_.Send(rank, frame);
-  if (st.code() == StatusCode::kUnavailable) MarkLost(rank);
-  return st;
-}
-
-Status WorkerPool::Send(int rank, const Message& msg, std::uint64_t* bytes) {
-  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(msg, options_.encode));
+Status WorkerPool::Deliver(int rank, core::Bytes frame, std::uint64_t* bytes) {
   if (bytes) *bytes += frame.size();
   Status st = comm_.Send(rank, std::move(frame));
   if (st.code() == StatusCode::kUnavailable) MarkLost(rank);
   return st;
+}
+
+Status WorkerPool::SendFrame(int rank, const core::Bytes& frame, std::uint64_t* bytes) {
+  return Deliver(rank, frame, bytes);  // a copy: the frame goes to other ranks too
+}
+
+Status WorkerPool::Send(int rank, const Message& msg, std::uint64_t* bytes) {
+  FEDML_ASSIGN_OR_RETURN(core::Bytes frame, core::Encode(msg, options_.encode));
+  return Deliver(rank, std::move(frame), bytes);
 }
 
 Status WorkerPool::SyncModel(std::int64_t round, std::int64_t version,

@@ -118,6 +118,9 @@ class WorkerPool {
   Status Dispatch(const Batch& batch, RoundMetrics& metrics);
 
  private:
+  /// Sends an encoded frame, counting its bytes; marks the rank lost when it is UNAVAILABLE.
+  Status Deliver(int rank, core::Bytes frame, std::uint64_t* bytes);
+
   core::Communicator& comm_;
   WorkerPoolOptions options_;
   std::vector<bool> alive_;            // index = rank; rank 0 is the server
