@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "fedml/algorithms/fedavg.h"
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/hex.h"
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 
 namespace fedml::algorithms {
 namespace {

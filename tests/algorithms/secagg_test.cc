@@ -2,7 +2,7 @@
 // dropouts at every stage up to the threshold and one too many, the uniformity of what the
 // server sees, tampering and the unmasking safeguard, refused messages, the codecs and the graph.
 // Every message of a full round goes through Encode and Decode on its way.
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 
 #include <algorithm>
 #include <array>

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 #include "fedml/core/log.h"
 #include "fedml/core/security/crypto.h"
 

@@ -1,7 +1,7 @@
 // Secure aggregation as a layer around the round controller's update path (SecAgg and SecAgg+,
-// fedml/algorithms/secagg.h). The same code runs in simulation (in-process, MPI) and deployment
-// (gRPC): the server's RoundController drives the stages over its communicator and each worker's
-// ClientManager holds the protocol state of the clients it trained.
+// fedml/algorithms/protocols/secagg.h). The same code runs in simulation (in-process, MPI) and
+// deployment (gRPC): the server's RoundController drives the stages over its communicator and each
+// worker's ClientManager holds the protocol state of the clients it trained.
 //
 // A round with secure aggregation, for the n clients sampled (participant i is the i-th of them):
 //   train task      carries the round's protocol parameters (PutSecureTaskAttrs) and i. The
@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 #include "fedml/api/options.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/security/quantization.h"

@@ -1,8 +1,8 @@
-// SecAgg and SecAgg+ state machines (fedml/algorithms/secagg.h): the client and server of one
-// round and their message encodings. Why one file of this size: the client and server halves of
+// SecAgg and SecAgg+ state machines (fedml/algorithms/protocols/secagg.h): the client and server of
+// one round and their message encodings. Why one file of this size: the client and server halves of
 // each stage and the encodings they exchange are reviewed together; the cryptography itself is
 // in core/security.
-#include "fedml/algorithms/secagg.h"
+#include "fedml/algorithms/protocols/secagg.h"
 
 #include <openssl/crypto.h>  // OPENSSL_cleanse: crypto.h offers no wipe helper
 
@@ -17,13 +17,12 @@
 #include <thread>
 #include <utility>
 
+#include "fedml/core/bytes.h"
 #include "fedml/core/defer.h"
 #include "fedml/core/parallel.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
-
-#include "fedml/core/bytes.h"
 
 namespace fedml::algorithms {
 namespace {
