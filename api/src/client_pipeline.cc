@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "fedml/api/round_controller.h"
+#include "fedml/api/training_deviation.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/commitment.h"
 
@@ -54,9 +55,9 @@ class PipelineTrainer final : public ForwardingClientTrainer {
       update.metrics["attacker"] = 1.0;
       return update;
     }
-    TrainTask t = task;
-    t.flip_labels = flips_labels;
-    FEDML_ASSIGN_OR_RETURN(LocalUpdate update, inner_->Train(t));
+    TrainingDeviation deviation;
+    deviation.flip_labels = flips_labels;
+    FEDML_ASSIGN_OR_RETURN(LocalUpdate update, TrainAs(task, deviation));
     if (replaces_update) {
       FEDML_RETURN_IF_ERROR(Attack(global, task, update));
       update.metrics["attacker"] = 1.0;
@@ -74,6 +75,20 @@ class PipelineTrainer final : public ForwardingClientTrainer {
   }
 
  private:
+  // Trains `task` as `deviation` says: through the inner trainers' DeviatingTrainer where it
+  // deviates (the wrappers between are skipped for that call), else as any client trains.
+  Result<LocalUpdate> TrainAs(const TrainTask& task, const TrainingDeviation& deviation) {
+    if (!deviation.flip_labels && deviation.step_fraction == 1.0) return inner_->Train(task);
+    DeviatingTrainer* deviating = FindDeviatingTrainer(*inner_);
+    if (deviating == nullptr) {
+      return Status::FailedPrecondition(
+          "attack_type " + attack_.type +
+          " changes how the attacker trains, which this trainer does not support (it does not "
+          "implement fedml::api::DeviatingTrainer); the other attack types run on any trainer");
+    }
+    return deviating->TrainDeviating(task, deviation);
+  }
+
   static bool IsCheat(const std::string& type) {
     return type == "free_rider" || type == "noise" || type == "fewer_steps" || type == "replay";
   }
@@ -120,11 +135,12 @@ class PipelineTrainer final : public ForwardingClientTrainer {
       real = old->second.trajectory;
     } else {
       TrainTask t = task;
+      TrainingDeviation deviation;
       if (type == "fewer_steps") {
-        t.step_fraction = 0.5;
+        deviation.step_fraction = 0.5;
         t.checkpoint_interval = interval > 0 ? (interval + 1) / 2 : 0;
       }
-      FEDML_ASSIGN_OR_RETURN(update, inner_->Train(t));
+      FEDML_ASSIGN_OR_RETURN(update, TrainAs(t, deviation));
       if (interval > 0) {
         FEDML_ASSIGN_OR_RETURN(real, Trajectory(task.round, task.client_id, update.commitment));
       }
@@ -234,6 +250,15 @@ class PipelineTrainer final : public ForwardingClientTrainer {
 };
 
 }  // namespace
+
+DeviatingTrainer* FindDeviatingTrainer(ClientTrainer& trainer) {
+  for (ClientTrainer* t = &trainer; t != nullptr;) {
+    if (auto* deviating = dynamic_cast<DeviatingTrainer*>(t)) return deviating;
+    auto* forwarding = dynamic_cast<ForwardingClientTrainer*>(t);
+    t = forwarding != nullptr ? &forwarding->inner() : nullptr;
+  }
+  return nullptr;
+}
 
 bool IsAttacker(const AttackOptions& o, std::int64_t round, std::int64_t client_id) {
   if (!o.enabled) return false;

@@ -51,21 +51,26 @@ Result<std::int64_t> TorchClientTrainer::NumTrainSamples(std::int64_t client_id)
 }
 
 Result<LocalUpdate> TorchClientTrainer::Train(const TrainTask& task) {
+  return TrainDeviating(task, TrainingDeviation{});
+}
+
+Result<LocalUpdate> TorchClientTrainer::TrainDeviating(const TrainTask& task,
+                                                       const TrainingDeviation& deviation) {
   const core::StreamScope on_stream(stream_);
   FEDML_RETURN_IF_ERROR(CheckClient(*data_, task.client_id));
   const auto& indices = data_->partition.client_indices[static_cast<std::size_t>(task.client_id)];
   core::LocalTrainAdjustments adjust;
-  adjust.flip_labels = task.flip_labels;
-  if (!(task.step_fraction > 0.0 && task.step_fraction <= 1.0)) {
+  adjust.flip_labels = deviation.flip_labels;
+  if (!(deviation.step_fraction > 0.0 && deviation.step_fraction <= 1.0)) {
     return Status::InvalidArgument("step_fraction must be in (0, 1], got " +
-                                   std::to_string(task.step_fraction));
+                                   std::to_string(deviation.step_fraction));
   }
-  if (task.step_fraction < 1.0) {  // every epoch has ceil(samples / batch_size) steps
+  if (deviation.step_fraction < 1.0) {  // every epoch has ceil(samples / batch_size) steps
     const auto n = static_cast<std::int64_t>(indices.size());
     const std::int64_t steps =
         options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
     adjust.stop_step =
-        static_cast<std::int64_t>(std::ceil(task.step_fraction * static_cast<double>(steps)));
+        static_cast<std::int64_t>(std::ceil(deviation.step_fraction * static_cast<double>(steps)));
   }
   core::ModelState start;
   const core::ModelState* server_c = nullptr;

@@ -13,6 +13,7 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/api/simulation.h"
 #include "fedml/api/torch_trainer.h"
+#include "fedml/api/training_deviation.h"
 #include "model_states.h"
 #include "scripted_trainer.h"
 #include "temp_dir.h"
@@ -161,6 +162,48 @@ TEST_CASE("attack modes replace the attacker's update as documented", "[attack][
   const std::vector<float> r = run("byzantine", "random");
   for (float x : r) CHECK((x >= -1.0f && x < 1.0f));
   CHECK(r != std::vector<float>{2.0f, -1.0f});
+}
+
+TEST_CASE("attacks that change training reach a DeviatingTrainer through wrappers, else refuse",
+          "[attack][algorithms]") {
+  // A trainer that hosts deviations, under a plain forwarding wrapper (as a deployed client's
+  // progress printer sits between the harness and the LibTorch trainer).
+  class Recorder final : public ScriptedTrainer, public DeviatingTrainer {
+   public:
+    Recorder() : ScriptedTrainer(Kind::kGood) {}
+    Result<LocalUpdate> TrainDeviating(const TrainTask& task,
+                                       const TrainingDeviation& deviation) override {
+      seen.push_back(deviation);
+      return Train(task);
+    }
+    std::vector<TrainingDeviation> seen;
+  };
+  Config c = SyntheticConfig({{"enable_attack", "true"},
+                              {"attack_type", "label_flipping"},
+                              {"byzantine_client_num", "8"}});
+  TrainTask task;
+  task.client_id = SampleClients(c.random_seed, 0, 20, 8).front();
+
+  auto recorder = std::make_unique<Recorder>();
+  Recorder* seen = recorder.get();
+  auto wrapped =
+      WrapClientTrainer(c, std::make_unique<ForwardingClientTrainer>(std::move(recorder)));
+  REQUIRE(wrapped.ok());
+  REQUIRE((*wrapped)->SetState(Vector({1.0f})).ok());
+  REQUIRE((*wrapped)->Train(task).ok());
+  REQUIRE(seen->seen.size() == 1);
+  CHECK(seen->seen[0].flip_labels);
+  CHECK(seen->seen[0].step_fraction == 1.0);
+
+  auto plain =
+      WrapClientTrainer(c, std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  REQUIRE(plain.ok());
+  REQUIRE((*plain)->SetState(Vector({1.0f})).ok());
+  auto refused = (*plain)->Train(task);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kFailedPrecondition);
+  CHECK_THAT(refused.status().message(),
+             Catch::Contains("label_flipping") && Catch::Contains("DeviatingTrainer"));
 }
 
 TEST_CASE("local DP clips and noises each honest update, reproducibly", "[dp][algorithms]") {

@@ -21,6 +21,7 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/api/secure_aggregation.h"
 #include "fedml/api/simulation.h"
+#include "fedml/api/training_deviation.h"
 #include "fedml/api/verification.h"
 #if FEDML_WITH_MPI
 #include "fedml/api/mpi_runner.h"

@@ -25,7 +25,8 @@ namespace fedml::api {
 /// Types (attack_type / attack_mode):
 ///  * byzantine zero: every floating-point tensor zero; random: uniform in [-1, 1) (FedML);
 ///    flip: g + (g - x) (FedML); scaled_flip: g - attack_scale (x - g), a scaled sign flip.
-///  * label_flipping: trains on labels y -> C - 1 - y (TrainTask::flip_labels).
+///  * label_flipping: trains on labels y -> C - 1 - y (needs a DeviatingTrainer,
+///    fedml/api/training_deviation.h).
 ///  * free_rider: returns the global model unchanged, claiming its sample count.
 /// Cheats against verified work (fedml/api/verification.h). Each sends a commitment that holds
 /// (it starts at the global model and ends at the update sent) over a trajectory it invents, and
@@ -34,7 +35,7 @@ namespace fedml::api {
 ///  * noise: the update is g + |x - g| z / |z| for Gaussian z (an honest-looking norm), the
 ///    checkpoints on the straight line from g to it;
 ///  * fewer_steps: trains the first half of the steps with checkpoints twice as dense and claims
-///    the full count (each claimed segment holds half the work);
+///    the full count (each claimed segment holds half the work; needs a DeviatingTrainer);
 ///  * replay: sends the update it made in its first round (from the initial model, with that
 ///    round's data order) again every round, checkpoint 0 swapped for the current model and the
 ///    data seed for the current one.

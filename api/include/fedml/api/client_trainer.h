@@ -28,18 +28,10 @@ struct TrainTask {
   /// fedml/algorithms/scaffold.h). A trainer that does not implement the strategy that sent
   /// them should refuse the task rather than ignore them.
   std::map<std::string, core::ModelState> extras;
-  /// Set by the attack harness (fedml/api/client_pipeline.h) for a simulated label-flipping
-  /// attacker: train on labels y -> num_classes - 1 - y. A trainer that cannot must refuse the
-  /// task.
-  bool flip_labels = false;
   /// Verified work (fedml/core/security/commitment.h): > 0 asks the trainer to commit to its
   /// training trajectory, a checkpoint every this many optimizer steps (LocalUpdate::commitment),
   /// and to keep the checkpoints for spot checks until ReleaseCheckpoints. 0: no commitment.
   std::int64_t checkpoint_interval = 0;
-  /// Set by the attack harness for a simulated fewer_steps cheat: train only the first
-  /// ceil(step_fraction x steps) of the task's optimizer steps. A trainer that cannot must refuse
-  /// a task with a fraction below 1.
-  double step_fraction = 1.0;
 };
 
 /// The result of TrainTask: the client's local model after training.
@@ -142,6 +134,8 @@ class ForwardingClientTrainer : public ClientTrainer {
   Result<core::ModelState> ReplaySegment(const ReplayTask& task) override {
     return inner_->ReplaySegment(task);
   }
+  /// The wrapped trainer (for FindDeviatingTrainer); owned by this wrapper.
+  ClientTrainer& inner() const { return *inner_; }
 
  protected:
   std::unique_ptr<ClientTrainer> inner_;  // never null

@@ -12,6 +12,7 @@
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/federated_data.h"
 #include "fedml/api/options.h"
+#include "fedml/api/training_deviation.h"
 #include "fedml/core/train/local_trainer.h"
 
 namespace fedml::api {
@@ -23,13 +24,14 @@ namespace fedml::api {
 /// Client-side strategies: options.proximal_mu > 0 is FedProx; `scaffold` makes it a SCAFFOLD
 /// client, which needs the control variates in every task's extras (fedml/algorithms/scaffold.h),
 /// corrects each gradient by c - c_i and returns delta_c_i (the paper's option II, on the
-/// parameters; buffers carry zero). Honours TrainTask::flip_labels.
+/// parameters; buffers carry zero). Hosts the attack harness's label_flipping and fewer_steps
+/// (DeviatingTrainer).
 ///
 /// On a GPU each trainer queues its work on a stream of its own (core::WorkerStream), so that the
 /// workers of one process, one trainer each, train their clients concurrently on one card. Every
 /// call returns with its stream's work done (results cross to the host, which waits for it).
 /// Thread-compatible: one thread at a time.
-class TorchClientTrainer final : public ClientTrainer {
+class TorchClientTrainer final : public ClientTrainer, public DeviatingTrainer {
  public:
   TorchClientTrainer(torch::nn::AnyModule model, std::shared_ptr<const FederatedData> data,
                      core::LocalTrainOptions options, torch::Device device = torch::kCPU,
@@ -38,6 +40,8 @@ class TorchClientTrainer final : public ClientTrainer {
   Status SetState(const core::ModelState& state) override;
   Result<core::ModelState> GetState() override;
   Result<LocalUpdate> Train(const TrainTask& task) override;
+  Result<LocalUpdate> TrainDeviating(const TrainTask& task,
+                                     const TrainingDeviation& deviation) override;
   Result<Evaluation> Evaluate(const EvalTask& task) override;
   Result<std::int64_t> NumTrainSamples(std::int64_t client_id) const override;
   /// Verified work: commitments need plain SGD (momentum 0) without FedProx or SCAFFOLD, whose
