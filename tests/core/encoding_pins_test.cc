@@ -3,7 +3,8 @@
 // SelectSpotCheck. These bytes are hashed, signed, persisted and sent between processes built at
 // different times, so any change to them is a format change: the expected values below were
 // captured from the encoders as they were before they moved onto core::ByteWriter, and must only
-// ever change together with a format version.
+// ever change together with a format version (commitment format 2 changed CheckpointSha256 to
+// length-prefixed tensor names, and with it the commitment's version byte and digest).
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -57,7 +58,7 @@ TEST_CASE("pinned: EncodeCommitment's bytes and CommitmentDigest", "[pins][commi
   const TrainingCommitment c = PinnedCommitment();
   REQUIRE(ValidateCommitment(c).ok());
   const Bytes e = EncodeCommitment(c);
-  std::string want = "46544301";  // "FTC" | u8 version 1
+  std::string want = "46544302";  // "FTC" | u8 version 2
   want += "0500000000000000";     // checkpoint_interval
   want += "0700000000000000";     // total_steps
   want += "2c01000000000000";     // num_samples
@@ -76,7 +77,7 @@ TEST_CASE("pinned: EncodeCommitment's bytes and CommitmentDigest", "[pins][commi
   auto back = DecodeCommitment(e);
   REQUIRE(back.ok());
   CHECK(*back == c);
-  CHECK(*CommitmentDigest(c) == "d919b64fc19c9874d78292b1da182bd8442724c3badd5a2470def653b3952389");
+  CHECK(*CommitmentDigest(c) == "59e1d80b80c21c66eb233b33c3196adcd923c5e5558207040cbe1e129c12ebad");
 }
 
 TEST_CASE("pinned: CheckpointSha256 and BatchIndicesHasher digests", "[pins][commitment]") {
@@ -85,7 +86,7 @@ TEST_CASE("pinned: CheckpointSha256 and BatchIndicesHasher digests", "[pins][com
   const float bias = 7.0f;
   REQUIRE(s.Add("w", {3}, w.data()).ok());
   REQUIRE(s.Add("b", {1, 1}, &bias).ok());
-  CHECK(*CheckpointSha256(s) == "743f620f423bf06fd8ba8bc8293c3718f2b62b942becf283dd28e982ed870af7");
+  CHECK(*CheckpointSha256(s) == "90ac1c90346a2cb34ce84a430553601e471fd827540005d42598892216fd22f4");
 
   BatchIndicesHasher h;
   h.Add({1, 2});

@@ -259,7 +259,7 @@ Result<std::string> CheckpointSha256(const ModelState& state) {
   bool ok = true;
   for (const TensorSpec& spec : state.specs()) {
     ByteWriter head;
-    head.Raw(spec.name).U8(0).U64(static_cast<std::uint64_t>(spec.shape.size()));
+    head.U64(spec.name.size()).Raw(spec.name).U64(static_cast<std::uint64_t>(spec.shape.size()));
     for (std::int64_t d : spec.shape) head.U64(static_cast<std::uint64_t>(d));
     ok = ok && update(head.bytes().data(), head.size());
     const float* values = state.data() + spec.offset;

@@ -147,8 +147,9 @@ class RoundController {
   std::unique_ptr<Impl> impl_;
 };
 
-/// SHA-256 (hex) of a model state as the ledger records it: for each tensor its name, a zero
-/// byte, its rank and dimensions as little-endian int64, then its float32 values little-endian.
+/// SHA-256 (hex) of a model state as the ledger records it: core::security::CheckpointSha256 (for
+/// each tensor its name's length and the name, its rank and dimensions as little-endian int64,
+/// then its float32 values little-endian).
 Result<std::string> StateSha256(const core::ModelState& state);
 
 /// Writes `global`, its round and the strategy's state (Aggregator::SaveState) atomically to

@@ -37,8 +37,10 @@
 
 namespace fedml::core::security {
 
-/// Current version of the EncodeCommitment format.
-inline constexpr std::uint8_t kCommitmentFormatVersion = 1;
+/// Current version of the EncodeCommitment format. 2: the checkpoint hashes it holds
+/// (CheckpointSha256) length-prefix tensor names; version 1's ended them with a zero byte, which
+/// a name holding a zero byte could forge.
+inline constexpr std::uint8_t kCommitmentFormatVersion = 2;
 /// The most checkpoints a commitment may hold (an encoded commitment is then about 68 MiB).
 /// Choose checkpoint_interval >= total_steps / 2^20.
 inline constexpr std::int64_t kMaxCommitmentCheckpoints = std::int64_t{1} << 20;
@@ -106,7 +108,7 @@ bool IsCheckpointStep(std::int64_t step, std::int64_t interval, std::int64_t tot
 Status ValidateCommitment(const TrainingCommitment& c);
 
 /// The commitment's binary form. All integers little-endian:
-///   "FTC" | u8 version (1) | i64 checkpoint_interval | i64 total_steps | i64 num_samples |
+///   "FTC" | u8 version (2) | i64 checkpoint_interval | i64 total_steps | i64 num_samples |
 ///   u64 data_seed | u32 n | n x string (checkpoint_sha256) | string (batch_indices_sha256) |
 ///   u32 h | h x (string name | u64 IEEE-754 bits of the value)
 /// where a string is u32 length | bytes. Hyperparameters are written in the map's (byte-wise
@@ -128,8 +130,11 @@ Result<std::string> CommitmentDigest(const TrainingCommitment& c);
 
 // ---- hashes ------------------------------------------------------------------------------------
 
-/// SHA-256 (64 lowercase hex) of a model state: for each tensor its name, a zero byte, its rank
-/// and dimensions as little-endian int64, then its float32 values little-endian. Byte for byte
+/// SHA-256 (64 lowercase hex) of a model state: for each tensor the byte length of its name as a
+/// little-endian u64, the name, its rank and dimensions as little-endian int64, then its float32
+/// values little-endian. The length prefix keeps the encoding injective for any names: with a
+/// terminator instead, a state holding a tensor whose name contains a zero byte could hash like
+/// another state with different tensors. Byte for byte
 /// api's StateSha256 (which the ledger records), here so that torch-free code and the trainer
 /// hash checkpoints the same way. INTERNAL when OpenSSL fails.
 Result<std::string> CheckpointSha256(const ModelState& state);
