@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
 #include "fedml/api/client_pipeline.h"
@@ -32,6 +34,37 @@ Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const Simul
   }
   return TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
 }
+
+namespace {
+
+// Where the server's copy of the data set is the clients' data (simulation, MPI, and deployment
+// with spot checks, which replay on it) a claimed sample count must equal its partition;
+// elsewhere (a deployed client may bring its own data) a claim is capped, by default at 4 x the
+// mean partition of that copy.
+Status SetClaimChecks(const Config& config, ClientTrainer& server_trainer, ServerOptions& options) {
+  const bool authoritative = !options.fixed_clients || (options.verification.enabled &&
+                                                        options.verification.probability > 0.0);
+  if (authoritative && !options.expected_work) {
+    options.expected_work = [trainer = &server_trainer, epochs = config.epochs,
+                             batch = config.batch_size](std::int64_t c) -> Result<ExpectedWork> {
+      FEDML_ASSIGN_OR_RETURN(std::int64_t n, trainer->NumTrainSamples(c));
+      return ExpectedWork{n, LocalSteps(epochs, n, batch)};
+    };
+  }
+  if (options.max_claimed_samples > 0 || authoritative) return Status::Ok();
+  std::int64_t total = 0;
+  for (std::int64_t c = 0; c < config.client_num_in_total; ++c) {
+    auto n = server_trainer.NumTrainSamples(c);
+    if (n.status().code() == StatusCode::kUnimplemented) return Status::Ok();  // no cap known
+    FEDML_RETURN_IF_ERROR(n.status());
+    total += *n;
+  }
+  const std::int64_t clients = std::max(config.client_num_in_total, 1);
+  options.max_claimed_samples = std::max<std::int64_t>(4 * ((total + clients - 1) / clients), 1);
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks) {
@@ -70,6 +103,7 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
       return (*work)[static_cast<std::size_t>(c)];
     };
   }
+  FEDML_RETURN_IF_ERROR(SetClaimChecks(config, *server_trainer, controller_options));
   // Synchronous rounds evaluate on the workers, one test shard each (no GlobalEvaluator), which
   // keeps every core busy; asynchronous ones on the server, since the workers are busy training.
   GlobalEvaluator evaluator;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "fedml/algorithms/scaffold.h"
+#include "fedml/api/verification.h"
 #include "fedml/core/security/commitment.h"
 #include "fedml/core/train/models.h"
 #include "fedml/core/train/torch_bridge.h"
@@ -65,10 +66,9 @@ Result<LocalUpdate> TorchClientTrainer::TrainDeviating(const TrainTask& task,
     return Status::InvalidArgument("step_fraction must be in (0, 1], got " +
                                    std::to_string(deviation.step_fraction));
   }
-  if (deviation.step_fraction < 1.0) {  // every epoch has ceil(samples / batch_size) steps
-    const auto n = static_cast<std::int64_t>(indices.size());
+  if (deviation.step_fraction < 1.0) {
     const std::int64_t steps =
-        options_.epochs * ((n + options_.batch_size - 1) / options_.batch_size);
+        LocalSteps(options_.epochs, static_cast<std::int64_t>(indices.size()), options_.batch_size);
     adjust.stop_step =
         static_cast<std::int64_t>(std::ceil(deviation.step_fraction * static_cast<double>(steps)));
   }

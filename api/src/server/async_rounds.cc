@@ -207,7 +207,8 @@ Status AsyncRounds::Apply(Task t) {
     if (secs != update.metrics.end()) row_.extra["client_train_seconds"] += secs->second;
     const std::string sha = ctx_.ledger.Hash(update);
     const std::int64_t samples = update.num_samples;
-    st = ctx_.aggregator.Accumulate(std::move(update));
+    st = ctx_.CheckClaim(t.client, samples);
+    if (st.ok()) st = ctx_.aggregator.Accumulate(std::move(update));
     if (st.ok()) {
       ctx_.RecordOutcome(t.client, samples, sha, true);
       ++row_.clients;

@@ -65,6 +65,33 @@ algorithms::ClientUpdate ServerContext::UpdateFromReply(std::int64_t client_id, 
   return update;
 }
 
+Result<std::optional<ExpectedWork>> ServerContext::KnownWork(std::int64_t client) const {
+  if (!options.expected_work) return std::optional<ExpectedWork>();
+  auto known = options.expected_work(client);
+  if (known.ok()) return std::optional<ExpectedWork>(*known);
+  if (known.status().code() == StatusCode::kUnimplemented) return std::optional<ExpectedWork>();
+  return known.status();
+}
+
+Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) const {
+  if (claimed < 1) {
+    return Status::InvalidArgument("it claims " + std::to_string(claimed) +
+                                   " samples; an update needs at least 1");
+  }
+  FEDML_ASSIGN_OR_RETURN(std::optional<ExpectedWork> known, KnownWork(client));
+  if (known && claimed != known->num_samples) {
+    return Status::InvalidArgument("it claims " + std::to_string(claimed) +
+                                   " samples; the server's copy of its partition has " +
+                                   std::to_string(known->num_samples));
+  }
+  if (!known && options.max_claimed_samples > 0 && claimed > options.max_claimed_samples) {
+    return Status::InvalidArgument("it claims " + std::to_string(claimed) +
+                                   " samples, above max_claimed_samples " +
+                                   std::to_string(options.max_claimed_samples));
+  }
+  return Status::Ok();
+}
+
 void ServerContext::RecordOutcome(std::int64_t client, std::int64_t samples,
                                   const std::string& sha256, bool accepted) {
   // With verification the accounts pay for accepted work (their reward_per_sample); without it

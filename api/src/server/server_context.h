@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ struct ServerContext {
   double ClientWork(std::int64_t id) const;
   /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).
   static algorithms::ClientUpdate UpdateFromReply(std::int64_t client_id, core::Message&& reply);
+  /// The work the server knows client `client` does in one task (ServerOptions::expected_work),
+  /// or nullopt where it cannot know; the function's other errors pass through.
+  Result<std::optional<ExpectedWork>> KnownWork(std::int64_t client) const;
+  /// Whether an update of `client` may claim `claimed` samples: >= 1, equal to the known count,
+  /// else at most max_claimed_samples. INVALID_ARGUMENT naming both figures otherwise.
+  Status CheckClaim(std::int64_t client, std::int64_t claimed) const;
   /// An update's fate for the accounts (an accepted one is paid) and the ledger.
   void RecordOutcome(std::int64_t client, std::int64_t samples, const std::string& sha256,
                      bool accepted);

@@ -104,6 +104,9 @@ Status PlainFit::Run(std::int64_t round, const std::vector<std::int64_t>& sample
       st = Status::InvalidArgument(error);
     } else if (other_client) {
       st = Status::InvalidArgument("the update names another client");
+    } else if (Status claim = ctx_.CheckClaim(sampled[pos], update.num_samples); !claim.ok()) {
+      st = claim;
+      if (gate) gate->RecordMismatch(sampled[pos], metrics);  // a false claim is a failed check
     } else {
       // Verification compares hashes, so it needs one with or without a ledger.
       std::string sha = ctx_.ledger.Hash(update);
@@ -112,9 +115,13 @@ Status PlainFit::Run(std::int64_t round, const std::vector<std::int64_t>& sample
         if (computed.ok()) sha = std::move(computed).value();
       }
       core::security::TrainingCommitment commitment;
-      auto spot =
-          gate ? gate->Check(round, sampled[pos], commitment_blob, update, sha, commitment, metrics)
-               : Result<core::security::SpotCheck>(core::security::SpotCheck{});
+      Result<core::security::SpotCheck> spot = core::security::SpotCheck{};
+      if (gate) {
+        auto known = ctx_.KnownWork(sampled[pos]);
+        spot = known.ok() ? gate->Check(round, sampled[pos], commitment_blob, update, sha, *known,
+                                        commitment, metrics)
+                          : Result<core::security::SpotCheck>(known.status());
+      }
       if (!spot.ok()) {
         st = spot.status();
       } else if (spot->check) {

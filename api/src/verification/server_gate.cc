@@ -93,11 +93,17 @@ Result<sec::SpotCheck> ServerGate::Check(std::int64_t round, std::int64_t client
                                          const std::string& blob,
                                          const algorithms::ClientUpdate& update,
                                          const std::string& sha256,
+                                         const std::optional<ExpectedWork>& known,
                                          sec::TrainingCommitment& commitment,
                                          RoundMetrics& metrics) {
   const VerificationOptions& v = options_;
   const std::uint64_t seed = TaskSeed(run_seed_, round, client);
   auto decoded = sec::DecodeCommitment(core::Bytes(blob.begin(), blob.end()));
+  if (!known && v.probability > 0.0) {  // the server's shortcoming: refused, not held against it
+    return Status::FailedPrecondition(
+        "the server cannot know this client's work (its trainer does not read the client's "
+        "partition), so neither its committed step count nor a replay can be checked");
+  }
   Status why;
   if (!decoded.ok()) {
     why = decoded.status().WithContext("the update's commitment");
@@ -118,6 +124,12 @@ Result<sec::SpotCheck> ServerGate::Check(std::int64_t round, std::int64_t client
       why =
           Status::InvalidArgument("it claims " + std::to_string(c.num_samples) +
                                   " samples but the update " + std::to_string(update.num_samples));
+    } else if (known && c.total_steps != known->total_steps) {
+      // Fewer steps is less work (0 steps: nothing to spot-check); more is a trajectory the
+      // task did not ask for.
+      why = Status::InvalidArgument(
+          "it commits to " + std::to_string(c.total_steps) + " optimizer steps; its task is " +
+          std::to_string(known->total_steps) + " (epochs x ceil(samples / batch_size))");
     }
   }
   if (!why.ok()) {

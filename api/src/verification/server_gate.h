@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,12 +52,20 @@ class ServerGate {
                     std::map<std::string, std::string>& attrs) const;
   /// An update just arrived (sha256: CheckpointSha256 of its state): the spot-check decision, or
   /// the reason its commitment is refused (already recorded in the ledger and the account).
+  /// `known`: the work the server expects of the client (ServerContext::KnownWork), whose step
+  /// count the commitment must match. With spot checks (probability > 0) an update whose work the
+  /// server cannot know is refused: neither its step count nor a replay could be checked.
   Result<core::security::SpotCheck> Check(std::int64_t round, std::int64_t client,
                                           const std::string& blob,
                                           const algorithms::ClientUpdate& update,
                                           const std::string& sha256,
+                                          const std::optional<ExpectedWork>& known,
                                           core::security::TrainingCommitment& commitment,
                                           RoundMetrics& metrics);
+  /// Records a refused claim of `client` (its sample count) as a failed check, "mismatch".
+  void RecordMismatch(std::int64_t client, RoundMetrics& metrics) {
+    RecordCheck(client, -1, "mismatch", 0.0, metrics);
+  }
   /// Reveals from the ranks, replays here; sets each one's passed.
   Status RunSpotChecks(server::WorkerPool& pool, std::int64_t round, std::int64_t model_version,
                        std::vector<PendingCheck>& pending, RoundMetrics& metrics);

@@ -145,6 +145,10 @@ struct Config {
   // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push
   // is refused before it is read.
   int max_update_mb = 16384;
+  // The most samples one update may claim where the server cannot know the client's count (a
+  // deployed client with its own data); 0: 4 x the mean partition of the server's copy of the
+  // data set. Where the server's copy is the clients' data, a claim must equal the partition.
+  int max_claimed_samples = 0;
   // tracking_args
   std::string metrics_file = "";
   std::string checkpoint_dir = "";

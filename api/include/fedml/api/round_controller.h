@@ -36,8 +36,9 @@ struct ServerOptions {
   std::string checkpoint_dir;  // "" = no checkpoint
   /// Contribution ledger (fedml/core/security/ledger.h): after every round (asynchronous: every
   /// version) one hash-chained record of the clients asked, the SHA-256 of every accepted update
-  /// (StateSha256), the refused ones and each accepted client's reward (its sample count: the
-  /// samples are claimed, not verified). Appended to an existing ledger after verifying it; a
+  /// (StateSha256), the refused ones and each accepted client's reward (its sample count, checked
+  /// against expected_work or max_claimed_samples). Appended to an existing ledger after
+  /// verifying it; a
   /// damaged one fails the run before its first round. "" = none.
   std::string ledger_file;
   /// Deployment (gRPC edge clients): client N is rank N + 1 and holds its own data, so its task
@@ -96,6 +97,20 @@ struct ServerOptions {
   /// saw) and no sample count (the server does not learn it); the round's train_loss is the
   /// unweighted mean of the clients' reported losses.
   SecureAggregationOptions secure;
+  /// What the server knows of each client's work. RunServer sets it from the server's trainer
+  /// (NumTrainSamples with epochs and batch_size) where the server's copy of the data set is the
+  /// clients' data: in simulation and under MPI, and in deployment with spot checks (which replay
+  /// on that copy); a deployed client may otherwise bring its own data. An update
+  /// whose num_samples differs from a known count is refused: a client must not buy FedAvg weight
+  /// or rewards with a claim. Verification also checks the committed step count against it.
+  /// Empty, or UNIMPLEMENTED for a client: unknown, and the claim is checked against
+  /// max_claimed_samples only.
+  ExpectedWorkFn expected_work;
+  /// The most samples one update may claim where the server cannot know its count; larger claims
+  /// are refused. 0: no cap. RunServer's default in deployment (config max_claimed_samples 0) is 4
+  /// x the mean partition of the server's copy of the data set, so that one claim weighs at most
+  /// as much as four average clients.
+  std::int64_t max_claimed_samples = 0;
   /// Verified work (fedml/api/verification.h): commitments, spot checks, stakes. The accounts
   /// are saved in the checkpoint beside the strategy's state, and the ledger records every
   /// check, the rewards (reward_per_sample x samples of each accepted update) and the stake of

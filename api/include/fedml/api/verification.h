@@ -33,13 +33,34 @@ inline constexpr const char* kVerifyNextExtra = "verify.next";
 /// ReplaySegment) and returns the model after it. Called on the controller's thread only.
 using SegmentReplayer = std::function<Result<core::ModelState>(const ReplayTask&)>;
 
+/// What the server knows of one client's local work in a task, from its own copy of the data
+/// set (the server's trainer): what an honest update of that client claims.
+struct ExpectedWork {
+  std::int64_t num_samples = 0;  // its training samples: the FedAvg weight it may claim
+  std::int64_t total_steps = 0;  // its optimizer steps: LocalSteps(epochs, num_samples, batch)
+};
+
+/// The optimizer steps of `epochs` passes over `samples` samples in batches of `batch_size` (the
+/// last batch of an epoch may be short): what the built-in trainer takes. batch_size >= 1.
+inline std::int64_t LocalSteps(std::int64_t epochs, std::int64_t samples, std::int64_t batch_size) {
+  return epochs * ((samples + batch_size - 1) / batch_size);
+}
+
+/// A client's expected work, or UNIMPLEMENTED when the server cannot know it (its trainer does
+/// not read that client's data). Called on the controller's thread only.
+using ExpectedWorkFn = std::function<Result<ExpectedWork>(std::int64_t client)>;
+
 /// The round controller's verification settings (ServerOptions::verification).
 ///
 /// What happens to an update, in order:
 ///  1. Commitment check, on arrival: the commitment must decode, start at the global model the
 ///     round sent (checkpoint 0's SHA-256), end at the update itself (last checkpoint), use the
-///     interval and data seed the task named and claim the update's sample count. Otherwise the
-///     update is refused outright and the client's account takes a failed check ("mismatch").
+///     interval and data seed the task named, claim the update's sample count, and claim exactly
+///     the samples and optimizer steps the server expects of that client (ServerOptions::
+///     expected_work, from the server's copy of the data set; with spot checks an update whose
+///     work the server cannot know is refused). Otherwise the update is refused outright and the
+///     client's account takes a failed check ("mismatch"). Without the step check a client could
+///     commit to 0 steps (one checkpoint, nothing to spot-check) and never be checked.
 ///  2. Spot check, with probability `probability`, decided by SelectSpotCheck(secret, ...) after
 ///     the commitment arrived, so the client cannot know beforehand: its rank reveals checkpoints
 ///     k and k + 1 of a random segment k (bounded by round_timeout; a rank that is gone leaves the
@@ -49,8 +70,9 @@ using SegmentReplayer = std::function<Result<core::ModelState>(const ReplayTask&
 ///     segment's honest movement, so one threshold fits every model size); "fail" otherwise.
 ///  3. Consequences: a failed or mismatched update is left out of the round, and the account
 ///     (accounts) loses reputation and stake; an accepted update earns
-///     accounts.reward_per_sample x its samples. Clients whose accounts are excluded are not
-///     sampled again. Checked updates are aggregated after the unchecked ones, in sampled order.
+///     accounts.reward_per_sample x its samples, a count the server checked, never a bare claim.
+///     Clients whose accounts are excluded are not sampled again. Checked updates are aggregated
+///     after the unchecked ones, in sampled order.
 struct VerificationOptions {
   bool enabled = false;
   std::int64_t checkpoint_interval = 5;  // >= 1
