@@ -290,6 +290,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("security_args", "max_weight", &C::max_weight, GreaterThan(0.0)));
     k.push_back(Key("security_args", "secagg_stage_timeout_s", &C::secagg_stage_timeout_s,
                     GreaterThan(0.0)));
+    k.push_back(PathKey("security_args", "secagg_journal", &C::secagg_journal));
     k.push_back(Key("security_args", "dropout_rate", &C::dropout_rate, InHalfOpen(0.0, 1.0)));
     k.push_back(
         Key("security_args", "dropout_stage", &C::dropout_stage, OneOf(SecureDropoutStageNames())));

@@ -78,6 +78,7 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
   o.idle_timeout = std::chrono::milliseconds(
       static_cast<std::int64_t>((config.round_timeout_s * 2.0 + stages_s) * 1000));
   o.secure_dropout = SecureDropoutFrom(config);
+  o.secure_journal = config.secagg_journal;
   return o;
 }
 

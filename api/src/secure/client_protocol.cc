@@ -1,6 +1,13 @@
 #include "secure/client_protocol.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "fedml/algorithms/protocols/secagg.h"
 #include "fedml/core/random.h"
@@ -20,8 +27,62 @@ struct ClientProtocol::Client {
   int last_stage = 3;                // the last stage it answers (a simulated dropout: fewer)
 };
 
-ClientProtocol::ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout)
-    : random_seed_(random_seed), dropout_(std::move(dropout)) {}
+ClientProtocol::ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout,
+                               std::string journal)
+    : random_seed_(random_seed), dropout_(std::move(dropout)), journal_(std::move(journal)) {}
+
+// The journal is text, one line per round taken part in: "<seed> <client> <round>". Lines of
+// other seeds (other federations) are kept and ignored.
+Status ClientProtocol::LoadJournal() {
+  journal_loaded_ = true;
+  if (journal_.empty()) return Status::Ok();
+  std::ifstream in(journal_);
+  if (!in) return Status::Ok();  // nothing taken part in yet
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    std::istringstream fields(line);
+    std::uint64_t seed = 0;
+    std::int64_t client = 0;
+    std::int64_t round = 0;
+    std::string rest;
+    if (!(fields >> seed >> client >> round) || (fields >> rest)) {
+      journal_loaded_ = false;
+      return Status::DataLoss("secure aggregation journal " + journal_ + " line " +
+                              std::to_string(n) +
+                              " is not '<seed> <client> <round>': refusing "
+                              "secure rounds rather than risk taking part in one twice");
+    }
+    if (seed == random_seed_) taken_part_.insert({client, round});
+  }
+  return Status::Ok();
+}
+
+Status ClientProtocol::Admit(std::int64_t round, std::int64_t client) {
+  if (!journal_loaded_) FEDML_RETURN_IF_ERROR(LoadJournal());
+  if (!taken_part_.insert({client, round}).second) {
+    return Status::FailedPrecondition(
+        "client " + std::to_string(client) + " already took part in secure round " +
+        std::to_string(round + 1) +
+        "; it takes part in each round once, since a server that ran a round twice over "
+        "different survivors could subtract the two sums and learn its update");
+  }
+  if (journal_.empty()) return Status::Ok();
+  // Durable before any key leaves: a crash after this line still counts the round as taken.
+  std::FILE* f = std::fopen(journal_.c_str(), "a");
+  bool ok = f != nullptr;
+  if (ok) {
+    ok = std::fprintf(f, "%llu %lld %lld\n", static_cast<unsigned long long>(random_seed_),
+                      static_cast<long long>(client), static_cast<long long>(round)) > 0;
+    ok = std::fflush(f) == 0 && ok;
+    ok = ::fsync(fileno(f)) == 0 && ok;
+    ok = std::fclose(f) == 0 && ok;
+  }
+  if (!ok) {
+    return Status::DataLoss("cannot record secure round " + std::to_string(round + 1) + " in " +
+                            journal_ + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
 
 ClientProtocol::~ClientProtocol() = default;
 

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fedml/api/client_trainer.h"
@@ -19,8 +21,19 @@ namespace fedml::api::secure {
 
 class ClientProtocol {
  public:
-  ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout);
+  /// journal: the file where this worker records each (seed, client, round) it took part in, so
+  /// that the guard of Admit holds across its restarts; "" keeps the record in memory only.
+  ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout, std::string journal);
   ~ClientProtocol();
+
+  /// Whether client `client` may take part in secure round `round`, and if so records that it
+  /// did (appended to the journal and flushed to disk before this returns). A client takes part
+  /// in each round of its federation (its own random_seed) at most once: its masked input of a
+  /// round is the same each time, so a server that ran one round twice over different survivor
+  /// sets could subtract the two sums and learn this client's update. FAILED_PRECONDITION for a
+  /// second time; DATA_LOSS when the journal cannot be read or written (the client does not take
+  /// part rather than risk it).
+  Status Admit(std::int64_t round, std::int64_t client);
 
   /// The protocol stages (kProtocol attr "stage") this half answers, in order.
   static const std::vector<std::string>& Stages();
@@ -41,9 +54,14 @@ class ClientProtocol {
 
  private:
   struct Client;  // a client's protocol object and ring vector, until its round ends
+  Status LoadJournal();
+
   std::uint64_t random_seed_;
   SecureDropoutOptions dropout_;
-  std::map<std::int64_t, std::unique_ptr<Client>> clients_;  // by client id
+  std::string journal_;
+  bool journal_loaded_ = false;
+  std::set<std::pair<std::int64_t, std::int64_t>> taken_part_;  // (client, round)
+  std::map<std::int64_t, std::unique_ptr<Client>> clients_;     // by client id
 };
 
 }  // namespace fedml::api::secure

@@ -29,6 +29,10 @@ struct WorkerOptions {
   core::DecodeLimits decode;
   /// Simulated secure-aggregation dropouts of the clients this worker trains.
   SecureDropoutOptions secure_dropout;
+  /// Where the worker records the secure rounds its clients took part in, so that none takes
+  /// part in one round twice across the worker's restarts (a server that re-runs a round could
+  /// otherwise learn one client's update); "" keeps the record in memory (this process only).
+  std::string secure_journal;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is

@@ -97,6 +97,9 @@ struct Config {
   std::uint64_t modulus = std::uint64_t{1} << 32;  // the ring: a power of two <= 2^32
   double max_weight = 1000.0;                      // a client's weight: min(samples / this, 1)
   double secagg_stage_timeout_s = 60.0;            // the longest one stage waits for answers
+  // A client's record of the secure rounds it took part in (each at most once), kept across its
+  // restarts; "" keeps it in memory for the process's life only.
+  std::string secagg_journal = "";
   // Simulated dropouts: this fraction of each round's clients vanish after dropout_stage
   // (advertise_keys | share_keys | mask_input).
   double dropout_rate = 0.0;
