@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -533,6 +534,29 @@ Result<int> ClientIdFromCommonName(const std::string& common_name) {
   return id;
 }
 
+namespace {
+// What identifies one version of revoked.txt: re-read when any of it changes.
+struct RevocationStamp {
+  bool present = false;
+  std::uint64_t inode = 0;
+  std::int64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const RevocationStamp& o) const {
+    return present == o.present && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+  }
+};
+}  // namespace
+
+struct ClientRegistry::Revocations {
+  std::mutex mu;
+  bool read = false;  // Refresh has run once
+  RevocationStamp stamp;
+  std::set<int> ids;
+  std::set<std::string> serials;  // lowercase hex, no leading zeros
+};
+
+ClientRegistry::ClientRegistry() : revoked_(std::make_shared<Revocations>()) {}
+
 Result<ClientRegistry> ClientRegistry::Load(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -592,26 +616,67 @@ Result<ClientRegistry> ClientRegistry::Load(const std::string& dir) {
     }
   }
 
-  const std::string revoked_path = (fs::path(dir) / "revoked.txt").string();
-  FEDML_RETURN_IF_ERROR(ReadOptionalFile(revoked_path, &text, &present));
-  if (present) {
-    const std::vector<std::string> lines = Lines(text);
-    for (std::size_t i = 0; i < lines.size(); ++i) {
-      const std::vector<std::string> fields = Fields(lines[i]);
-      if (fields.empty()) continue;
-      int id = 0;
-      if (fields.size() != 1 || !ParseId(fields[0], &id)) {
+  FEDML_RETURN_IF_ERROR(registry.Refresh());
+  return registry;
+}
+
+Status ClientRegistry::Refresh() const {
+  const std::string path = (fs::path(dir_) / "revoked.txt").string();
+  struct stat st {};
+  RevocationStamp stamp;
+  if (::stat(path.c_str(), &st) == 0) {
+    stamp = {true, static_cast<std::uint64_t>(st.st_ino), static_cast<std::int64_t>(st.st_size),
+             static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  } else if (errno != ENOENT) {
+    return ErrnoStatus(errno, "cannot read", path);
+  }
+  {
+    std::lock_guard<std::mutex> lock(revoked_->mu);
+    if (revoked_->read && revoked_->stamp == stamp) return Status::Ok();
+    revoked_->read = true;
+    revoked_->stamp = stamp;  // a bad file is reported once per change, not on every check
+  }
+  std::string text;
+  bool present = false;
+  FEDML_RETURN_IF_ERROR(ReadOptionalFile(path, &text, &present));
+  std::set<int> ids;
+  std::set<std::string> serials;
+  const std::vector<std::string> lines = Lines(text);
+  for (std::size_t i = 0; i < lines.size() && present; ++i) {
+    const std::vector<std::string> fields = Fields(lines[i]);
+    if (fields.empty()) continue;
+    const std::string where = path + ":" + std::to_string(i + 1) + ": ";
+    if (fields.size() != 1) {
+      return Status::InvalidArgument(where + "expected one entry per line, got " +
+                                     std::to_string(fields.size()) +
+                                     " fields; '#' starts a comment");
+    }
+    const std::string& f = fields[0];
+    int id = 0;
+    if (f.rfind("serial:", 0) == 0) {
+      std::string hex = f.substr(7);
+      for (char& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const bool is_hex = !hex.empty() && hex.size() <= 64 &&
+                          hex.find_first_not_of("0123456789abcdef") == std::string::npos;
+      if (!is_hex) {
         return Status::InvalidArgument(
-            revoked_path + ":" + std::to_string(i + 1) +
-            ": expected one client id (a non-negative decimal integer) per line, got " +
-            (fields.size() != 1 ? std::to_string(fields.size()) + " fields"
-                                : DescribeField(fields[0])) +
-            "; '#' starts a comment");
+            where + "a serial must be 1 to 64 hex digits after 'serial:', got " + DescribeField(f));
       }
-      registry.revoked_.insert(id);
+      hex.erase(0, std::min(hex.find_first_not_of('0'), hex.size() - 1));
+      serials.insert(hex);
+    } else if (ParseId(f, &id)) {
+      ids.insert(id);
+    } else {
+      return Status::InvalidArgument(where +
+                                     "expected a client id (a non-negative decimal integer) or "
+                                     "'serial:<hex>', got " +
+                                     DescribeField(f) + "; '#' starts a comment");
     }
   }
-  return registry;
+  std::lock_guard<std::mutex> lock(revoked_->mu);
+  revoked_->ids = std::move(ids);
+  revoked_->serials = std::move(serials);
+  return Status::Ok();
 }
 
 Result<int> ClientRegistry::IdentifyByToken(const std::string& token) const {
@@ -627,14 +692,11 @@ Result<int> ClientRegistry::IdentifyByToken(const std::string& token) const {
   }
   if (found == ~0u) return Status::PermissionDenied("unknown client token");
   const int id = static_cast<int>(found);
-  if (IsRevoked(id)) {
-    return Status::PermissionDenied("client " + std::to_string(id) + " is revoked (listed in " +
-                                    (fs::path(dir_) / "revoked.txt").string() + ")");
-  }
+  FEDML_RETURN_IF_ERROR(Revoked(id));
   return id;
 }
 
-Status ClientRegistry::CheckAllowed(int id) const {
+Status ClientRegistry::CheckAllowed(int id, const std::string& serial_hex) const {
   if (id < 0) {
     return Status::PermissionDenied("client id " + std::to_string(id) +
                                     " is not valid: client ids are non-negative");
@@ -643,14 +705,45 @@ Status ClientRegistry::CheckAllowed(int id) const {
     return Status::PermissionDenied("client " + std::to_string(id) + " is not listed in " +
                                     (fs::path(dir_) / "tokens.txt").string());
   }
-  if (IsRevoked(id)) {
-    return Status::PermissionDenied("client " + std::to_string(id) + " is revoked (listed in " +
-                                    (fs::path(dir_) / "revoked.txt").string() + ")");
+  FEDML_RETURN_IF_ERROR(Revoked(id));
+  if (!serial_hex.empty()) {
+    std::lock_guard<std::mutex> lock(revoked_->mu);
+    if (revoked_->serials.count(serial_hex) != 0) {
+      return Status::PermissionDenied("client " + std::to_string(id) + "'s certificate (serial " +
+                                      serial_hex + ") is revoked (listed in " +
+                                      (fs::path(dir_) / "revoked.txt").string() + ")");
+    }
   }
   return Status::Ok();
 }
 
-bool ClientRegistry::IsRevoked(int id) const { return revoked_.count(id) != 0; }
+Status ClientRegistry::Revoked(int id) const {
+  if (!IsRevoked(id)) return Status::Ok();
+  return Status::PermissionDenied("client " + std::to_string(id) + " is revoked (listed in " +
+                                  (fs::path(dir_) / "revoked.txt").string() + ")");
+}
+
+bool ClientRegistry::IsRevoked(int id) const {
+  std::lock_guard<std::mutex> lock(revoked_->mu);
+  return revoked_->ids.count(id) != 0;
+}
+
+Result<std::string> CertificateSerialHex(const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) {
+    ERR_clear_error();
+    return Status::InvalidArgument("no PEM certificate to read a serial number from");
+  }
+  BnPtr bn(ASN1_INTEGER_to_BN(X509_get_serialNumber(cert.get()), nullptr));
+  char* hex = bn ? BN_bn2hex(bn.get()) : nullptr;
+  if (hex == nullptr) return OpensslError("cannot read the certificate's serial number");
+  std::string out(hex);
+  OPENSSL_free(hex);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  out.erase(0, std::min(out.find_first_not_of('0'), out.size() - 1));
+  return out;
+}
 
 Result<std::string> ReadTextFile(const std::string& path, bool trim) {
   std::string text;

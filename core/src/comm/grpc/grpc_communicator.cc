@@ -295,6 +295,7 @@ class GrpcServer final : public ServerCommunicator {
   // The client id the call's credentials prove, or PERMISSION_DENIED/UNAUTHENTICATED.
   grpc::Status Identify(grpc::ServerContext* ctx, int* id) {
     Result<int> who = Status::PermissionDenied("no credentials");
+    std::string serial_hex;  // of the client certificate, under mutual TLS
     const auto& md = ctx->client_metadata();
     const auto auth = ctx->auth_context();
     const auto cns =
@@ -312,6 +313,12 @@ class GrpcServer final : public ServerCommunicator {
     } else if (!cns.empty()) {
       // A certificate the TLS layer verified against ca.pem: its common name is the identity.
       who = security::ClientIdFromCommonName(std::string(cns[0].data(), cns[0].size()));
+      const auto pem = auth->FindPropertyValues("x509_pem_cert");
+      if (who.ok() && !pem.empty()) {
+        auto serial = security::CertificateSerialHex(std::string(pem[0].data(), pem[0].size()));
+        if (!serial.ok()) who = serial.status();
+        if (serial.ok()) serial_hex = std::move(serial).value();
+      }
     } else {
       auto it = md.find(kTokenKey);
       if (it == md.end()) {
@@ -326,7 +333,14 @@ class GrpcServer final : public ServerCommunicator {
                                      std::to_string(options_.num_clients - 1) + ")");
     }
     if (who.ok() && !options_.security.insecure) {
-      const Status allowed = registry_->CheckAllowed(*who);
+      // revoked.txt is re-read when it changed: a revocation takes effect at the client's next
+      // call, without a restart. A damaged file leaves the previous list in force.
+      const Status refreshed = registry_->Refresh();
+      if (!refreshed.ok()) {
+        FEDML_LOG_ERROR("the revocation list was not reloaded, the previous one stays: %s",
+                        refreshed.ToString().c_str());
+      }
+      const Status allowed = registry_->CheckAllowed(*who, serial_hex);
       if (!allowed.ok()) who = allowed;
     }
     if (!who.ok()) {

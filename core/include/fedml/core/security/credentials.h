@@ -14,6 +14,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -72,25 +73,39 @@ Status GenerateCredentials(const CertOptions& options, bool overwrite = false);
 Result<int> ClientIdFromCommonName(const std::string& common_name);
 
 /// The server's view of the client credentials in a certs folder: the token hashes of tokens.txt
-/// and the client ids of revoked.txt. Immutable once loaded, so safe to share between threads.
+/// and the revocations of revoked.txt. The tokens are fixed once loaded; the revocations follow
+/// the file: Refresh re-reads revoked.txt when it changed, so an operator revokes a client while
+/// the server runs. Thread-safe (checks and Refresh may run on any threads at once); copies share
+/// one revocation list.
 class ClientRegistry {
  public:
   /// Loads DIR/tokens.txt (missing file = no tokens) and DIR/revoked.txt (missing = none revoked).
   /// Both allow blank lines and '#' comments (to the end of the line). tokens.txt lines are
-  /// "<id> <64 hex digits>"; revoked.txt lines are one client id each; ids are non-negative
-  /// decimal ints. Errors: NOT_FOUND when DIR is not a directory; INVALID_ARGUMENT naming
-  /// "file:line" for a malformed line, a duplicate id or a duplicate hash in tokens.txt;
-  /// NOT_FOUND / PERMISSION_DENIED naming the file when one exists but cannot be read.
+  /// "<id> <64 hex digits>"; revoked.txt lines are a client id (a non-negative decimal int), or
+  /// "serial:<hex>" for one certificate by its serial number (as `openssl x509 -noout -serial`
+  /// prints it, either case): revoking a serial refuses that certificate only, so a client whose
+  /// key leaked can be issued a new certificate under the same id. Errors: NOT_FOUND when DIR is
+  /// not a directory; INVALID_ARGUMENT naming "file:line" for a malformed line, a duplicate id or
+  /// a duplicate hash in tokens.txt; NOT_FOUND / PERMISSION_DENIED naming the file when one exists
+  /// but cannot be read.
   static Result<ClientRegistry> Load(const std::string& dir);
+
+  /// Re-reads revoked.txt if its size, modification time or inode changed since the last read.
+  /// On an error (a malformed line, an unreadable file) the previous list stays in force and the
+  /// error is returned, naming the file and line; it is returned again only after the file
+  /// changes again, so a caller may log every error it gets.
+  Status Refresh() const;
 
   /// The client id whose token this is: the SHA-256 of `token` is compared in constant time
   /// (CRYPTO_memcmp) with every entry, never stopping early. PERMISSION_DENIED
   /// "unknown client token" when none matches, or "client N is revoked".
   Result<int> IdentifyByToken(const std::string& token) const;
 
-  /// OK if client `id` is known (id >= 0 and, when tokens.txt lists any token, listed there) and
-  /// not revoked; PERMISSION_DENIED naming the id and the reason otherwise.
-  Status CheckAllowed(int id) const;
+  /// OK if client `id` is known (id >= 0 and, when tokens.txt lists any token, listed there), not
+  /// revoked, and (when `serial_hex` is given: the serial of the certificate it presented, as
+  /// CertificateSerialHex returns it) its certificate is not revoked; PERMISSION_DENIED naming the
+  /// id and the reason otherwise.
+  Status CheckAllowed(int id, const std::string& serial_hex = "") const;
 
   bool IsRevoked(int id) const;
 
@@ -102,14 +117,21 @@ class ClientRegistry {
     int id;
     std::array<unsigned char, 32> sha256;
   };
+  struct Revocations;  // the list and the file stamp it was read at, behind a mutex
 
-  ClientRegistry() = default;
+  ClientRegistry();
+  Status Revoked(int id) const;
 
   std::string dir_;
   std::vector<TokenEntry> tokens_;
   std::set<int> token_ids_;
-  std::set<int> revoked_;
+  std::shared_ptr<Revocations> revoked_;
 };
+
+/// The serial number of the certificate in `pem` as lowercase hex without leading zeros (the form
+/// revoked.txt's "serial:" lines are compared in). INVALID_ARGUMENT when `pem` holds no
+/// certificate.
+Result<std::string> CertificateSerialHex(const std::string& pem);
 
 /// Reads a whole file (PEM, token) into a string. With `trim`, trailing whitespace (the newline
 /// of a .token file) is stripped. NOT_FOUND naming the path and the reason if it cannot be read.
