@@ -1,9 +1,13 @@
 #include "fedml/api/client_manager.h"
 
 #include <algorithm>
+#include <fstream>
 #include <optional>
 
+#include "fedml/api/round_controller.h"
+#include "fedml/core/log.h"
 #include "fedml/core/random.h"
+#include "fedml/core/security/ledger_heads.h"
 #include "secure/client_protocol.h"
 #include "verification/client_reveal.h"
 
@@ -160,8 +164,32 @@ Status ClientManager::HandleEval(Message& msg) {
   return SendReply(reply, st);
 }
 
+void ClientManager::KeepLedgerHead(const Message& task) {
+  const auto it = task.attrs.find(kLedgerHeadAttr);
+  if (options_.ledger_heads_file.empty() || it == task.attrs.end()) return;
+  auto head = core::security::ParseLedgerHeadLine(it->second);
+  if (!head.ok()) {
+    FEDML_LOG_WARNING("the server sent a malformed ledger head, not kept: %s",
+                      head.status().ToString().c_str());
+    return;
+  }
+  if (head->seq <= last_kept_head_) return;  // a task of the same round: kept already
+  // Kept even if unsigned by the server's key: `fedml ledger verify --heads` checks every
+  // signature, and a head the server did not sign proves nothing either way.
+  std::ofstream out(options_.ledger_heads_file, std::ios::app);
+  out << core::security::LedgerHeadLine(*head) << '\n';
+  out.flush();
+  if (!out) {
+    FEDML_LOG_WARNING("cannot append the ledger head of record %lld to %s",
+                      static_cast<long long>(head->seq), options_.ledger_heads_file.c_str());
+    return;
+  }
+  last_kept_head_ = head->seq;
+}
+
 Status ClientManager::HandleTrain(Message& msg) {
   if (!msg.model.empty()) FEDML_RETURN_IF_ERROR(HandleSync(msg));  // a task that brings its model
+  KeepLedgerHead(msg);
   // Protocol state of earlier rounds is dead: those rounds are over at the server.
   secure_->ForgetBefore(msg.round);
   // So are the committed checkpoints of earlier rounds: their spot checks are over.

@@ -334,6 +334,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(PathKey("tracking_args", "metrics_file", &C::metrics_file));
     k.push_back(PathKey("tracking_args", "checkpoint_dir", &C::checkpoint_dir));
     k.push_back(PathKey("tracking_args", "ledger_file", &C::ledger_file));
+    k.push_back(PathKey("tracking_args", "ledger_heads_file", &C::ledger_heads_file));
     k.push_back(Key("tracking_args", "log_level", &C::log_level,
                     OneOf({"debug", "info", "warning", "error"})));
     return k;

@@ -23,6 +23,7 @@
 #include "fedml/core/log.h"
 #include "fedml/core/security/credentials.h"
 #include "fedml/core/security/ledger.h"
+#include "fedml/core/security/ledger_heads.h"
 #include "fedml/core/train/torch_bridge.h"
 #if FEDML_WITH_GRPC
 #include "fedml/api/deployment.h"
@@ -456,8 +457,11 @@ int RunCerts(const std::string& out, int clients, const std::vector<std::string>
   return 0;
 }
 
-// `fedml ledger verify FILE`: 0 when the chain is intact, 5 naming the first bad record.
-int RunLedgerVerify(const std::string& path) {
+// `fedml ledger verify FILE [--cert server.pem] [--heads FILE...]`: 0 when the chain is intact
+// (and, with --cert, it holds every head the server signed: its own FILE.heads and each client's
+// kept heads), 5 naming the first bad record or head.
+int RunLedgerVerify(const std::string& path, const std::string& cert,
+                    std::vector<std::string> heads) {
   auto report = fedml::core::security::VerifyLedger(path);
   if (!report.ok()) return Fail(report.status());
   if (!report->ok) {
@@ -467,6 +471,25 @@ int RunLedgerVerify(const std::string& path) {
   }
   auto records = fedml::core::security::ReadLedger(path);
   if (!records.ok()) return Fail(records.status());
+  if (!cert.empty()) {
+    auto cert_pem = fedml::core::security::ReadTextFile(cert);
+    if (!cert_pem.ok()) return Fail(cert_pem.status());
+    heads.insert(heads.begin(), path + ".heads");
+    for (const std::string& file : heads) {
+      auto text = fedml::core::security::ReadTextFile(file);
+      if (!text.ok()) return Fail(text.status());
+      const Status st = fedml::core::security::CheckLedgerHeads(*records, *text, file, *cert_pem);
+      if (!st.ok()) {
+        std::fprintf(stderr, "error: ledger %s: %s\n", path.c_str(), st.message().c_str());
+        return 5;
+      }
+      std::printf("heads %s: every head signed by the server and held by the ledger\n",
+                  file.c_str());
+    }
+  } else if (!heads.empty()) {
+    return Fail(Status::InvalidArgument(
+        "--heads needs --cert (the server certificate whose key signed them)"));
+  }
   std::printf("ledger %s: %lld records, hash chain intact; last hash %s\n", path.c_str(),
               static_cast<long long>(report->records),
               records->empty() ? "(none)" : records->back().hash.c_str());
@@ -571,6 +594,14 @@ int main(int argc, char** argv) {
     auto* ledger_verify = ledger->add_subcommand(
         "verify", "Check a ledger's hash chain; report the first tampered record");
     ledger_verify->add_option("FILE", ledger_path, "The ledger (JSON Lines)")->required();
+    std::string ledger_cert;
+    std::vector<std::string> ledger_heads;
+    ledger_verify->add_option("--cert", ledger_cert,
+                              "The server certificate (server.pem): also check FILE.heads, the "
+                              "heads the server signed");
+    ledger_verify->add_option("--heads", ledger_heads,
+                              "Heads files clients kept (ledger_heads_file): the ledger must hold "
+                              "every head the server signed for them");
 
     try {
       app.parse(argc, argv);
@@ -589,7 +620,7 @@ int main(int argc, char** argv) {
     }
     if (partition->parsed()) return RunPartition(config_file, plan_file, partition->remaining());
     if (certs->parsed()) return RunCerts(certs_out, certs_clients, certs_hosts, certs_overwrite);
-    if (ledger_verify->parsed()) return RunLedgerVerify(ledger_path);
+    if (ledger_verify->parsed()) return RunLedgerVerify(ledger_path, ledger_cert, ledger_heads);
 #if FEDML_WITH_GRPC
     if (server->parsed()) {
       return RunServerCommand(config_file, address, port, server_flags, resume,

@@ -79,6 +79,7 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
       static_cast<std::int64_t>((config.round_timeout_s * 2.0 + stages_s) * 1000));
   o.secure_dropout = SecureDropoutFrom(config);
   o.secure_journal = config.secagg_journal;
+  o.ledger_heads_file = config.ledger_heads_file;
   return o;
 }
 

@@ -125,7 +125,7 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
   ctx.virtual_now = m.options.start_virtual_seconds;
 
   Status status = m.CheckOptions();
-  if (status.ok()) status = ledger.Open(m.options.ledger_file);
+  if (status.ok()) status = ledger.Open(m.options.ledger_file, m.options.ledger_signing_key);
   if (status.ok() && !m.options.start_strategy_state.empty()) {
     status = m.aggregator->RestoreState(m.options.start_strategy_state)
                  .WithContext("restoring the strategy's state from the checkpoint");

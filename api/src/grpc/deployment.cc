@@ -99,6 +99,11 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   // The clients know the run's seed, so the spot-check key must not come from it: the
   // controller draws a random one.
   options.verification.secret.clear();
+  if (!config.ledger_file.empty() && !args.security.insecure) {
+    // The ledger's heads are signed with the key of server.pem, which the clients can check.
+    FEDML_ASSIGN_OR_RETURN(options.ledger_signing_key,
+                           core::security::ReadTextFile(args.security.certs_dir + "/server.key"));
+  }
   std::optional<core::ModelState> initial;
   if (args.resume) {
     if (config.checkpoint_dir.empty()) {

@@ -144,6 +144,7 @@ Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMet
     mine.index = pos;
     PutSecureTaskAttrs(mine, m.attrs);
     if (ctx_.pool.placement().model_in_task()) m.model = global;
+    ctx_.TagTask(m);
     return m;
   };
   batch.describe = [&](int pos) { return "client " + std::to_string(r.sampled[pos]); };

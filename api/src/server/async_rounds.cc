@@ -78,6 +78,7 @@ Status AsyncRounds::SendTask(Task& t, int rank) {
   task.model_version = t.base_version;
   task.client_ids = {t.client};
   task.extras = ctx_.aggregator.TaskExtras(t.client);
+  ctx_.TagTask(task);
   if (pool_.placement().model_in_task()) task.model = *t.base;
   FEDML_RETURN_IF_ERROR(pool_.Send(rank, task, &row_.bytes_down));
   t.rank = rank;

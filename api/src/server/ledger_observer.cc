@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "fedml/core/security/commitment.h"
+#include "fedml/core/security/ledger_heads.h"
 
 namespace fedml::api::server {
 
-Status LedgerObserver::Open(const std::string& file) {
+Status LedgerObserver::Open(const std::string& file, std::string signing_key) {
   if (file.empty()) return Status::Ok();
+  signing_key_ = std::move(signing_key);
   const auto parent = std::filesystem::path(file).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -60,8 +63,22 @@ Status LedgerObserver::Append(std::int64_t round, std::string note,
     }
   }
   record.note = std::move(note);
-  return writer_->Append(std::move(record))
-      .WithContext("appending round " + std::to_string(round) + " to the ledger");
+  FEDML_RETURN_IF_ERROR(
+      writer_->Append(std::move(record))
+          .WithContext("appending round " + std::to_string(round) + " to the ledger"));
+  if (signing_key_.empty()) return Status::Ok();
+  FEDML_ASSIGN_OR_RETURN(
+      core::security::SignedLedgerHead head,
+      core::security::SignLedgerHead(writer_->next_seq() - 1, writer_->last_hash(), signing_key_));
+  head_line_ = core::security::LedgerHeadLine(head);
+  std::ofstream heads(writer_->path() + ".heads", std::ios::app);
+  heads << head_line_ << '\n';
+  heads.flush();
+  if (!heads) {
+    return Status::DataLoss("cannot append the signed head of round " + std::to_string(round) +
+                            " to " + writer_->path() + ".heads");
+  }
+  return Status::Ok();
 }
 
 }  // namespace fedml::api::server

@@ -19,8 +19,11 @@ namespace fedml::api::server {
 
 class LedgerObserver {
  public:
-  /// Opens `file` for appending (creating its folder), verifying what it holds; "" = off.
-  Status Open(const std::string& file);
+  /// Opens `file` for appending (creating its folder), verifying what it holds; "" = off. With a
+  /// `signing_key` (PEM: the deployed server's TLS key) every record's head is signed
+  /// (fedml/core/security/ledger_heads.h), appended to `file`.heads and offered to the clients
+  /// (head_line) so that they can later prove what the server recorded.
+  Status Open(const std::string& file, std::string signing_key = "");
   bool enabled() const { return writer_.has_value(); }
 
   /// The hash of an update about to be aggregated ("" when off; also "" when hashing fails, and
@@ -36,9 +39,14 @@ class LedgerObserver {
   /// no stakes), then starts a new record.
   Status Append(std::int64_t round, std::string note,
                 const std::function<double(std::int64_t)>& stake_of);
+  /// The signed head of the last record appended (a heads-file line), or "" when none was
+  /// signed yet: what the next tasks carry to the clients (kLedgerHeadAttr).
+  const std::string& head_line() const { return head_line_; }
 
  private:
   std::optional<core::security::LedgerWriter> writer_;
+  std::string signing_key_;  // secret: never logged
+  std::string head_line_;
   core::security::LedgerRecord record_;  // the round being recorded
 };
 

@@ -92,6 +92,10 @@ Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) cons
   return Status::Ok();
 }
 
+void ServerContext::TagTask(Message& task) const {
+  if (!ledger.head_line().empty()) task.attrs[kLedgerHeadAttr] = ledger.head_line();
+}
+
 void ServerContext::RecordOutcome(std::int64_t client, std::int64_t samples,
                                   const std::string& sha256, bool accepted) {
   // With verification the accounts pay for accepted work (their reward_per_sample); without it

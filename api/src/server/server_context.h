@@ -50,6 +50,8 @@ struct ServerContext {
   /// Whether an update of `client` may claim `claimed` samples: >= 1, equal to the known count,
   /// else at most max_claimed_samples. INVALID_ARGUMENT naming both figures otherwise.
   Status CheckClaim(std::int64_t client, std::int64_t claimed) const;
+  /// Adds what every train task carries beyond its strategy's payload: the signed ledger head.
+  void TagTask(core::Message& task) const;
   /// An update's fate for the accounts (an accepted one is paid) and the ledger.
   void RecordOutcome(std::int64_t client, std::int64_t samples, const std::string& sha256,
                      bool accepted);

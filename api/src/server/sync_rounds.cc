@@ -159,6 +159,7 @@ Status PlainFit::Run(std::int64_t round, const std::vector<std::int64_t>& sample
     task.extras = ctx_.aggregator.TaskExtras(sampled[pos]);
     if (ctx_.pool.placement().model_in_task()) task.model = global;
     if (gate) gate->AddTaskAttrs(round, sampled[pos], task.attrs);
+    ctx_.TagTask(task);
     return task;
   };
   batch.describe = [&](int pos) { return "client " + std::to_string(sampled[pos]); };

@@ -33,6 +33,10 @@ struct WorkerOptions {
   /// part in one round twice across the worker's restarts (a server that re-runs a round could
   /// otherwise learn one client's update); "" keeps the record in memory (this process only).
   std::string secure_journal;
+  /// Where the worker keeps the server's signed ledger heads its tasks carry (kLedgerHeadAttr),
+  /// each appended once: the client's evidence of what the server recorded, for
+  /// `fedml ledger verify --heads`. "" keeps none.
+  std::string ledger_heads_file;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is
@@ -56,6 +60,8 @@ class ClientManager {
  private:
   using Handler = std::function<Status(core::Message&)>;
   Status HandleSync(core::Message& msg);
+  /// Keeps the ledger head a task carries (ledger_heads_file), once per record.
+  void KeepLedgerHead(const core::Message& task);
   Status HandleTrain(core::Message& msg);
   Status HandleEval(core::Message& msg);
   /// A kProtocol message: routed by its "stage" attr to the feature that registered the stage
@@ -77,6 +83,7 @@ class ClientManager {
   std::int64_t model_version_ = -1;
   bool finished_ = false;
   std::unique_ptr<secure::ClientProtocol> secure_;  // secure aggregation's client half
+  std::int64_t last_kept_head_ = -1;                // seq of the last ledger head kept
 };
 
 }  // namespace fedml::api

@@ -158,6 +158,9 @@ struct Config {
   // Append one hash-chained record per round (participants, update hashes, rewards) to this
   // ledger (fedml/core/security/ledger.h); `fedml ledger verify FILE` checks it. "" = none.
   std::string ledger_file = "";
+  // A deployed client's copy of the server's signed ledger heads, one per round it took part in
+  // after the first (fedml/core/security/ledger_heads.h); "" keeps none.
+  std::string ledger_heads_file = "";
   std::string log_level = "info";
   // threads each worker's LibTorch may use (0 = one each so workers do not oversubscribe cores)
   int torch_threads = 0;

@@ -41,6 +41,10 @@ struct ServerOptions {
   /// verifying it; a
   /// damaged one fails the run before its first round. "" = none.
   std::string ledger_file;
+  /// Deployment: the server's TLS private key (PEM), with which every ledger record's head is
+  /// signed and handed to the round's clients (fedml/core/security/ledger_heads.h). Secret:
+  /// never logged. Empty: heads unsigned, none sent.
+  std::string ledger_signing_key;
   /// Deployment (gRPC edge clients): client N is rank N + 1 and holds its own data, so its task
   /// goes to that rank only and carries the global model (a client that reconnected may hold
   /// none). A client that is gone, fails or misses the round deadline loses its update for the
@@ -118,6 +122,11 @@ struct ServerOptions {
   /// first round otherwise.
   VerificationOptions verification;
 };
+
+/// The train-task attribute carrying the signed head of the server's last ledger record
+/// (fedml/core/security/ledger_heads.h: a heads-file line); a worker with a ledger_heads_file
+/// keeps it.
+inline constexpr const char* kLedgerHeadAttr = "ledger.head";
 
 /// Evaluates a global model on the test set on the controller's thread. When none is given the
 /// controller splits evaluation over the workers (one test shard each), which keeps every core

@@ -1,0 +1,156 @@
+#include "fedml/core/security/ledger_heads.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <charconv>
+#include <memory>
+
+#include "fedml/core/bytes.h"
+#include "fedml/core/security/crypto.h"
+#include "fedml/core/text.h"
+#include "openssl_util.h"
+
+namespace fedml::core::security {
+namespace {
+
+constexpr std::string_view kHeadDomain = "fedml-ledger-head-v1";
+
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free_all(p); }
+};
+struct X509Free {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
+
+// What a head's signature covers.
+Bytes SignedBytes(std::int64_t seq, const std::string& hash) {
+  ByteWriter w;
+  w.Raw(kHeadDomain).U64(static_cast<std::uint64_t>(seq)).Raw(hash);
+  return w.Take();
+}
+
+Status CheckHead(std::int64_t seq, const std::string& hash) {
+  if (seq < 0) return Status::InvalidArgument("a ledger head's seq must be >= 0");
+  if (!IsSha256Hex(hash)) {
+    return Status::InvalidArgument("a ledger head's hash must be 64 lowercase hex digits");
+  }
+  return Status::Ok();
+}
+
+BioPtr MemoryBio(const std::string& pem) {
+  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+}  // namespace
+
+Result<SignedLedgerHead> SignLedgerHead(std::int64_t seq, const std::string& hash,
+                                        const std::string& key_pem) {
+  FEDML_RETURN_IF_ERROR(CheckHead(seq, hash));
+  BioPtr bio = MemoryBio(key_pem);
+  PkeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key) {
+    ERR_clear_error();  // its reasons could quote the key's bytes: never pass them on
+    return Status::InvalidArgument("the ledger signing key is not a PEM private key");
+  }
+  const Bytes message = SignedBytes(seq, hash);
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  std::size_t size = 0;
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &size, message.data(), message.size()) != 1) {
+    return OpensslError("cannot sign the ledger head");
+  }
+  Bytes signature(size);
+  if (EVP_DigestSign(ctx.get(), signature.data(), &size, message.data(), message.size()) != 1) {
+    return OpensslError("cannot sign the ledger head");
+  }
+  signature.resize(size);
+  return SignedLedgerHead{seq, hash, HexEncode(signature)};
+}
+
+Status VerifyLedgerHead(const SignedLedgerHead& head, const std::string& cert_pem) {
+  FEDML_RETURN_IF_ERROR(CheckHead(head.seq, head.hash));
+  auto signature = HexDecode(head.signature, HexCase::kLowerOnly);
+  if (!signature.ok() || signature->empty()) {
+    return Status::InvalidArgument("a ledger head's signature must be lowercase hex");
+  }
+  BioPtr bio = MemoryBio(cert_pem);
+  std::unique_ptr<X509, X509Free> cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)
+                                           : nullptr);
+  PkeyPtr key(cert ? X509_get_pubkey(cert.get()) : nullptr);
+  if (!key) {
+    ERR_clear_error();
+    return Status::InvalidArgument("the server certificate is not a PEM certificate");
+  }
+  const Bytes message = SignedBytes(head.seq, head.hash);
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1) {
+    return OpensslError("cannot verify the ledger head");
+  }
+  const int ok = EVP_DigestVerify(ctx.get(), signature->data(), signature->size(), message.data(),
+                                  message.size());
+  ERR_clear_error();  // a bad signature leaves reasons behind
+  if (ok != 1) {
+    return Status::PermissionDenied("the head of record " + std::to_string(head.seq) +
+                                    " is not signed by this server");
+  }
+  return Status::Ok();
+}
+
+std::string LedgerHeadLine(const SignedLedgerHead& head) {
+  return std::to_string(head.seq) + " " + head.hash + " " + head.signature;
+}
+
+Result<SignedLedgerHead> ParseLedgerHeadLine(std::string_view line) {
+  const std::vector<std::string> fields = SplitTrimmed(std::string(line), ' ');
+  SignedLedgerHead head;
+  const bool three = fields.size() == 3;
+  const auto parsed =
+      three ? std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), head.seq)
+            : std::from_chars_result{nullptr, std::errc::invalid_argument};
+  if (!three || parsed.ec != std::errc() || parsed.ptr != fields[0].data() + fields[0].size()) {
+    return Status::InvalidArgument("expected '<seq> <hash> <signature>'");
+  }
+  head.hash = fields[1];
+  head.signature = fields[2];
+  FEDML_RETURN_IF_ERROR(CheckHead(head.seq, head.hash));
+  return head;
+}
+
+Status CheckLedgerHeads(const std::vector<LedgerRecord>& records, std::string_view heads_text,
+                        const std::string& heads_name, const std::string& cert_pem) {
+  const std::vector<std::string> lines = SplitTrimmed(std::string(heads_text), '\n');
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string line = Trim(lines[i].substr(0, lines[i].find('#')));
+    if (line.empty()) continue;
+    const std::string where = heads_name + ":" + std::to_string(i + 1) + ": ";
+    auto head = ParseLedgerHeadLine(line);
+    if (!head.ok()) return head.status().WithContext(where.substr(0, where.size() - 2));
+    const Status signed_by_server = VerifyLedgerHead(*head, cert_pem);
+    if (!signed_by_server.ok()) {
+      return signed_by_server.WithContext(where.substr(0, where.size() - 2));
+    }
+    const auto seq = static_cast<std::size_t>(head->seq);
+    if (seq >= records.size()) {
+      return Status::DataLoss(where + "the ledger ends at record " +
+                              std::to_string(static_cast<std::int64_t>(records.size()) - 1) +
+                              " but the server signed record " + std::to_string(head->seq) +
+                              ": records were dropped from its end");
+    }
+    if (records[seq].hash != head->hash) {
+      return Status::DataLoss(where + "record " + std::to_string(head->seq) +
+                              " was rewritten: the server signed hash " + head->hash +
+                              " for it, the ledger holds " + records[seq].hash);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace fedml::core::security
