@@ -79,6 +79,8 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
       static_cast<std::int64_t>((config.round_timeout_s * 2.0 + stages_s) * 1000));
   o.secure_dropout = SecureDropoutFrom(config);
   o.secure_journal = config.secagg_journal;
+  o.secure_limits.min_clients = config.secagg_min_clients;
+  o.secure_limits.min_neighbours = config.secagg_min_neighbours;
   return o;
 }
 

@@ -33,6 +33,8 @@ struct WorkerOptions {
   /// part in one round twice across the worker's restarts (a server that re-runs a round could
   /// otherwise learn one client's update); "" keeps the record in memory (this process only).
   std::string secure_journal;
+  /// The weakest secure-round parameters (n, t, k) the worker's clients accept from a task.
+  SecureClientLimits secure_limits;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is
