@@ -27,7 +27,8 @@ ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTra
       trainer_(std::move(trainer)),
       options_(std::move(options)),
       secure_(std::make_unique<secure::ClientProtocol>(
-          options_.random_seed, options_.secure_dropout, options_.secure_journal)) {
+          options_.random_seed, options_.secure_dropout, options_.secure_journal,
+          options_.secure_limits)) {
   handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
   handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
   handlers_[MessageType::kEvalTask] = [this](Message& m) { return HandleEval(m); };
@@ -214,7 +215,10 @@ Status ClientManager::TrainClient(const Message& msg, std::int64_t client, Messa
     return Status::InvalidArgument(
         "a verified task needs one client, a checkpoint interval >= 1 and a data seed");
   }
-  if (HasSecureTaskAttrs(msg.attrs)) FEDML_RETURN_IF_ERROR(secure_->Admit(msg.round, client));
+  if (HasSecureTaskAttrs(msg.attrs)) {
+    FEDML_RETURN_IF_ERROR(secure_->Accept(msg));
+    FEDML_RETURN_IF_ERROR(secure_->Admit(msg.round, client));
+  }
   FEDML_RETURN_IF_ERROR(trainer_->SetState(global_));
   TrainTask task;
   task.round = msg.round;

@@ -80,6 +80,8 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
   o.secure_dropout = SecureDropoutFrom(config);
   o.secure_journal = config.secagg_journal;
   o.ledger_heads_file = config.ledger_heads_file;
+  o.secure_limits.min_clients = config.secagg_min_clients;
+  o.secure_limits.min_neighbours = config.secagg_min_neighbours;
   return o;
 }
 

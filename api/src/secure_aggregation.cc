@@ -123,6 +123,44 @@ bool HasSecureTaskAttrs(const std::map<std::string, std::string>& attrs) {
   return attrs.count("secagg.n") > 0;
 }
 
+Status CheckSecureTaskLimits(const SecureTask& task, const SecureClientLimits& limits) {
+  const algorithms::SecAggParams& p = task.params;
+  const int n = p.num_clients;
+  const int k = p.num_neighbours;
+  const int t = p.threshold;
+  auto refuse = [](const std::string& why) {
+    return Status::PermissionDenied("refusing a secure round: " + why);
+  };
+  if (n < limits.min_clients) {
+    return refuse(
+        "it has " + std::to_string(n) +
+        " participants, fewer than secagg_min_clients = " + std::to_string(limits.min_clients) +
+        " (the sum of so few inputs, with peers the server may simulate, gives one away)");
+  }
+  const int hood = k == 0 ? n : k + 1;
+  if (2 * t <= hood) {
+    return refuse("its threshold " + std::to_string(t) + " is not more than half of the " +
+                  std::to_string(hood) +
+                  " clients that hold each secret's shares (a server that told one half a client "
+                  "dropped and the other half it survived would get both of its secrets)");
+  }
+  if (k != 0) {
+    int floor = limits.min_neighbours;
+    if (floor <= 0) {
+      floor = 0;
+      while ((1LL << floor) < n) ++floor;  // ceil(log2 n)
+    }
+    floor = std::min(floor, n - 1);
+    if (k < floor) {
+      return refuse("SecAgg+ degree k = " + std::to_string(k) + " is below " +
+                    std::to_string(floor) + " for " + std::to_string(n) +
+                    " participants (secagg_min_neighbours; a few neighbours are all a server "
+                    "needs to simulate)");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<SecureTask> SecureTaskFromAttrs(const std::map<std::string, std::string>& attrs) {
   auto text = [&](const char* key) -> Result<std::string> {
     const auto it = attrs.find(key);

@@ -1,7 +1,8 @@
 // Pins the exact bytes of every SecAgg message's encoding (algorithms/secagg.h). Clients and
 // servers built at different times exchange these bytes, so a change to them is a format change:
 // the expected values were captured from the encoders as they were before they moved onto
-// core::ByteWriter, and must only ever change together with kSecAggFormatVersion. Each pinned
+// core::ByteWriter, and must only ever change together with kSecAggFormatVersion (2 added the
+// self-mask commitment and the accused list, and changed nothing else). Each pinned
 // encoding also decodes back to the message it came from.
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -56,7 +57,7 @@ T RoundTrip(const Bytes& e, D decode) {
 TEST_CASE("pinned: SecAggKeys", "[pins][secagg]") {
   const Bytes e = Encode(Keys(1));
   CHECK(Hex(e) ==
-        "4653414b01000000"          // "FSAK" | u32 version
+        "4653414b02000000"          // "FSAK" | u32 version
         "efcdab896745230101000000"  // u64 round_id | u32 id
         // c_public: u32 length | 32 bytes
         "20000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f"
@@ -74,7 +75,7 @@ TEST_CASE("pinned: SecAggKeyList", "[pins][secagg]") {
   l.neighbours = {Keys(0), Keys(3)};
   const Bytes e = Encode(l);
   CHECK(Hex(e) ==
-        "4653414c01000000"                  // "FSAL" | u32 version
+        "4653414c02000000"                  // "FSAL" | u32 version
         "efcdab896745230101000000"          // u64 round_id | u32 id
         "03000000000000000100000003000000"  // survivors: u32 count | 0, 1, 3
         "02000000"                          // u32 neighbour count: 2
@@ -97,11 +98,14 @@ TEST_CASE("pinned: SecAggEncryptedShares", "[pins][secagg]") {
   s.round_id = kRound;
   s.id = 1;
   s.ciphertexts = Cts();
+  s.self_mask_commitment = Run(32, 0x40);
   const Bytes e = Encode(s);
   CHECK(Hex(e) ==
-        "4653414501000000"          // "FSAE" | u32 version
+        "4653414502000000"          // "FSAE" | u32 version
         "efcdab896745230101000000"  // u64 round_id | u32 id
-            + kCtsHex);
+            + kCtsHex +
+            "20000000"  // commitment: u32 length | 32 bytes
+            "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f");
   RoundTrip<SecAggEncryptedShares>(e, DecodeSecAggEncryptedShares);
 }
 
@@ -113,7 +117,7 @@ TEST_CASE("pinned: SecAggSharesForYou", "[pins][secagg]") {
   f.ciphertexts = Cts();
   const Bytes e = Encode(f);
   CHECK(Hex(e) ==
-        "4653415301000000"          // "FSAS" | u32 version
+        "4653415302000000"          // "FSAS" | u32 version
         "efcdab896745230102000000"  // u64 round_id | u32 id
         "020000000100000002000000"  // survivors: u32 count | 1, 2
             + kCtsHex);
@@ -125,15 +129,18 @@ TEST_CASE("pinned: SecAggMaskedInput", "[pins][secagg]") {
   m.round_id = kRound;
   m.id = 3;
   m.masked = {1, 0xdeadbeefu, 0xffffffffu, 0};
+  m.accused = {2, 4};
   const Bytes e = Encode(m);
   CHECK(Hex(e) ==
-        "4653414d01000000"                  // "FSAM" | u32 version
+        "4653414d02000000"                  // "FSAM" | u32 version
         "efcdab896745230103000000"          // u64 round_id | u32 id
         "0400000000000000"                  // u64 word count
         "01000000efbeaddeffffffff00000000"  // the words
+        "020000000200000004000000"          // accused: u32 count | 2, 4
   );
   const SecAggMaskedInput back = RoundTrip<SecAggMaskedInput>(e, DecodeSecAggMaskedInput);
   CHECK(back.masked == m.masked);
+  CHECK(back.accused == m.accused);
 }
 
 TEST_CASE("pinned: SecAggUnmaskRequest", "[pins][secagg]") {
@@ -144,7 +151,7 @@ TEST_CASE("pinned: SecAggUnmaskRequest", "[pins][secagg]") {
   r.dropped = {5};
   const Bytes e = Encode(r);
   CHECK(Hex(e) ==
-        "4653415201000000"          // "FSAR" | u32 version
+        "4653415202000000"          // "FSAR" | u32 version
         "efcdab896745230100000000"  // u64 round_id | u32 id
         "020000000000000002000000"  // survivors: u32 count | 0, 2
         "0100000005000000"          // dropped: u32 count | 5
@@ -169,7 +176,7 @@ TEST_CASE("pinned: SecAggUnmaskReply", "[pins][secagg]") {
   r.shares = {a, b};
   const Bytes e = Encode(r);
   CHECK(Hex(e) ==
-        "4653415501000000"          // "FSAU" | u32 version
+        "4653415502000000"          // "FSAU" | u32 version
         "efcdab896745230102000000"  // u64 round_id | u32 id
         "02000000"                  // u32 share count: 2
         "000000000120000000"        // owner 0 | u8 kind 1 (self-mask seed) | u32 length

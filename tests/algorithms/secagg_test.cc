@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -403,35 +404,130 @@ TEST_CASE("SecAgg: pairwise masks are in every masked vector and cancel in the s
   }
 }
 
-TEST_CASE("SecAgg: a tampered share ciphertext fails authentication naming the sender",
+// Masked inputs of every client in `fy` (tampered ones as given), the unmask requests, and the
+// replies through `edit_reply` (which may change a reply): Finish's result.
+Result<std::vector<std::uint32_t>> FinishRound(
+    SecAggServer& server, std::vector<SecAggClient>& clients, std::map<int, SecAggSharesForYou>& fy,
+    const Inputs& x, const std::function<void(SecAggUnmaskReply&)>& edit_reply,
+    std::map<int, Status>* reply_status = nullptr) {
+  for (auto& [u, f] : fy) {
+    auto y =
+        clients[static_cast<std::size_t>(u)].MaskInput(f, x[static_cast<std::size_t>(u)].data());
+    REQUIRE(y.ok());
+    REQUIRE(server.AddMaskedInput(Wire(y.value(), DecodeSecAggMaskedInput)).ok());
+  }
+  auto req = server.EndMasking();
+  REQUIRE(req.ok());
+  for (auto& [u, r] : req.value()) {
+    auto rep = clients[static_cast<std::size_t>(u)].Unmask(r);
+    REQUIRE(rep.ok());
+    edit_reply(rep.value());
+    Status st = server.AddUnmaskReply(Wire(rep.value(), DecodeSecAggUnmaskReply));
+    if (reply_status != nullptr) (*reply_status)[u] = st;
+  }
+  return server.Finish();
+}
+
+TEST_CASE("SecAgg: a share ciphertext that does not open is its sender's fault, not its receiver's",
           "[secagg]") {
-  const SecAggParams p = Params(4, 3, 0, 50);
+  const SecAggParams p = Params(5, 3, 0, 50);
+  const Inputs x = RandomInputs(p, 4);
+  for (std::size_t byte : {std::size_t{0}, std::size_t{40}, kSecAggShareCiphertextBytes - 1}) {
+    INFO("byte " << byte);
+    SecAggServer server(p, 5);
+    std::vector<SecAggClient> clients = MakeClients(p, 5);
+    auto fy = ShareAll(server, clients);
+    // Client 2's ciphertexts for client 1 and client 3: one bit each, as a hostile sender would.
+    for (int to : {1, 3}) {
+      for (auto& c : fy[to].ciphertexts) {
+        if (c.from == 2) c.ciphertext[byte] ^= 0x10;
+      }
+    }
+    auto y1 = clients[1].MaskInput(fy[1], x[1].data());
+    REQUIRE(y1.ok());  // the receiver goes on, accusing the sender
+    CHECK(y1->accused == std::vector<int>{2});
+    REQUIRE(server.AddMaskedInput(y1.value()).ok());
+    fy.erase(1);
+    auto sum = FinishRound(server, clients, fy, x, [](SecAggUnmaskReply& r) {
+      if (r.id == 1 || r.id == 3) CHECK(r.shares.size() == 4);  // none of client 2's
+    });
+    INFO(sum.status().ToString());
+    REQUIRE(sum.ok());
+    CHECK(sum.value() == PlainSum(p, x, {0, 1, 2, 3, 4}));  // 2's input is its own: in the sum
+    REQUIRE(server.blamed().size() == 1);
+    CHECK(server.blamed().count(2) == 1);
+    CHECK(server.blamed().at(2).find("accused by client 1") != std::string::npos);
+  }
+  // A ciphertext relabelled with another sender is not that sender's (associated data): both
+  // senders are accused.
   SecAggServer server(p, 5);
   std::vector<SecAggClient> clients = MakeClients(p, 5);
   auto fy = ShareAll(server, clients);
-  const Inputs x = RandomInputs(p, 4);
-  SecAggSharesForYou& mine = fy[1];
-  REQUIRE(mine.ciphertexts.size() == 3);
-  for (std::size_t byte : {std::size_t{0}, std::size_t{40}, kSecAggShareCiphertextBytes - 1}) {
-    for (std::size_t j = 0; j < mine.ciphertexts.size(); ++j) {
-      SecAggSharesForYou bad = mine;
-      bad.ciphertexts[j].ciphertext[byte] ^= 0x10;  // one bit, on the way through the server
-      auto y = clients[1].MaskInput(bad, x[1].data());
-      REQUIRE_FALSE(y.ok());
-      CHECK(y.status().code() == StatusCode::kDataLoss);
-      const std::string sender = "shares from client " + std::to_string(bad.ciphertexts[j].from);
-      CHECK(y.status().message().find(sender) == 0);
-      CHECK(y.status().message().find("failed authentication") != std::string::npos);
+  std::swap(fy[1].ciphertexts[0].ciphertext, fy[1].ciphertexts[1].ciphertext);
+  auto y = clients[1].MaskInput(fy[1], x[1].data());
+  REQUIRE(y.ok());
+  CHECK(y->accused == std::vector<int>{fy[1].ciphertexts[0].from, fy[1].ciphertexts[1].from});
+  // An accusation of a client that is not a neighbour in U2 is refused.
+  SecAggMaskedInput forged = y.value();
+  forged.accused = {1};
+  CHECK(server.AddMaskedInput(forged).code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("SecAgg: a revealed share at another holder's x is refused, naming the holder",
+          "[secagg]") {
+  const SecAggParams p = Params(5, 3, 0, 20);
+  const Inputs x = RandomInputs(p, 6);
+  SecAggServer server(p, 9);
+  std::vector<SecAggClient> clients = MakeClients(p, 9);
+  auto fy = ShareAll(server, clients);
+  std::map<int, Status> replies;
+  auto sum = FinishRound(
+      server, clients, fy, x,
+      [](SecAggUnmaskReply& r) {
+        // Client 0 moves its shares to the next holder's point: a duplicate x for Finish.
+        if (r.id == 0) {
+          for (auto& s : r.shares) s.share.x = s.share.x % 5 + 1;
+        }
+      },
+      &replies);
+  CHECK(replies[0].code() == StatusCode::kInvalidArgument);
+  CHECK(replies[0].message().find("has x = 2; client 0's shares of it are at x = 1") !=
+        std::string::npos);
+  for (int u = 1; u < 5; ++u) CHECK(replies[u].ok());
+  INFO(sum.status().ToString());
+  REQUIRE(sum.ok());
+  CHECK(sum.value() == PlainSum(p, x, {0, 1, 2, 3, 4}));
+}
+
+TEST_CASE("SecAgg and SecAgg+: a bad revealed share is found among t + 1 and blamed on its holder",
+          "[secagg]") {
+  // SecAgg 5 of threshold 3, and SecAgg+ n = 12, k = 6, t = 4 with client 5 dropped after
+  // sharing (its mask key is reconstructed).
+  for (const SecAggParams& p : {Params(5, 3, 0, 20), Params(12, 4, 6, 20)}) {
+    INFO("n " << p.num_clients << " k " << p.num_neighbours);
+    const Inputs x = RandomInputs(p, 8);
+    SecAggServer server(p, 3);
+    std::vector<SecAggClient> clients = MakeClients(p, 3);
+    auto fy = ShareAll(server, clients);
+    const int dropped = p.num_neighbours == 0 ? -1 : 5;
+    fy.erase(dropped);
+    auto sum = FinishRound(server, clients, fy, x, [](SecAggUnmaskReply& r) {
+      if (r.id != 0) return;
+      for (auto& s : r.shares) {
+        for (auto& v : s.share.y) v = (v + 12345) % core::security::kShamirPrime;
+      }
+    });
+    INFO(sum.status().ToString());
+    REQUIRE(sum.ok());
+    std::vector<int> in_sum;
+    for (int u = 0; u < p.num_clients; ++u) {
+      if (u != dropped) in_sum.push_back(u);
     }
+    CHECK(sum.value() == PlainSum(p, x, in_sum));
+    REQUIRE(server.blamed().size() == 1);
+    CHECK(server.blamed().count(0) == 1);
+    CHECK(server.blamed().at(0).find("broke the reconstruction") != std::string::npos);
   }
-  // A ciphertext relabelled with another sender is not that sender's (associated data).
-  SecAggSharesForYou swapped = mine;
-  std::swap(swapped.ciphertexts[0].ciphertext, swapped.ciphertexts[1].ciphertext);
-  auto y = clients[1].MaskInput(swapped, x[1].data());
-  REQUIRE_FALSE(y.ok());
-  CHECK(y.status().code() == StatusCode::kDataLoss);
-  // The client is where it was: the genuine message goes through, and the round completes.
-  REQUIRE(clients[1].MaskInput(mine, x[1].data()).ok());
 }
 
 TEST_CASE("SecAgg: a client asked for both shares of one client refuses", "[secagg]") {
@@ -671,7 +767,7 @@ void ExpectRefusesDamage(const T& m, D decode) {
   longer.push_back(0);
   CHECK(decode(longer).status().message().find("trailing") != std::string::npos);
   Bytes version = good;
-  version[4] = 2;
+  version[4] = static_cast<std::uint8_t>(kSecAggFormatVersion + 1);
   CHECK(decode(version).status().message().find("version") != std::string::npos);
   Bytes magic = good;
   magic[3] = 'X';

@@ -337,3 +337,46 @@ TEST_CASE("a trained model with secure aggregation matches the plaintext run", "
   CHECK(max_diff > 0.0);  // the secure run did quantize
   CHECK(std::fabs(plain->final_accuracy - secure->final_accuracy) <= 0.01);
 }
+
+TEST_CASE("clients accept the server's defaults and refuse weak n, t and k", "[secagg]") {
+  const SecureClientLimits limits;  // the defaults: n >= 3, SecAgg+ k >= ceil(log2 n)
+  for (const char* protocol : {"secagg", "secagg_plus"}) {
+    SecureAggregationOptions o;
+    o.protocol = protocol;
+    for (int n : {3, 4, 9, 10, 100, 1000}) {
+      INFO(protocol << " n " << n);
+      auto task = SecureTaskForRound(o, n, 5, 7, 3);
+      REQUIRE(task.ok());
+      CHECK(CheckSecureTaskLimits(task.value(), limits).ok());
+    }
+  }
+  auto refused = [&](SecureTask task, const SecureClientLimits& l, const char* why) {
+    const Status st = CheckSecureTaskLimits(task, l);
+    CHECK(st.code() == StatusCode::kPermissionDenied);
+    CHECK_THAT(st.message(), Contains("refusing a secure round") && Contains(why));
+  };
+  SecureTask task;
+  task.params.num_clients = 2;
+  task.params.threshold = 2;
+  refused(task, limits, "fewer than secagg_min_clients = 3");
+  SecureClientLimits two;
+  two.min_clients = 2;
+  CHECK(CheckSecureTaskLimits(task, two).ok());  // a deployment may lower the floor
+  task.params.num_clients = 10;
+  task.params.threshold = 5;  // half of 10: a server could get both secrets of a client
+  refused(task, limits, "not more than half of the 10");
+  task.params.threshold = 6;
+  CHECK(CheckSecureTaskLimits(task, limits).ok());
+  task.params.num_clients = 8;  // SecAgg+: floor ceil(log2 8) = 3
+  task.params.num_neighbours = 2;
+  task.params.threshold = 2;  // a majority of 3
+  refused(task, limits, "SecAgg+ degree k = 2 is below 3");
+  task.params.num_neighbours = 3;
+  task.params.threshold = 2;  // 2 of 4 is not a majority
+  refused(task, limits, "not more than half of the 4");
+  task.params.threshold = 3;
+  CHECK(CheckSecureTaskLimits(task, limits).ok());
+  SecureClientLimits wide;
+  wide.min_neighbours = 6;
+  refused(task, wide, "below 6");
+}

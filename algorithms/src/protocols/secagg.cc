@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -34,6 +35,7 @@ constexpr std::size_t kKeyBytes = sec::kX25519KeyBytes;
 constexpr std::size_t kSecretBytes = 32;  // b_u and s_u's private key
 constexpr std::size_t kSecretChunks = kSecretBytes / 4;
 constexpr std::size_t kEncodedShareBytes = 16 + 8 * kSecretChunks;  // EncodeShare's size
+constexpr std::size_t kCommitmentBytes = 32;
 // "FSAP" | u32 version | u32 from | u32 to | u32 len | share of s | u32 len | share of b
 constexpr std::size_t kSharePlaintextBytes =
     4 + 4 + 4 + 4 + 4 + kEncodedShareBytes + 4 + kEncodedShareBytes;
@@ -197,6 +199,22 @@ std::string ShareInfo(int from, int to) {
   return "fedml secagg share " + Str(from) + "->" + Str(to);
 }
 constexpr const char* kMaskInfo = "fedml secagg mask";
+constexpr const char* kCommitInfo = "fedml secagg self-mask commitment";
+
+// C_u: binds u to its self-mask seed so that Finish can tell a good reconstruction from one
+// that a bad share spoilt (b_u is 32 uniform bytes, so C_u says nothing about it).
+Result<Bytes> SelfMaskCommitment(const Bytes& b_seed, const Bytes& salt) {
+  return sec::HkdfSha256(b_seed, salt, kCommitInfo, kCommitmentBytes);
+}
+
+// The point of holder v's share of owner u's secrets: 1 + v's position in u's neighbourhood
+// (N(u) + u, increasing). Fixed by the graph alone, so the holder and the server both know
+// which x a share of v's must have, and nobody can pass a share off as another holder's.
+std::uint32_t ShareX(const std::vector<int>& owner_neighbours, int owner, int holder) {
+  const auto below = std::lower_bound(owner_neighbours.begin(), owner_neighbours.end(), holder) -
+                     owner_neighbours.begin();
+  return static_cast<std::uint32_t>(below) + (owner < holder ? 2u : 1u);
+}
 
 // HKDF-SHA256(X25519(mine, their_public), salt, info, 32); the shared secret is wiped.
 Result<Bytes> DeriveKey(const sec::X25519PrivateKey& mine, const Bytes& their_public,
@@ -271,14 +289,6 @@ std::vector<int> NeighboursAt(const SecAggParams& p, const std::vector<int>& per
   if (k % 2 == 1) out.push_back(perm[(pos + nn / 2) % nn]);
   std::sort(out.begin(), out.end());
   return out;
-}
-
-std::vector<int> NeighboursOf(const SecAggParams& p, int u) {
-  if (p.num_neighbours == 0) return NeighboursAt(p, {}, u, 0);
-  const std::vector<int> perm = RingOrder(p);
-  const std::size_t pos =
-      static_cast<std::size_t>(std::find(perm.begin(), perm.end(), u) - perm.begin());
-  return NeighboursAt(p, perm, u, pos);
 }
 
 int NeighbourhoodSize(const SecAggParams& p) {
@@ -470,6 +480,7 @@ Result<SecAggKeyList> DecodeSecAggKeyList(const Bytes& bytes) {
 Bytes Encode(const SecAggEncryptedShares& m) {
   ByteWriter w = Begin("FSAE", m.round_id, m.id);
   PutCiphertexts(w, m.ciphertexts);
+  w.Blob(m.self_mask_commitment);
   return w.Take();
 }
 
@@ -478,7 +489,13 @@ Result<SecAggEncryptedShares> DecodeSecAggEncryptedShares(const Bytes& bytes) {
       bytes, "SecAggEncryptedShares", "FSAE",
       [](ByteReader& r, SecAggEncryptedShares* m) -> Status {
         FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
-        return ReadCiphertexts(r, &m->ciphertexts);
+        FEDML_RETURN_IF_ERROR(ReadCiphertexts(r, &m->ciphertexts));
+        FEDML_RETURN_IF_ERROR(r.Blob(&m->self_mask_commitment, "self_mask_commitment"));
+        if (m->self_mask_commitment.size() != kCommitmentBytes) {
+          return r.Error("self_mask_commitment is " + Str(m->self_mask_commitment.size()) +
+                         " bytes; commitments are 32");
+        }
+        return Status::Ok();
       });
 }
 
@@ -500,8 +517,10 @@ Result<SecAggSharesForYou> DecodeSecAggSharesForYou(const Bytes& bytes) {
 
 Bytes Encode(const SecAggMaskedInput& m) {
   // One exact reservation: the vector is the round's bulk.
-  ByteWriter w = Begin("FSAM", m.round_id, m.id, 8 + 8 + 4 + 8 + 4 * m.masked.size());
+  ByteWriter w = Begin("FSAM", m.round_id, m.id,
+                       8 + 8 + 4 + 8 + 4 * m.masked.size() + 4 + 4 * m.accused.size());
   w.U64(m.masked.size()).U32s(m.masked.data(), m.masked.size());
+  PutIds(w, m.accused);
   return w.Take();
 }
 
@@ -510,7 +529,8 @@ Result<SecAggMaskedInput> DecodeSecAggMaskedInput(const Bytes& bytes) {
       bytes, "SecAggMaskedInput", "FSAM", [](ByteReader& r, SecAggMaskedInput* m) -> Status {
         FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
         FEDML_ASSIGN_OR_RETURN(const std::uint64_t n, r.U64("masked count"));
-        return r.U32s(n, &m->masked, "masked");
+        FEDML_RETURN_IF_ERROR(r.U32s(n, &m->masked, "masked"));
+        return ReadIds(r, &m->accused, "accused");
       });
 }
 
@@ -574,7 +594,9 @@ struct SecAggClient::Impl {
   Status invalid;  // non-OK when params or id are unusable
   ClientStage stage = ClientStage::kAdvertise;
   Bytes salt;
-  std::vector<int> neighbours;  // N(u), sorted
+  std::vector<int> neighbours;        // N(u), sorted
+  std::vector<int> ring;              // SecAgg+: the graph's ring order (position -> client)
+  std::vector<std::size_t> ring_pos;  // SecAgg+: client -> position
   sec::X25519KeyPair c_keys, s_keys;
   std::map<int, SecAggKeys> peer_keys;  // N(u) n U1
   std::vector<int> u1, u2;
@@ -618,6 +640,18 @@ struct SecAggClient::Impl {
     return Status::Ok();
   }
 
+  // N(v) for any client v (a peer's, to know the x of this client's share from it).
+  std::vector<int> NeighboursOfPeer(int v) const {
+    if (params.num_neighbours == 0) return NeighboursAt(params, {}, v, 0);
+    return NeighboursAt(params, ring, v, ring_pos[static_cast<std::size_t>(v)]);
+  }
+
+  // The x of this client's shares of v's secrets (ShareX without building N(v) for SecAgg).
+  std::uint32_t XFrom(int v) const {
+    if (params.num_neighbours == 0) return static_cast<std::uint32_t>(id) + 1;
+    return ShareX(NeighboursOfPeer(v), v, id);
+  }
+
   // (N(u) + u) n set, sorted.
   std::vector<int> HoodWithin(const std::vector<int>& set) const {
     std::vector<int> out;
@@ -640,7 +674,14 @@ SecAggClient::SecAggClient(int id, SecAggParams params, std::uint64_t round_id)
   }
   if (impl_->invalid.ok()) {
     impl_->salt = Salt(round_id);
-    impl_->neighbours = NeighboursOf(params, id);
+    if (params.num_neighbours != 0) {
+      impl_->ring = RingOrder(params);
+      impl_->ring_pos.resize(impl_->ring.size());
+      for (std::size_t p = 0; p < impl_->ring.size(); ++p) {
+        impl_->ring_pos[static_cast<std::size_t>(impl_->ring[p])] = p;
+      }
+    }
+    impl_->neighbours = impl_->NeighboursOfPeer(id);
   }
 }
 
@@ -731,23 +772,23 @@ Result<SecAggEncryptedShares> SecAggClient::ShareKeys(const SecAggKeyList& list)
     Wipe(s_shares);
     Wipe(b_shares);
   });
-  const int holders_n = static_cast<int>(holders.size());
-  FEDML_ASSIGN_OR_RETURN(s_shares, sec::ShamirSplit(m.s_keys.private_key, t, holders_n));
-  FEDML_ASSIGN_OR_RETURN(b_shares, sec::ShamirSplit(b_seed, t, holders_n));
+  // Shares for the whole neighbourhood, share i at x = i + 1 (ShareX); those of holders that
+  // are not in U1 are never sent.
+  const int hood_n = NeighbourhoodSize(m.params);
+  FEDML_ASSIGN_OR_RETURN(s_shares, sec::ShamirSplit(m.s_keys.private_key, t, hood_n));
+  FEDML_ASSIGN_OR_RETURN(b_shares, sec::ShamirSplit(b_seed, t, hood_n));
 
   FEDML_ASSIGN_OR_RETURN(const sec::X25519PrivateKey c_key,
                          sec::X25519PrivateKey::Load(m.c_keys.private_key));
   SecAggEncryptedShares out;
   out.round_id = m.round_id;
   out.id = m.id;
+  FEDML_ASSIGN_OR_RETURN(out.self_mask_commitment, SelfMaskCommitment(b_seed, m.salt));
   out.ciphertexts.reserve(holders.size() - 1);
-  std::size_t own = 0;
-  for (std::size_t i = 0; i < holders.size(); ++i) {
-    const int v = holders[i];
-    if (v == m.id) {
-      own = i;
-      continue;
-    }
+  const std::size_t own = ShareX(m.neighbours, m.id, m.id) - 1;
+  for (int v : holders) {
+    if (v == m.id) continue;
+    const std::size_t i = ShareX(m.neighbours, m.id, v) - 1;
     Bytes plaintext = EncodeSharePlaintext(m.id, v, s_shares[i], b_shares[i]);
     Result<Bytes> key = DeriveKey(c_key, peers[v].c_public, m.salt, ShareInfo(m.id, v));
     if (!key.ok()) {
@@ -842,6 +883,10 @@ Result<SecAggMaskedInput> SecAggClient::MaskInput(const SecAggSharesForYou& shar
   });
   FEDML_ASSIGN_OR_RETURN(const sec::X25519PrivateKey c_key,
                          sec::X25519PrivateKey::Load(m.c_keys.private_key));
+  // A ciphertext that does not open to v's shares for this client at this client's point is
+  // v's doing (or the server's, which routes it; a semi-honest server does not): v is accused
+  // and this client goes on without its shares, so that it is not dropped in v's place.
+  std::vector<int> accused;
   for (const auto& [v, c] : by_sender) {
     FEDML_ASSIGN_OR_RETURN(Bytes key,
                            DeriveKey(c_key, m.peer_keys[v].c_public, m.salt, ShareInfo(v, m.id)));
@@ -849,24 +894,30 @@ Result<SecAggMaskedInput> SecAggClient::MaskInput(const SecAggSharesForYou& shar
         sec::AeadOpen(key, c->ciphertext, ShareAssociatedData(m.round_id, v, m.id));
     Wipe(key);
     if (!plaintext.ok()) {
-      if (plaintext.status().code() == StatusCode::kDataLoss) {
-        return Status::DataLoss("shares from client " + Str(v) + " to client " + Str(m.id) +
-                                " failed authentication (tampered with, or sealed for another "
-                                "pair or round): " +
-                                plaintext.status().message());
+      if (plaintext.status().code() != StatusCode::kDataLoss) {
+        return plaintext.status().WithContext("opening the shares from client " + Str(v));
       }
-      return plaintext.status().WithContext("opening the shares from client " + Str(v));
+      accused.push_back(v);  // failed authentication: altered, or sealed for another pair
+      continue;
     }
-    auto& slot = opened[v];
-    Status st = DecodeSharePlaintext(plaintext.value(), v, m.id, &slot.first, &slot.second);
+    std::pair<sec::ShamirShare, sec::ShamirShare> pair;
+    Status st = DecodeSharePlaintext(plaintext.value(), v, m.id, &pair.first, &pair.second);
     Wipe(plaintext.value());
-    FEDML_RETURN_IF_ERROR(st);
+    const std::uint32_t x = m.XFrom(v);
+    if (!st.ok() || pair.first.x != x || pair.second.x != x) {
+      Wipe(pair.first);
+      Wipe(pair.second);
+      accused.push_back(v);
+      continue;
+    }
+    opened[v] = std::move(pair);
   }
 
   // y = x + PRG(b_u) + sum_v sign(u, v) PRG(k_uv).
   SecAggMaskedInput out;
   out.round_id = m.round_id;
   out.id = m.id;
+  out.accused = std::move(accused);  // increasing: by_sender is ordered
   // All seeds first, then one pass of every mask over the vector (ApplyMasks).
   std::vector<MaskTerm> terms;
   Defer wipe_terms([&] { Wipe(terms); });
@@ -981,8 +1032,20 @@ struct SecAggServer::Impl {
   // memory once per kMaxModFold clients, as FedAvg's fold does for plaintext updates.
   std::vector<std::vector<std::uint32_t>> pending;
   std::vector<std::vector<sec::ShamirShare>> revealed;  // by owner
-  std::vector<int> survivors;                           // U3 once stage 2 is closed
-  int threads = 1;                                      // for Finish's masks
+  std::vector<std::vector<int>> revealed_by;            // by owner: the holder of each share
+  std::vector<Bytes> commitments;                       // by id: C_u
+  std::vector<std::vector<int>> accused;                // by accuser, increasing
+  std::map<int, std::string> blamed;
+  std::vector<int> survivors;  // U3 once stage 2 is closed
+  int threads = 1;             // for Finish's masks
+
+  void Blame(int who, const std::string& why) {
+    std::string& entry = blamed[who];
+    entry += entry.empty() ? why : "; " + why;
+  }
+
+  // Whether holder v accused owner u (and so holds none of its shares).
+  bool Accuses(int v, int u) const { return Contains(accused[static_cast<std::size_t>(v)], u); }
 
   ~Impl() { WipeAll(); }
 
@@ -1044,25 +1107,26 @@ struct SecAggServer::Impl {
   // The terms that take dropped client u's pairwise masks out of the sum, one per neighbour in
   // U3, from u's reconstructed mask key. Reads only (several threads may run it for different
   // u); a failure is DATA_LOSS or INTERNAL naming u, for the caller to abort with.
-  Status PairwiseTerms(int u, std::vector<MaskTerm>* out) const {
-    Result<Bytes> s = sec::ShamirCombine(revealed[static_cast<std::size_t>(u)], params.threshold);
+  // *bad_holder: the holder of a bad share found on the way, or -1.
+  Status PairwiseTerms(int u, std::vector<MaskTerm>* out, int* bad_holder) const {
+    const Bytes& s_public = keys[static_cast<std::size_t>(u)].s_public;
+    auto matches = [&](const Bytes& candidate) {
+      if (candidate.size() != kSecretBytes) return false;
+      Result<sec::X25519PrivateKey> k = sec::X25519PrivateKey::Load(candidate);
+      Result<Bytes> pub = k.ok() ? k->PublicKey() : Result<Bytes>(k.status());
+      return pub.ok() && sec::ConstantTimeEqual(pub.value(), s_public);
+    };
+    Result<Bytes> s = RobustCombine(u, matches, bad_holder);
     if (!s.ok()) {
       return Status::DataLoss("the shares of client " + Str(u) +
-                              "'s mask key do not reconstruct it: " + s.status().message());
+                              "'s mask key do not reconstruct it (no set of them tried gives the "
+                              "key of its public key)");
     }
     Bytes key = std::move(s).value();
     Defer wipe_key([&] { Wipe(key); });
-    // Loaded once: its public key for the check, then every pairwise mask with it.
-    Result<sec::X25519PrivateKey> loaded =
-        key.size() == kSecretBytes
-            ? sec::X25519PrivateKey::Load(key)
-            : Result<sec::X25519PrivateKey>(Status::DataLoss("not 32 bytes"));
-    Result<Bytes> public_key = loaded.ok() ? loaded->PublicKey() : Result<Bytes>(loaded.status());
-    if (!public_key.ok() ||
-        !sec::ConstantTimeEqual(public_key.value(), keys[static_cast<std::size_t>(u)].s_public)) {
-      return Status::DataLoss("the reconstructed mask key of client " + Str(u) +
-                              " does not match its public key");
-    }
+    // Loaded again (matches checked it): every pairwise mask with it.
+    Result<sec::X25519PrivateKey> loaded = sec::X25519PrivateKey::Load(key);
+    if (!loaded.ok()) return loaded.status().WithContext("the mask key of client " + Str(u));
     for (int v : graph[static_cast<std::size_t>(u)]) {
       if (!in3[static_cast<std::size_t>(v)]) continue;
       Result<Bytes> seed =
@@ -1072,6 +1136,37 @@ struct SecAggServer::Impl {
       out->push_back({std::move(seed).value(), v > u});
     }
     return Status::Ok();
+  }
+
+  // Owner u's secret from its revealed shares: the first t when `valid` takes the result (the
+  // honest case: one interpolation and one check), else the first t + 1 leaving out one in
+  // turn, which finds one bad share among them (*bad_holder = its holder). A bad share beyond
+  // the first t + 1 is never used. DATA_LOSS when nothing tried passes.
+  Result<Bytes> RobustCombine(int u, const std::function<bool(const Bytes&)>& valid,
+                              int* bad_holder) const {
+    *bad_holder = -1;
+    const auto& shares = revealed[static_cast<std::size_t>(u)];
+    const std::size_t t = static_cast<std::size_t>(params.threshold);
+    Result<Bytes> first = sec::ShamirCombine(shares, params.threshold);
+    if (first.ok() && valid(first.value())) return first;
+    if (first.ok()) Wipe(first.value());
+    if (shares.size() > t) {
+      std::vector<sec::ShamirShare> subset;
+      Defer wipe_subset([&] { Wipe(subset); });
+      for (std::size_t skip = 0; skip <= t; ++skip) {
+        Wipe(subset);
+        for (std::size_t i = 0; i <= t; ++i) {
+          if (i != skip) subset.push_back(shares[i]);
+        }
+        Result<Bytes> r = sec::ShamirCombine(subset, params.threshold);
+        if (r.ok() && valid(r.value())) {
+          *bad_holder = revealed_by[static_cast<std::size_t>(u)][skip];
+          return r;
+        }
+        if (r.ok()) Wipe(r.value());
+      }
+    }
+    return Status::DataLoss("no reconstruction passes its check");
   }
 
   Status Abort(Status s) {
@@ -1084,10 +1179,12 @@ struct SecAggServer::Impl {
     return failure;
   }
 
-  // Members of (N(u) + u) with flag set.
-  std::size_t HoodCount(int u, const std::vector<char>& flag) const {
+  // Holders of owner u's shares with flag set: u and its neighbours that did not accuse it.
+  std::size_t HolderCount(int u, const std::vector<char>& flag) const {
     std::size_t c = flag[static_cast<std::size_t>(u)] ? 1 : 0;
-    for (int v : graph[static_cast<std::size_t>(u)]) c += flag[static_cast<std::size_t>(v)] ? 1 : 0;
+    for (int v : graph[static_cast<std::size_t>(u)]) {
+      c += flag[static_cast<std::size_t>(v)] && !Accuses(v, u) ? 1 : 0;
+    }
     return c;
   }
 
@@ -1100,7 +1197,7 @@ struct SecAggServer::Impl {
       return Abort(AbortStatus(stage_no, set.size(), params.num_clients, t));
     }
     for (int u : owners) {
-      const std::size_t c = HoodCount(u, flag);
+      const std::size_t c = HolderCount(u, flag);
       if (static_cast<int>(c) < t) {
         return Abort(NeighbourhoodAbortStatus(stage_no, c, NeighbourhoodSize(params), u, t));
       }
@@ -1151,6 +1248,8 @@ SecAggServer::SecAggServer(SecAggParams params, std::uint64_t round_id, int thre
   m.in2.assign(n, 0);
   m.in3.assign(n, 0);
   m.in4.assign(n, 0);
+  m.commitments.resize(n);
+  m.accused.assign(n, {});
 }
 
 SecAggServer::~SecAggServer() = default;
@@ -1158,6 +1257,8 @@ SecAggServer::SecAggServer(SecAggServer&&) noexcept = default;
 SecAggServer& SecAggServer::operator=(SecAggServer&&) noexcept = default;
 
 const std::vector<int>& SecAggServer::survivors() const { return impl_->survivors; }
+
+const std::map<int, std::string>& SecAggServer::blamed() const { return impl_->blamed; }
 
 Status SecAggServer::AddKeys(const SecAggKeys& k) {
   Impl& m = *impl_;
@@ -1231,6 +1332,11 @@ Status SecAggServer::AddShares(const SecAggEncryptedShares& s) {
     return Status::InvalidArgument(who + " has " + Str(s.ciphertexts.size()) +
                                    " ciphertexts; its neighbours in U1 are " + Str(expected));
   }
+  if (s.self_mask_commitment.size() != kCommitmentBytes) {
+    return Status::InvalidArgument(who + ": the self-mask commitment is " +
+                                   Str(s.self_mask_commitment.size()) + " bytes, expected 32");
+  }
+  m.commitments[static_cast<std::size_t>(s.id)] = s.self_mask_commitment;
   for (const auto& c : s.ciphertexts) m.inbox[static_cast<std::size_t>(c.to)].push_back(c);
   m.in2[static_cast<std::size_t>(s.id)] = 1;
   return Status::Ok();
@@ -1277,6 +1383,21 @@ Status SecAggServer::AddMaskedInput(SecAggMaskedInput in) {
       }
     }
   }
+  FEDML_RETURN_IF_ERROR(CheckIdList(in.accused, m.params.num_clients,
+                                    "SecAggMaskedInput from client " + Str(in.id) + ": accused"));
+  for (int v : in.accused) {
+    if (!Contains(m.graph[static_cast<std::size_t>(in.id)], v) ||
+        !m.in2[static_cast<std::size_t>(v)]) {
+      return Status::InvalidArgument("SecAggMaskedInput from client " + Str(in.id) +
+                                     " accuses client " + Str(v) + ", not a neighbour in U2");
+    }
+  }
+  for (int v : in.accused) {
+    m.Blame(v, "its shares for client " + Str(in.id) +
+                   " did not open to shares at that client's point (accused by client " +
+                   Str(in.id) + ")");
+  }
+  m.accused[static_cast<std::size_t>(in.id)] = std::move(in.accused);
   // One thread: splitting a 4 MB add between two threads made a 1000-client round's adds twice
   // as slow on a busy 2-core machine (a thread start per message, and a wait for a core).
   // Folding kMaxModFold inputs per pass instead took a fifth off the adds there.
@@ -1299,6 +1420,7 @@ Result<std::map<int, SecAggUnmaskRequest>> SecAggServer::EndMasking() {
   }
   m.survivors = m.u3;
   m.revealed.assign(m.N(), {});
+  m.revealed_by.assign(m.N(), {});
   std::map<int, SecAggUnmaskRequest> out;
   for (int u : m.u3) {
     SecAggUnmaskRequest& r = out[u];
@@ -1318,15 +1440,16 @@ Status SecAggServer::AddUnmaskReply(const SecAggUnmaskReply& reply) {
   FEDML_RETURN_IF_ERROR(m.CheckRound(reply.round_id, "SecAggUnmaskReply"));
   FEDML_RETURN_IF_ERROR(m.CheckSender(reply.id, &m.in3, m.in4, "SecAggUnmaskReply", "U3"));
   const std::string who = "SecAggUnmaskReply from client " + Str(reply.id);
-  // Expected owners: (N(id) + id) n U2, increasing.
+  // Expected owners: (N(id) + id) n U2 less those it accused, increasing.
   std::vector<int> owners;
   for (int v : m.graph[static_cast<std::size_t>(reply.id)]) {
-    if (m.in2[static_cast<std::size_t>(v)]) owners.push_back(v);
+    if (m.in2[static_cast<std::size_t>(v)] && !m.Accuses(reply.id, v)) owners.push_back(v);
   }
   owners.insert(std::lower_bound(owners.begin(), owners.end(), reply.id), reply.id);
   if (reply.shares.size() != owners.size()) {
     return Status::InvalidArgument(who + " has " + Str(reply.shares.size()) +
-                                   " shares; its neighbourhood within U2 has " +
+                                   " shares; its neighbourhood within U2 (less the clients it "
+                                   "accused) has " +
                                    Str(owners.size()) + " clients");
   }
   for (std::size_t i = 0; i < owners.size(); ++i) {
@@ -1346,9 +1469,17 @@ Status SecAggServer::AddUnmaskReply(const SecAggUnmaskReply& reply) {
           (alive ? " survived (the self-mask seed is due)" : " dropped (the mask key is due)"));
     }
     FEDML_RETURN_IF_ERROR(CheckSecretShare(s.share, who + ": the share of client " + Str(s.owner)));
+    const std::uint32_t x = ShareX(m.graph[static_cast<std::size_t>(s.owner)], s.owner, reply.id);
+    if (s.share.x != x) {
+      return Status::InvalidArgument(
+          who + ": the share of client " + Str(s.owner) + " has x = " + std::to_string(s.share.x) +
+          "; client " + Str(reply.id) + "'s shares of it are at x = " + std::to_string(x));
+    }
   }
-  for (const auto& s : reply.shares)
+  for (const auto& s : reply.shares) {
     m.revealed[static_cast<std::size_t>(s.owner)].push_back(s.share);
+    m.revealed_by[static_cast<std::size_t>(s.owner)].push_back(reply.id);
+  }
   m.in4[static_cast<std::size_t>(reply.id)] = 1;
   return Status::Ok();
 }
@@ -1358,27 +1489,32 @@ Result<std::vector<std::uint32_t>> SecAggServer::Finish() {
   FEDML_RETURN_IF_ERROR(m.Expect(ServerStage::kUnmasking, "Finish"));
   const std::vector<int> u4 = Impl::Members(m.in4);
   FEDML_RETURN_IF_ERROR(m.CheckSurvivors(3, u4, m.in4, m.u2));
-  const int t = m.params.threshold;
   const std::uint64_t modulus = m.params.modulus;
   // Every seed first (reconstruction errors abort before the sum is touched; the abort would
   // wipe it anyway), then one pass of all masks over the sum (ApplyMasks).
   std::vector<MaskTerm> terms;
   Defer wipe_terms([&] { Wipe(terms); });
 
-  // Self masks of the survivors.
+  auto blame_share = [&](int holder, int owner, const char* what) {
+    m.Blame(holder, "its share of client " + Str(owner) + "'s " + what +
+                        " broke the reconstruction (left out, the others reconstruct it)");
+  };
+  // Self masks of the survivors, each checked against its commitment.
   for (int u : m.u3) {
-    Result<Bytes> b = sec::ShamirCombine(m.revealed[static_cast<std::size_t>(u)], t);
+    const Bytes& commitment = m.commitments[static_cast<std::size_t>(u)];
+    auto matches = [&](const Bytes& candidate) {
+      if (candidate.size() != kSecretBytes) return false;
+      Result<Bytes> c = SelfMaskCommitment(candidate, m.salt);
+      return c.ok() && sec::ConstantTimeEqual(c.value(), commitment);
+    };
+    int bad = -1;
+    Result<Bytes> b = m.RobustCombine(u, matches, &bad);
     if (!b.ok()) {
-      return m.Abort(
-          Status::DataLoss("the shares of client " + Str(u) +
-                           "'s self-mask seed do not reconstruct it: " + b.status().message()));
+      return m.Abort(Status::DataLoss("the shares of client " + Str(u) +
+                                      "'s self-mask seed do not reconstruct it (no set of them "
+                                      "tried matches its commitment)"));
     }
-    if (b->size() != kSecretBytes) {
-      const std::size_t size = b->size();
-      Wipe(b.value());
-      return m.Abort(Status::DataLoss("client " + Str(u) + "'s self-mask seed is " + Str(size) +
-                                      " bytes, not 32"));
-    }
+    if (bad >= 0) blame_share(bad, u, "self-mask seed");
     terms.push_back({std::move(b).value(), false});
   }
   // Pairwise masks between each dropped client and its neighbours in U3: an X25519 agreement per
@@ -1386,17 +1522,21 @@ Result<std::vector<std::uint32_t>> SecAggServer::Finish() {
   // between Finish's threads, each collecting its own terms; their order does not matter to the
   // sum. Errors come back in the order of m.dropped, whatever the split.
   std::vector<std::vector<MaskTerm>> pairwise(m.dropped.size());
+  std::vector<int> bad_holders(m.dropped.size(), -1);
   Defer wipe_pairwise([&] {
     for (auto& p : pairwise) Wipe(p);
   });
   Status derived = core::ParallelRanges(
       m.dropped.size(), m.threads, kDroppedPerThread, 1, [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
-          FEDML_RETURN_IF_ERROR(m.PairwiseTerms(m.dropped[i], &pairwise[i]));
+          FEDML_RETURN_IF_ERROR(m.PairwiseTerms(m.dropped[i], &pairwise[i], &bad_holders[i]));
         }
         return Status::Ok();
       });
   if (!derived.ok()) return m.Abort(derived);
+  for (std::size_t i = 0; i < m.dropped.size(); ++i) {
+    if (bad_holders[i] >= 0) blame_share(bad_holders[i], m.dropped[i], "mask key");
+  }
   for (auto& p : pairwise) {
     for (auto& term : p) terms.push_back(std::move(term));
     p.clear();

@@ -28,8 +28,16 @@ struct ClientProtocol::Client {
 };
 
 ClientProtocol::ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout,
-                               std::string journal)
-    : random_seed_(random_seed), dropout_(std::move(dropout)), journal_(std::move(journal)) {}
+                               std::string journal, SecureClientLimits limits)
+    : random_seed_(random_seed),
+      dropout_(std::move(dropout)),
+      journal_(std::move(journal)),
+      limits_(limits) {}
+
+Status ClientProtocol::Accept(const Message& task) const {
+  FEDML_ASSIGN_OR_RETURN(const SecureTask secure, SecureTaskFromAttrs(task.attrs));
+  return CheckSecureTaskLimits(secure, limits_);
+}
 
 // The journal is text, one line per round taken part in: "<seed> <client> <round>". Lines of
 // other seeds (other federations) are kept and ignored.

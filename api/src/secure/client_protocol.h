@@ -23,7 +23,9 @@ class ClientProtocol {
  public:
   /// journal: the file where this worker records each (seed, client, round) it took part in, so
   /// that the guard of Admit holds across its restarts; "" keeps the record in memory only.
-  ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout, std::string journal);
+  /// limits: the weakest round parameters a task may carry (Accept).
+  ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout, std::string journal,
+                 SecureClientLimits limits = {});
   ~ClientProtocol();
 
   /// Whether client `client` may take part in secure round `round`, and if so records that it
@@ -34,6 +36,10 @@ class ClientProtocol {
   /// second time; DATA_LOSS when the journal cannot be read or written (the client does not take
   /// part rather than risk it).
   Status Admit(std::int64_t round, std::int64_t client);
+
+  /// Whether the secure task `task` is one to take part in: its parameters parse and meet the
+  /// limits (CheckSecureTaskLimits: PERMISSION_DENIED). Called before training and Admit.
+  Status Accept(const core::Message& task) const;
 
   /// The protocol stages (kProtocol attr "stage") this half answers, in order.
   static const std::vector<std::string>& Stages();
@@ -59,6 +65,7 @@ class ClientProtocol {
   std::uint64_t random_seed_;
   SecureDropoutOptions dropout_;
   std::string journal_;
+  SecureClientLimits limits_;
   bool journal_loaded_ = false;
   std::set<std::pair<std::int64_t, std::int64_t>> taken_part_;  // (client, round)
   std::map<std::int64_t, std::unique_ptr<Client>> clients_;     // by client id

@@ -123,7 +123,28 @@ struct SecureFit::Round {
   algorithms::SecAggServer server;
   std::vector<int> rank_of;                  // by participant: the rank that trained it
   std::map<int, std::string> masked_sha256;  // what the server saw of each survivor
+  std::map<int, std::string> refused;        // participants whose protocol message was refused
 };
+
+void SecureFit::ReportBlame(const Round& r, RoundMetrics& metrics) const {
+  // A refused message (the sender is authenticated by its rank) and what the server object
+  // caught are the same thing: the participant broke the protocol. Its honest neighbours are
+  // never named for it.
+  std::map<int, std::string> blamed = r.refused;
+  for (const auto& [index, why] : r.server.blamed()) {
+    std::string& entry = blamed[index];
+    entry += entry.empty() ? why : "; " + why;
+  }
+  if (blamed.empty()) return;
+  metrics.extra["secagg_blamed"] = static_cast<double>(blamed.size());
+  for (const auto& [index, why] : blamed) {
+    const std::int64_t client = r.sampled[static_cast<std::size_t>(index)];
+    metrics.extra["secagg_blamed_client_" + std::to_string(client)] = 1.0;
+    FEDML_LOG_WARNING("round %lld: client %lld broke the secure aggregation protocol: %s",
+                      static_cast<long long>(r.round) + 1, static_cast<long long>(client),
+                      why.c_str());
+  }
+}
 
 Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMetrics& metrics) {
   const int n = static_cast<int>(r.sampled.size());
@@ -206,6 +227,7 @@ Status SecureFit::RunStages(Round& r, RoundMetrics& metrics, Status& abort,
   auto refuse = [&](int index, const Status& st) {
     ctx_.Refuse(round, sampled[static_cast<std::size_t>(index)], "secure aggregation message", st,
                 metrics);
+    r.refused[index] = st.message();
   };
   for (auto& [index, bytes] : in) {
     auto m = algorithms::DecodeSecAggEncryptedShares(bytes);
@@ -288,12 +310,14 @@ Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampl
           *task_or,
           algorithms::SecAggServer(task_or->params, task_or->round_id, /*threads=*/0),
           std::vector<int>(static_cast<std::size_t>(n), -1),
+          {},
           {}};
   // Stage 0 rides on training: each client answers its task with its public keys.
   FEDML_RETURN_IF_ERROR(CollectKeys(r, global, metrics));
   Status abort;
   std::vector<std::uint32_t> sum;
   FEDML_RETURN_IF_ERROR(RunStages(r, metrics, abort, sum));
+  ReportBlame(r, metrics);
   if (!abort.ok()) return aborted(abort);
 
   const std::vector<int>& survivors = r.server.survivors();

@@ -37,6 +37,9 @@ class SecureFit final : public server::FitStage {
   /// Stages 1 to 3 and the unmasking: the survivors' sum into `sum`, or the reason the protocol
   /// aborted into `abort` (too few left at some stage). A transport error is returned.
   Status RunStages(Round& r, RoundMetrics& metrics, Status& abort, std::vector<std::uint32_t>& sum);
+  // Names in `metrics` (secagg_blamed, secagg_blamed_client_<id>) and the log every participant
+  // the round caught breaking the protocol: a refused message, or the server object's blame.
+  void ReportBlame(const Round& r, RoundMetrics& metrics) const;
 
   server::ServerContext& ctx_;
 };

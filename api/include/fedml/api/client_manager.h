@@ -37,6 +37,8 @@ struct WorkerOptions {
   /// each appended once: the client's evidence of what the server recorded, for
   /// `fedml ledger verify --heads`. "" keeps none.
   std::string ledger_heads_file;
+  /// The weakest secure-round parameters (n, t, k) the worker's clients accept from a task.
+  SecureClientLimits secure_limits;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is

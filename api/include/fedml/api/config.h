@@ -100,6 +100,11 @@ struct Config {
   // A client's record of the secure rounds it took part in (each at most once), kept across its
   // restarts; "" keeps it in memory for the process's life only.
   std::string secagg_journal = "";
+  // The weakest round a client takes part in: at least this many participants, and for
+  // SecAgg+ a degree of at least min(n - 1, secagg_min_neighbours) (0: ceil(log2 n)). A
+  // threshold of at most half the neighbourhood is always refused.
+  int secagg_min_clients = 3;
+  int secagg_min_neighbours = 0;
   // Simulated dropouts: this fraction of each round's clients vanish after dropout_stage
   // (advertise_keys | share_keys | mask_input).
   double dropout_rate = 0.0;

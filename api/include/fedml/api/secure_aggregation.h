@@ -73,6 +73,21 @@ struct SecureDropoutOptions {
   bool silent = false;
 };
 
+/// What a client accepts of the round parameters a task carries (WorkerOptions::secure_limits).
+/// The server chooses n, t and k, so a malicious one could choose them weak: in a round of two
+/// against one simulated peer the sum gives the other input away; with t at most half the
+/// neighbourhood it could tell one half of a client's neighbours that the client dropped and the
+/// other half that it survived, and get t shares of both of its secrets; with a tiny k a few
+/// simulated neighbours are all there is. A client refuses such a task before it trains.
+struct SecureClientLimits {
+  /// The fewest participants (n) a client takes part with; at least 2.
+  int min_clients = 3;
+  /// SecAgg+: the smallest degree k accepted is min(n - 1, this); 0: ceil(log2 n), half the
+  /// server's default 2 ceil(log2 n) (Bell et al.'s k = O(log n)), so that a server's default
+  /// passes with room for the odd-n adjustment. SecAgg (everyone a neighbour) is not affected.
+  int min_neighbours = 0;
+};
+
 /// Stage names, as task attributes and messages carry them.
 inline constexpr const char* kSecureStageShareKeys = "share_keys";
 inline constexpr const char* kSecureStageMaskInput = "mask_input";
@@ -88,6 +103,12 @@ struct SecureTask {
   std::uint64_t round_id = 0;
   int index = -1;  // this participant, 0..n-1
 };
+
+/// OK when `task` meets `limits` and its threshold is a strict majority of the neighbourhood
+/// (t > n / 2 for SecAgg, t > (k + 1) / 2 for SecAgg+: Bonawitz et al.'s and Bell et al.'s
+/// condition against a server that lies about who dropped); otherwise PERMISSION_DENIED naming
+/// the parameter, its value and the bound ("refusing a secure round: ...").
+Status CheckSecureTaskLimits(const SecureTask& task, const SecureClientLimits& limits);
 
 /// The round's task for n participants and models of `model_numel` values (vectors of
 /// model_numel + 1 words): num_shares and reconstruction_threshold resolved for n, the graph

@@ -17,21 +17,42 @@
 //                    U1 = those who sent; each gets its neighbours' keys (SecAggKeyList).
 //   1 ShareKeys      u draws a 32-byte self-mask seed b_u and Shamir-splits b_u and s_u's private
 //                    key with `threshold` among its neighbourhood within U1, itself included (it
-//                    keeps its own share), x = 1.. in increasing id order. Each neighbour v's
+//                    keeps its own share). The share of holder v is evaluated at x = 1 + v's
+//                    position in u's whole neighbourhood (N(u) + u, increasing), whoever is in
+//                    U1, so that anyone who knows the graph knows which x belongs to which
+//                    holder. u also commits to b_u: C_u = HKDF-SHA256(b_u, salt,
+//                    "fedml secagg self-mask commitment", 32 bytes). Each neighbour v's
 //                    pair of shares travels AES-256-GCM sealed under
 //                      HKDF-SHA256(X25519(c_u, c_v), salt, "fedml secagg share u->v", 32 bytes)
 //                    (u, v in decimal) with associated data (round id, u, v); the server routes
 //                    the ciphertexts without being able to read them. EndSharing: U2 = senders.
-//   2 MaskedInput    u opens the ciphertexts addressed to it and sends
+//   2 MaskedInput    u opens the ciphertexts addressed to it. One that does not authenticate,
+//                    or holds anything but v's shares for u at u's point, is not u's fault: u
+//                    accuses its sender (the list travels with y_u), holds no shares of it and
+//                    goes on. u sends
 //                      y_u = x_u + PRG(b_u) + sum_{v in N(u) n U2} sign(u, v) PRG(k_uv)  mod M,
 //                    k_uv = HKDF-SHA256(X25519(s_u, s_v), salt, "fedml secagg mask", 32 bytes),
 //                    sign +1 for u < v, -1 for u > v, PRG = core::security::ExpandMask keyed with
 //                    all 32 bytes. EndMasking: U3 = those whose y_u arrived; D = U2 \ U3.
 //   3 Unmasking      every client v of U3 still there (U4) returns, for each u of its
 //                    neighbourhood within U2, the share of b_u if u is in U3 or of s_u if u is in
-//                    D, never both. Finish reconstructs every b_u (u in U3) and s_u (u in D),
-//                    removes the self masks and the masks between each u in D and its neighbours
-//                    in U3, and returns sum_{u in U3} x_u mod M.
+//                    D, never both (and none of a client it accused). The server refuses a
+//                    reply whose shares are not at the replier's x. Finish reconstructs every
+//                    b_u (u in U3, checked against C_u) and s_u (u in D, checked against its
+//                    public key), removes the self masks and the masks between each u in D and
+//                    its neighbours in U3, and returns sum_{u in U3} x_u mod M. A reconstruction
+//                    from the first t shares that fails its check is retried leaving out one of
+//                    the first t + 1 in turn: one bad share per secret is found and its holder
+//                    blamed, given at least t + 1 shares of it.
+//
+// Blame (blamed()): the server names the clients it caught sending what the protocol does not
+// allow: a revealed share that breaks a reconstruction, and a client accused of sending shares
+// that did not open. Blame changes nothing in the round (a blamed client's input stays in the
+// sum: removing it would need both of its secrets); the caller decides what it costs later.
+// An accusation is the accuser's word: the server cannot open the ciphertext to check it, so a
+// lying accuser can blame an honest neighbour (costing that neighbour one holder of its shares,
+// no more). Shares dealt with wrong values inside a valid ciphertext are caught at Finish and
+// blamed on their holder, who could not have seen it.
 //
 // The salt of every HKDF call is the round id as 8 little-endian bytes. Keys, seeds and shares
 // are fresh per round: a client object serves one round.
@@ -67,6 +88,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "fedml/core/bytes.h"
@@ -152,6 +174,9 @@ struct SecAggEncryptedShares {
   std::uint64_t round_id = 0;
   int id = -1;
   std::vector<SecAggShareCiphertext> ciphertexts;
+  /// C_id, the commitment to b_id (32 bytes; see the file comment): what Finish checks the
+  /// reconstructed self-mask seed against.
+  core::Bytes self_mask_commitment;
 };
 
 /// Stage 1, server -> client `id`: the members of U2 in the client's neighbourhood (`survivors`,
@@ -164,11 +189,13 @@ struct SecAggSharesForYou {
   std::vector<SecAggShareCiphertext> ciphertexts;
 };
 
-/// Stage 2, client -> server: y_u, vector_length words below the modulus.
+/// Stage 2, client -> server: y_u, vector_length words below the modulus, and the neighbours
+/// whose shares for u did not open (increasing; u holds no shares of them).
 struct SecAggMaskedInput {
   std::uint64_t round_id = 0;
   int id = -1;
   std::vector<std::uint32_t> masked;
+  std::vector<int> accused;
 };
 
 /// Stage 2, server -> client `id`: the members of U3 (`survivors`) and of D = U2 \ U3
@@ -193,7 +220,7 @@ struct SecAggRevealedShare {
 };
 
 /// Stage 3, client -> server: client `id`'s shares, one for each client of its neighbourhood
-/// (itself included) in U2, in increasing owner order.
+/// (itself included) in U2 that it did not accuse, in increasing owner order.
 struct SecAggUnmaskReply {
   std::uint64_t round_id = 0;
   int id = -1;
@@ -207,10 +234,12 @@ struct SecAggUnmaskReply {
 // length. Encode never fails. Decode... returns INVALID_ARGUMENT naming the message and the
 // field for a wrong magic or version, truncation, a count larger than the bytes that follow
 // (checked before anything is allocated), a key other than 32 bytes, an invalid share or share
-// kind, an id above INT32_MAX, or trailing bytes. Decoding checks the form only; whether the
-// content fits the round is checked by the receiving object. ----
+// kind, an id above INT32_MAX, a commitment other than 32 bytes, or trailing bytes. Decoding checks
+// the form only; whether the content fits the round is checked by the receiving object. ----
 
-inline constexpr std::uint32_t kSecAggFormatVersion = 1;
+/// 2: SecAggEncryptedShares carries the self-mask commitment (a blob behind the ciphertexts),
+/// SecAggMaskedInput the accused (a u32 count and ids behind the words).
+inline constexpr std::uint32_t kSecAggFormatVersion = 2;
 
 core::Bytes Encode(const SecAggKeys& message);
 core::Bytes Encode(const SecAggKeyList& message);
@@ -260,10 +289,11 @@ class SecAggClient {
   /// Checks the survivors (increasing, within the stage-0 survivors, holding this client:
   /// INVALID_ARGUMENT; at least `threshold` of them: FAILED_PRECONDITION) and that there is
   /// exactly one ciphertext from each other survivor addressed to this client (INVALID_ARGUMENT
-  /// otherwise), opens each: DATA_LOSS "shares from client v failed
-  /// authentication ..." naming the sender v when a ciphertext was altered (or sealed for another
-  /// pair or round), INVALID_ARGUMENT naming v for a plaintext that is not v's shares for this
-  /// client. Returns y_u.
+  /// otherwise), and opens each. A ciphertext that fails authentication (altered, or sealed for
+  /// another pair or round) or whose plaintext is not v's shares for this client at this client's
+  /// x does not fail the call: its sender v goes into the reply's `accused` and this client holds
+  /// no shares of v. Returns y_u (masked with every survivor, accused or not: the server takes
+  /// an accused client's masks out as any other's).
   Result<SecAggMaskedInput> MaskInput(const SecAggSharesForYou& shares, const std::uint32_t* input);
 
   /// Stage 3: PERMISSION_DENIED when the request lists a client both as a survivor and as
@@ -271,7 +301,7 @@ class SecAggClient {
   /// safeguard), or lists this client as dropped; INVALID_ARGUMENT when the lists are not
   /// increasing or do not split the stage-1 survivors exactly; FAILED_PRECONDITION when fewer
   /// than `threshold` survivors are listed. Returns one share per client of the neighbourhood
-  /// within U2, then wipes every secret it held (the client is done).
+  /// within U2 that it did not accuse, then wipes every secret it held (the client is done).
   Result<SecAggUnmaskReply> Unmask(const SecAggUnmaskRequest& request);
 
  private:
@@ -308,14 +338,16 @@ class SecAggServer {
   Result<std::map<int, SecAggKeyList>> EndAdvertise();
 
   /// Stage 1: a U1 client's ciphertexts: exactly one for each of its neighbours in U1, each
-  /// with from = the sender and kSecAggShareCiphertextBytes long (copied into the server).
+  /// with from = the sender and kSecAggShareCiphertextBytes long (copied into the server), and a
+  /// 32-byte self-mask commitment.
   Status AddShares(const SecAggEncryptedShares& shares);
   /// Closes stage 1; returns, for each U2 client, the survivors of its neighbourhood and the
   /// ciphertexts addressed to it (moved out of the server).
   Result<std::map<int, SecAggSharesForYou>> EndSharing();
 
   /// Stage 2: a U2 client's y_u (vector_length words below the modulus), taken over (move it in
-  /// to spare a copy) and added into the running sum. Accepted inputs wait to be folded in
+  /// to spare a copy) and added into the running sum. `accused` must be increasing neighbours
+  /// of the client in U2; each is blamed. Accepted inputs wait to be folded in
   /// core::security::kMaxModFold (4) at a time, and EndMasking folds the rest, so the server
   /// holds at most 3 client vectors besides the sum.
   Status AddMaskedInput(SecAggMaskedInput input);
@@ -323,19 +355,26 @@ class SecAggServer {
   /// neighbourhood).
   Result<std::map<int, SecAggUnmaskRequest>> EndMasking();
 
-  /// Stage 3: a U3 client's shares: exactly one per client of its neighbourhood within U2, of
-  /// the kind that client's fate asks for (kSelfMaskSeed for U3, kMaskKey for D), each a share of
-  /// a 32-byte secret.
+  /// Stage 3: a U3 client's shares: exactly one per client of its neighbourhood within U2 that it
+  /// did not accuse, of the kind that client's fate asks for (kSelfMaskSeed for U3, kMaskKey for
+  /// D), each a share of a 32-byte secret at this holder's x (INVALID_ARGUMENT naming the owner
+  /// otherwise: a share at another point would pass for another holder's).
   Status AddUnmaskReply(const SecAggUnmaskReply& reply);
   /// Closes stage 3 and returns sum_{u in U3} x_u mod M (vector_length words). Aborts
   /// (FAILED_PRECONDITION, see the file comment) when fewer than `threshold` clients answered,
-  /// globally or within a neighbourhood; DATA_LOSS naming the client when shares do not
-  /// reconstruct its secret (or a reconstructed key does not match its public key). Any error is
-  /// final; after success the server is done (further calls: FAILED_PRECONDITION).
+  /// globally or within a neighbourhood (holders that accused a client do not count for it);
+  /// DATA_LOSS naming the client when no share set that Finish tries reconstructs a secret that
+  /// passes its check (b against C_u, s against its public key). A bad share it got around is
+  /// blamed on its holder. Any error is final; after success the server is done (further calls:
+  /// FAILED_PRECONDITION).
   Result<std::vector<std::uint32_t>> Finish();
 
   /// U3, increasing; empty before EndMasking has succeeded.
   const std::vector<int>& survivors() const;
+
+  /// The clients found at fault so far this round (see "Blame" in the file comment), each with
+  /// why; kept after an abort.
+  const std::map<int, std::string>& blamed() const;
 
  private:
   struct Impl;
