@@ -35,7 +35,9 @@ ServerOptions ServerOptionsFrom(const Config& config) {
       std::chrono::milliseconds(static_cast<std::int64_t>(config.worker_timeout_s * 1000));
   o.checkpoint_dir = config.checkpoint_dir;
   o.ledger_file = config.ledger_file;
-  o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
+  if (config.max_update_mb > 0) {  // 0: the deployment server derives it from the model
+    o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
+  }
   o.max_claimed_samples = config.max_claimed_samples;
   o.async.enabled = algorithms::IsAsynchronous(config.federated_optimizer);
   o.async.buffer_size = config.federated_optimizer == "FedBuff" ? config.buffer_size : 1;

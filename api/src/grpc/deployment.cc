@@ -80,6 +80,16 @@ Result<ClientTrainerFactory> LocalDataFactory(const Config& config, const std::s
 
 }  // namespace
 
+std::uint64_t ModelWireBytes(const core::ModelState& model) {
+  std::uint64_t bytes = 4 * static_cast<std::uint64_t>(model.numel());  // float32 on the wire
+  for (const core::TensorSpec& t : model.specs()) bytes += t.name.size() + 16 + 10 * t.shape.size();
+  return bytes;
+}
+
+std::uint64_t UpdateLimitForModel(std::uint64_t model_bytes) {
+  return 4 * model_bytes + (std::uint64_t{64} << 20);
+}
+
 Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentServerArgs& args,
                                        const SimulationHooks& hooks) {
   if (config.min_available_clients > config.client_num_in_total) {
@@ -129,6 +139,20 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   server_config.worker_num = config.client_num_in_total;
   FEDML_ASSIGN_OR_RETURN(ClientTrainerFactory factory, TrainerFactoryFor(server_config, hooks));
 
+  if (config.max_update_mb == 0) {
+    // The update limit follows the model (UpdateLimitForModel), not the 16 GiB any model could
+    // need: what one hostile push can make the server hold. The server's trainer gives the model
+    // as RunServer would take it, so it is handed on as the initial model unchanged.
+    if (!initial) {
+      FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> probe,
+                             factory(server_config.worker_num));
+      FEDML_ASSIGN_OR_RETURN(initial, probe->GetState());
+    }
+    options.decode.max_frame_bytes = UpdateLimitForModel(ModelWireBytes(*initial));
+    FEDML_LOG_INFO("max_update_mb 0: updates up to %llu bytes (4 x the model's %llu + 64 MiB)",
+                   static_cast<unsigned long long>(options.decode.max_frame_bytes),
+                   static_cast<unsigned long long>(ModelWireBytes(*initial)));
+  }
   core::grpc_comm::ServerOptions comm_options;
   comm_options.address = args.address;
   comm_options.num_clients = config.client_num_in_total;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,19 +41,41 @@ class Mailbox {
   void Push(Envelope e) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      ++queued_[e.source];
       box_.push_back(std::move(e));
     }
     cv_.notify_all();
+  }
+
+  /// Queues `e` only while fewer than `max_from_source` envelopes from its source wait; false
+  /// (and `e` dropped) otherwise. What bounds the memory one sender can hold in the inbox.
+  bool PushIfBelow(Envelope e, std::size_t max_from_source) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::size_t& n = queued_[e.source];
+      if (n >= max_from_source) return false;
+      ++n;
+      box_.push_back(std::move(e));
+    }
+    cv_.notify_all();
+    return true;
+  }
+
+  /// How many envelopes from `source` wait to be received.
+  std::size_t queued_from(int source) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queued_.find(source);
+    return it == queued_.end() ? 0 : it->second;
   }
 
   Result<Envelope> Recv(int source, Deadline deadline) {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (!abort_.ok()) return abort_;
-      if (auto e = TakeFirstFrom(box_, source)) return std::move(*e);
+      if (auto e = TakeLocked(source)) return std::move(*e);
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
         if (!abort_.ok()) return abort_;
-        if (auto e = TakeFirstFrom(box_, source)) return std::move(*e);
+        if (auto e = TakeLocked(source)) return std::move(*e);
         return RecvDeadlineExceeded(source);
       }
     }
@@ -63,6 +86,9 @@ class Mailbox {
   int EraseIf(Pred pred) {
     std::lock_guard<std::mutex> lock(mu_);
     const auto before = box_.size();
+    for (const Envelope& e : box_) {
+      if (pred(e)) --queued_[e.source];
+    }
     box_.erase(std::remove_if(box_.begin(), box_.end(), pred), box_.end());
     return static_cast<int>(before - box_.size());
   }
@@ -84,9 +110,16 @@ class Mailbox {
   }
 
  private:
+  std::optional<Envelope> TakeLocked(int source) {
+    auto e = TakeFirstFrom(box_, source);
+    if (e) --queued_[e->source];
+    return e;
+  }
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Envelope> box_;
+  std::map<int, std::size_t> queued_;  // envelopes in box_ per source
   Status abort_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include <cfloat>
 #include <climits>
@@ -361,6 +362,57 @@ bool AllFinite(const ModelState& state) {
   return true;
 }
 
+// Counts, without parsing, what a WireChunk's header would make Protobuf allocate, and refuses a
+// count or size over `limits` (RESOURCE_EXHAUSTED naming the limit). Header fields may come in
+// several pieces (Protobuf merges them), so every piece is counted. A malformed encoding is left
+// to ParseFromArray to report.
+Status CheckHeaderCounts(const std::uint8_t* p, std::size_t n, const DecodeLimits& limits) {
+  using WFL = google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(p, static_cast<int>(n));
+  std::uint64_t header_bytes = 0, metrics = 0, attrs = 0, extras = 0, tensors = 0;
+  for (std::uint32_t tag; (tag = in.ReadTag()) != 0;) {
+    if (WFL::GetTagFieldNumber(tag) != 1 ||
+        WFL::GetTagWireType(tag) != WFL::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WFL::SkipField(&in, tag)) return Status::Ok();
+      continue;
+    }
+    std::uint32_t len;
+    if (!in.ReadVarint32(&len) || len > static_cast<std::uint32_t>(INT_MAX)) return Status::Ok();
+    const auto limit = in.PushLimit(static_cast<int>(len));
+    for (;;) {
+      const int before = in.CurrentPosition();
+      const std::uint32_t t = in.ReadTag();
+      if (t == 0) break;
+      if (!WFL::SkipField(&in, t)) return Status::Ok();
+      const int field = WFL::GetTagFieldNumber(t);
+      if (field == 11) continue;  // the blob
+      header_bytes += static_cast<std::uint64_t>(in.CurrentPosition() - before);
+      metrics += field == 9;
+      attrs += field == 10;
+      extras += field == 12;
+      tensors += field == 13;
+    }
+    if (in.BytesUntilLimit() != 0) return Status::Ok();  // malformed: the parser says so
+    in.PopLimit(limit);
+  }
+  const auto over = [](const char* what, std::uint64_t n, const char* limit, std::uint64_t max) {
+    return Status::ResourceExhausted("the header holds " + U64(n) + " " + what + ", more than " +
+                                     limit + " (" + U64(max) + ")");
+  };
+  if (header_bytes > limits.max_header_bytes) {
+    return over("bytes besides its blob", header_bytes, "max_header_bytes",
+                limits.max_header_bytes);
+  }
+  if (metrics > limits.max_metrics)
+    return over("metrics", metrics, "max_metrics", limits.max_metrics);
+  if (attrs > limits.max_attrs) return over("attrs", attrs, "max_attrs", limits.max_attrs);
+  if (extras > limits.max_extras) return over("extras", extras, "max_extras", limits.max_extras);
+  if (tensors > limits.max_total_tensors) {
+    return over("tensors", tensors, "max_total_tensors", limits.max_total_tensors);
+  }
+  return Status::Ok();
+}
+
 // Shared by Decode and ChunkAssembler: validates the header, then scatters the data stream into
 // the model states as it arrives.
 class Assembly {
@@ -386,6 +438,7 @@ class Assembly {
                                      " bytes but not a plain data chunk; other chunks must fit "
                                      "Protobuf's 2 GiB message limit");
     }
+    FEDML_RETURN_IF_ERROR(CheckHeaderCounts(p, n, limits_));
     wire::WireChunk chunk;
     if (!chunk.ParseFromArray(p, static_cast<int>(n))) {
       return Status::InvalidArgument("chunk " + U64(index) + " (" + U64(n) +

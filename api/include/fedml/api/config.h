@@ -151,8 +151,9 @@ struct Config {
   int min_clients = 1;
   int min_available_clients = 0;
   // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push
-  // is refused before it is read.
-  int max_update_mb = 16384;
+  // is refused before it is read. 0: `fedml server` derives it from the model
+  // (UpdateLimitForModel); the in-process and MPI servers then keep DecodeLimits' 16 GiB.
+  int max_update_mb = 0;
   // The most samples one update may claim where the server cannot know the client's count (a
   // deployed client with its own data); 0: 4 x the mean partition of the server's copy of the
   // data set. Where the server's copy is the clients' data, a claim must equal the partition.

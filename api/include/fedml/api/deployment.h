@@ -4,6 +4,7 @@
 // unless `insecure` is set.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -20,6 +21,17 @@ struct DeploymentServerArgs {
   bool resume = false;
   std::function<void(int port)> on_listening;
 };
+
+/// The largest update frame `fedml server` accepts when max_update_mb is 0 (its default): room
+/// for the model and three side payloads of the model's size, plus 64 MiB for the header. One
+/// update may carry the model, SCAFFOLD's control-variate delta (an extra of the model's
+/// layout), verification's next checkpoint (another) and secure aggregation's masked input (a
+/// blob of 4 bytes per parameter), so every honest frame is admitted; a hostile one can make
+/// the server hold no more than this per push (see ServerOptions::max_queued_frames).
+/// `model_bytes` is the model's size on the wire: 4 bytes per parameter plus its tensor names.
+std::uint64_t UpdateLimitForModel(std::uint64_t model_bytes);
+/// The model's size on the wire, as UpdateLimitForModel takes it.
+std::uint64_t ModelWireBytes(const core::ModelState& model);
 
 /// Serves config.comm_round rounds to config.client_num_in_total clients (ids 0..N-1), sampling
 /// client_num_per_round of them per round with the seed. A round starts when

@@ -45,6 +45,17 @@ struct DecodeLimits {
   std::uint64_t max_chunk_bytes = std::uint64_t{256} << 20;
   /// Largest number of tensors in one model state.
   std::uint32_t max_tensors = 1u << 16;
+  /// Caps on what a header makes the decoder allocate, checked by scanning the header's
+  /// encoding before Protobuf parses it (a map entry of a few bytes on the wire costs ~100 bytes
+  /// parsed, so a frame within max_frame_bytes could otherwise be amplified ~20x). Honest frames
+  /// carry a handful of metrics and attrs, at most a few extras, and a model's tensors.
+  /// Header bytes other than the blob (which is as large on the wire as in memory).
+  std::uint64_t max_header_bytes = std::uint64_t{16} << 20;
+  std::uint32_t max_metrics = 4096;
+  std::uint32_t max_attrs = 4096;
+  std::uint32_t max_extras = 64;
+  /// Tensors over the main model and every extra together.
+  std::uint32_t max_total_tensors = 1u << 17;
   /// Refuse NaN and Inf in tensor values.
   bool require_finite = true;
 };

@@ -105,8 +105,9 @@ class FrameReader {
                                                           "-byte frame is over the limit of " +
                                                           std::to_string(max_bytes_) + " bytes"};
       }
+      // Nothing is reserved for the announced size: memory follows the bytes that arrive, so a
+      // client that announces max_frame_bytes and sends nothing holds nothing.
       total_ = c.frame_bytes();
-      frame_.reserve(total_);
       started_ = true;
     } else if (c.frame_bytes() != total_) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
@@ -122,6 +123,13 @@ class FrameReader {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "chunks run past the announced " + std::to_string(total_) + " bytes"};
     }
+    const std::uint64_t needed = frame_.size() + c.data().size();
+    if (needed > frame_.capacity()) {
+      // Geometric growth (amortised copies), never past the announced size.
+      const std::uint64_t want =
+          std::max<std::uint64_t>({std::uint64_t{frame_.capacity()} * 2, needed, kMinReserve});
+      frame_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(want, total_)));
+    }
     frame_.insert(frame_.end(), c.data().begin(), c.data().end());
     return grpc::Status::OK;
   }
@@ -133,6 +141,7 @@ class FrameReader {
   Bytes Take() { return std::move(frame_); }
 
  private:
+  static constexpr std::uint64_t kMinReserve = std::uint64_t{1} << 20;
   std::uint64_t max_bytes_;
   bool started_ = false;
   std::uint64_t total_ = 0;
@@ -423,32 +432,75 @@ class GrpcServer final : public ServerCommunicator {
     return result;
   }
 
-  grpc::Status OnPush(int id, grpc::ServerReader<FrameChunk>* reader) {
-    FrameReader frame(options_.max_frame_bytes);
-    FrameChunk chunk;
+  // One push stream per client, refused before it is read while the client's queue is full; the
+  // monitor thread cancels it at push_idle_timeout / push_timeout (see ServerOptions).
+  grpc::Status OnPush(grpc::ServerContext* ctx, int id, grpc::ServerReader<FrameChunk>* reader) {
+    const std::size_t rank = static_cast<std::size_t>(id) + 1;
+    const std::string who = "client " + std::to_string(id);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++clients_[static_cast<std::size_t>(id) + 1].calls;
+      ClientSlot& c = clients_[rank];
+      if (c.push_ctx != nullptr) {
+        LogRefusal(ctx, who + " opened a second PushUpdate stream");
+        return {grpc::StatusCode::ABORTED,
+                who + " already has a PushUpdate stream open; one push at a time per client"};
+      }
+      const std::size_t queued = mailbox_.queued_from(static_cast<int>(rank));
+      if (queued >= options_.max_queued_frames) {
+        LogRefusal(ctx, who + " pushed with a full queue");
+        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+                who + " has " + std::to_string(queued) +
+                    " frames the server has not read yet (max_queued_frames " +
+                    std::to_string(options_.max_queued_frames) + "); push again later"};
+      }
+      c.push_ctx = ctx;
+      c.push_started = c.push_last_chunk = Clock::now();
+      c.push_cut.clear();
+      ++c.calls;
     }
+    FrameReader frame(options_.max_frame_bytes);
+    FrameChunk chunk;
     grpc::Status st = grpc::Status::OK;
-    while (st.ok() && reader->Read(&chunk)) st = frame.Add(chunk);
-    if (st.ok() && !frame.done()) {
+    while (st.ok() && reader->Read(&chunk)) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        clients_[rank].push_last_chunk = Clock::now();
+      }
+      st = frame.Add(chunk);
+    }
+    std::string cut;
+    {
+      // Cleared before returning: the monitor may call TryCancel on push_ctx only meanwhile.
+      std::lock_guard<std::mutex> lock(mu_);
+      ClientSlot& c = clients_[rank];
+      cut = std::move(c.push_cut);
+      c.push_cut.clear();
+      c.push_ctx = nullptr;
+      --c.calls;
+      c.last_seen = Clock::now();
+    }
+    if (!cut.empty()) {
+      st = {grpc::StatusCode::DEADLINE_EXCEEDED, cut + " after " + frame.progress()};
+    } else if (st.ok() && !frame.done()) {
       st = {grpc::StatusCode::INVALID_ARGUMENT,
             frame.started() ? "the stream ended after " + frame.progress() + " (truncated)"
                             : std::string("an empty stream")};
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ClientSlot& c = clients_[static_cast<std::size_t>(id) + 1];
-      --c.calls;
-      c.last_seen = Clock::now();
-    }
     if (!st.ok()) {
       FEDML_LOG_WARNING("refused a push from client %d: %s", id, st.error_message().c_str());
-      mailbox_.Push(Envelope{id + 1, RefusedFrameFrom(id + 1, st.error_message())});
+      // Counted against the client's queue like a frame: refusals cannot flood it either.
+      mailbox_.PushIfBelow(
+          Envelope{static_cast<int>(rank), RefusedFrameFrom(id + 1, st.error_message())},
+          options_.max_queued_frames);
       return st;
     }
-    mailbox_.Push(Envelope{id + 1, frame.Take()});
+    if (!mailbox_.PushIfBelow(Envelope{static_cast<int>(rank), frame.Take()},
+                              options_.max_queued_frames)) {
+      // Only refusal notices could have filled the queue since the check above.
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              who + "'s queue filled while it pushed (max_queued_frames " +
+                  std::to_string(options_.max_queued_frames) + ")"};
+    }
     return grpc::Status::OK;
   }
 
@@ -458,6 +510,12 @@ class GrpcServer final : public ServerCommunicator {
     int calls = 0;  // RPCs in flight
     Clock::time_point last_seen{};
     std::deque<Bytes> outbox;
+    // The client's push in flight (at most one): its context, for the monitor to cancel, when
+    // it began and when its last chunk came; push_cut says why the monitor cancelled it.
+    grpc::ServerContext* push_ctx = nullptr;
+    Clock::time_point push_started{};
+    Clock::time_point push_last_chunk{};
+    std::string push_cut;
   };
 
   int LiveLocked() const {
@@ -477,11 +535,29 @@ class GrpcServer final : public ServerCommunicator {
 
   void MonitorLiveness() {
     std::unique_lock<std::mutex> lock(mu_);
+    // Often enough to cut a push within a quarter of its deadlines past them.
+    const auto tick =
+        std::max(std::chrono::milliseconds(10),
+                 std::min({std::chrono::milliseconds(500), options_.push_idle_timeout / 4,
+                           options_.push_timeout / 4}));
     while (!stopping_) {
-      cv_.wait_for(lock, std::chrono::milliseconds(500));
+      cv_.wait_for(lock, tick);
       const auto now = Clock::now();
       for (std::size_t r = 1; r < clients_.size(); ++r) {
         ClientSlot& c = clients_[r];
+        if (c.push_ctx != nullptr && c.push_cut.empty()) {
+          if (now - c.push_last_chunk > options_.push_idle_timeout) {
+            c.push_cut = "no chunk for " + std::to_string(options_.push_idle_timeout.count()) +
+                         " ms (push_idle_timeout)";
+          } else if (now - c.push_started > options_.push_timeout) {
+            c.push_cut = "the push took longer than " +
+                         std::to_string(options_.push_timeout.count()) + " ms (push_timeout)";
+          }
+          if (!c.push_cut.empty()) {
+            FEDML_LOG_WARNING("cancelling client %zu's push: %s", r - 1, c.push_cut.c_str());
+            c.push_ctx->TryCancel();
+          }
+        }
         if (c.live && c.calls == 0 && now - c.last_seen > options_.liveness_timeout) {
           MarkGoneLocked(r, "no call within liveness_timeout");
         }
@@ -538,7 +614,7 @@ grpc::Status ServiceImpl::PushUpdate(grpc::ServerContext* ctx,
   int id = -1;
   grpc::Status st = server_.Identify(ctx, &id);
   if (!st.ok()) return st;
-  return server_.OnPush(id, reader);
+  return server_.OnPush(ctx, id, reader);
 }
 
 // ---- Client ------------------------------------------------------------------------------
@@ -829,6 +905,12 @@ class GrpcClient final : public Communicator {
 
 Result<std::unique_ptr<ServerCommunicator>> StartServer(const ServerOptions& options) {
   FEDML_RETURN_IF_ERROR(CheckChunkBytes(options.chunk_bytes));
+  if (options.max_queued_frames < 1) {
+    return Status::InvalidArgument("max_queued_frames must be at least 1 (a client's update)");
+  }
+  if (options.push_idle_timeout.count() <= 0 || options.push_timeout.count() <= 0) {
+    return Status::InvalidArgument("push_idle_timeout and push_timeout must be positive");
+  }
   if (options.num_clients < 1) {
     return Status::InvalidArgument("a server needs at least 1 client (num_clients " +
                                    std::to_string(options.num_clients) + ")");

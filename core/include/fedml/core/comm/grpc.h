@@ -30,7 +30,10 @@ struct ServerOptions {
   int num_clients = 1;                    // client ids 0..num_clients-1 (ranks 1..num_clients)
   Security security;
   std::size_t chunk_bytes = std::size_t{1} << 20;  // 1 MiB: measured best of 256 KiB..16 MiB
-  std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;  // larger pushes: RESOURCE_EXHAUSTED
+  /// Largest frame a client may push: a push announcing more is refused (RESOURCE_EXHAUSTED)
+  /// before any of it is read. Memory follows the bytes that arrive, never the size announced.
+  /// `fedml server` sets it from the model (see max_update_mb in docs/configuration.md).
+  std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;
   /// How long a FetchTask call waits for a frame before returning empty.
   std::chrono::milliseconds fetch_wait{5000};
   /// A client with no call in flight for this long is taken for gone: the server's Recv sees a
@@ -39,6 +42,18 @@ struct ServerOptions {
   std::chrono::milliseconds liveness_timeout{15000};
   /// How long the destructor waits for queued frames (FINISH) to be fetched.
   std::chrono::milliseconds flush_timeout{5000};
+  /// A PushUpdate stream that brings no chunk for this long is cancelled: the client sees
+  /// CANCELLED and the round controller an ERROR from its rank naming push_idle_timeout. So a
+  /// client cannot hold a stream, a server thread and a partial frame by going silent.
+  std::chrono::milliseconds push_idle_timeout{30000};
+  /// The longest one push may take, however steadily it trickles (cancelled as above, naming
+  /// push_timeout). The client's own push deadline is 30 minutes as well.
+  std::chrono::milliseconds push_timeout{30 * 60 * 1000};
+  /// Frames (updates, refusal notices) from one client that may wait for the server's Recv. A
+  /// push while that many wait is refused with RESOURCE_EXHAUSTED before it is read. With one
+  /// PushUpdate stream per client (a second one is refused with ABORTED), one client holds at
+  /// most (max_queued_frames + 1) x max_frame_bytes of the server's memory. Must be >= 1.
+  std::size_t max_queued_frames = 4;
 };
 
 /// Rank 0 of a deployment. Thread safety as Communicator; the gRPC threads it owns are stopped
