@@ -9,24 +9,41 @@
 // neighbouring inputs, the exact trade-off between the two output distributions. Its epsilon at
 // the run's delta is a lower bound on any true guarantee, so a reported epsilon below it is a
 // false claim. Both bounds are computed here independently of the accountant, in closed form or
-// by numerical integration.
+// by numerical integration. A third test checks the premise of sampling amplification in
+// deployment: that a client who knows the run's seed cannot tell who was sampled.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "fedml/algorithms/registry.h"
+#include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
 #include "fedml/api/options.h"
+#include "fedml/api/roles.h"
 #include "fedml/api/round_controller.h"
+#include "fedml/core/comm/inproc.h"
 
+using fedml::Result;
+using fedml::Status;
 using fedml::algorithms::Aggregator;
 using fedml::algorithms::ClientUpdate;
 using fedml::algorithms::RoundInfo;
+using fedml::api::ClientTrainer;
 using fedml::api::Config;
+using fedml::api::EvalTask;
+using fedml::api::Evaluation;
+using fedml::api::LocalUpdate;
+using fedml::api::TrainTask;
 using fedml::core::ModelState;
 
 namespace {
@@ -137,6 +154,35 @@ Config DpConfig(const std::string& type, int total, int per_round, double sigma,
   return c;
 }
 
+// A deployed client that records the (round, client) of every task it trains and moves the
+// model by 0.5.
+class RecordingTrainer final : public ClientTrainer {
+ public:
+  explicit RecordingTrainer(std::vector<std::pair<std::int64_t, std::int64_t>>* trained)
+      : trained_(trained) {
+    const float zero = 0.0f;
+    (void)state_.Add("w", {1}, &zero);
+  }
+  Status SetState(const ModelState& s) override {
+    state_ = s;
+    return Status::Ok();
+  }
+  Result<ModelState> GetState() override { return state_; }
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    if (trained_ != nullptr) trained_->emplace_back(task.round, task.client_id);
+    LocalUpdate u;
+    u.num_samples = 10;
+    u.state = state_;
+    u.state.data()[0] += 0.5f;
+    return u;
+  }
+  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
+
+ private:
+  std::vector<std::pair<std::int64_t, std::int64_t>>* trained_;
+  ModelState state_;
+};
+
 }  // namespace
 
 TEST_CASE("central DP reports at least the exact epsilon of the fixed-size sample that runs",
@@ -169,4 +215,55 @@ TEST_CASE("local DP reports at least the exact epsilon of a client's clipped, no
   INFO("reported " << reported << ", exact " << exact);
   CHECK(exact > 17.0);  // 17.857 (Balle and Wang's formula)
   CHECK(reported >= exact);
+}
+
+TEST_CASE("a deployed central-DP server's sample is not predictable from the run's seed",
+          "[adversarial]") {
+  // Every deployed client holds the config, seed included. Were the server's sample drawn from
+  // that seed, a client could tell for every round whether its target was in it, and the
+  // accounted amplification by sampling (q = 2 / 6 here) would not exist. The server's real
+  // code (RunServer, deployment mode: client N is rank N + 1) over in-process ranks.
+  constexpr int kClients = 6;
+  constexpr int kRounds = 8;
+  Config config = DpConfig("cdp", kClients, 2, 1.0, kRounds);
+  config.random_seed = 7;
+  auto group = fedml::core::inproc::CreateGroup(kClients + 1);
+  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> trained(kClients);
+  std::vector<Status> worker_status(kClients, Status::Ok());
+  std::vector<std::thread> workers;
+  for (int id = 0; id < kClients; ++id) {
+    workers.emplace_back([&, id] {
+      worker_status[static_cast<std::size_t>(id)] = fedml::api::RunWorker(
+          config, *group[static_cast<std::size_t>(id) + 1],
+          std::make_unique<RecordingTrainer>(&trained[static_cast<std::size_t>(id)]));
+    });
+  }
+  fedml::api::ServerOptions options = fedml::api::ServerOptionsFrom(config);
+  options.fixed_clients = true;
+  options.round_timeout = std::chrono::seconds(30);
+  auto factory = [](int) -> Result<std::unique_ptr<ClientTrainer>> {
+    return std::unique_ptr<ClientTrainer>(std::make_unique<RecordingTrainer>(nullptr));
+  };
+  auto summary = fedml::api::RunServer(config, *group[0], factory, {}, options, std::nullopt);
+  for (auto& t : workers) t.join();
+  REQUIRE(summary.ok());
+  for (const Status& st : worker_status) CHECK(st.ok());
+  std::vector<std::vector<std::int64_t>> sampled(kRounds);
+  for (int id = 0; id < kClients; ++id) {
+    for (const auto& [round, client] : trained[static_cast<std::size_t>(id)]) {
+      CHECK(client == id);
+      sampled[static_cast<std::size_t>(round)].push_back(client);
+    }
+  }
+  // The attacker's prediction: the seeded draw. A secret draw of 2 of 6 agrees with it in a
+  // round with probability 1/15, in all eight rounds with probability 15^-8 (4e-10).
+  int predicted = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    auto& s = sampled[static_cast<std::size_t>(r)];
+    std::sort(s.begin(), s.end());
+    INFO("round " << r);
+    CHECK(s.size() == 2);  // still a fixed-size sample, as accounted
+    if (s == fedml::api::SampleClients(config.random_seed, r, kClients, 2)) ++predicted;
+  }
+  CHECK(predicted < kRounds);
 }
