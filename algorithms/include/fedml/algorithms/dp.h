@@ -125,11 +125,10 @@ struct DpOptions {
 /// instead). RoundFigures(): "dp_epsilon", "dp_delta", "dp_noise_stddev", "dp_clipped_fraction"
 /// (updates whose norm exceeded C), after each Finalize, epsilon counting every round finalized so
 /// far (DpEpsilon(sampling_rate, noise_multiplier, rounds, delta, sampling); +inf with
-/// noise_multiplier 0);
-/// empty before the first Finalize. A round abandoned by a second Begin releases nothing and is
-/// not counted. Accumulate refuses (INVALID_ARGUMENT, round unchanged) a layout that differs
-/// from the global model, num_samples <= 0 (the sample count is not used as a weight but must be
-/// valid) and NaN/Inf; Begin refuses an empty or non-finite global model.
+/// noise_multiplier 0); empty before the first Finalize. A round abandoned by a second Begin
+/// releases nothing and is not counted. Accumulate refuses (INVALID_ARGUMENT, round unchanged) a
+/// layout that differs from the global model, num_samples <= 0 (the sample count is not used as
+/// a weight but must be valid) and NaN/Inf; Begin refuses an empty or non-finite global model.
 /// INVALID_ARGUMENT from the constructor helper for options out of range.
 Result<std::unique_ptr<Aggregator>> CreateCentralDpAggregator(const DpOptions& options);
 
