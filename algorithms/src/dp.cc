@@ -118,6 +118,98 @@ double LogAFrac(double q, double sigma, double alpha) {
   return kInf;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sampling without replacement (Wang, Balle, Kasiviswanathan 2019, arXiv 1808.00087), as Google's
+// dp_accounting computes it (_compute_rdp_sample_wor_gaussian). sigma is the noise over the
+// replace-one sensitivity, so the base mechanism's RDP is eps(l) = l / (2 sigma^2).
+
+// Integer orders up to this use Theorem 27's forward differences; larger ones the general bound.
+constexpr int kWorMaxDiffOrder = 256;
+
+// log |Delta^k h(0)| for k = 0..n, h(l) = exp((l - 1) eps(l)) = exp((l - 1) l / (2 sigma^2)): n
+// rounds of neighbour differences of log h(0..n), each value kept as a sign and a log magnitude
+// (differences of nearly equal values lose precision, as in dp_accounting; an exact cancellation
+// gives -inf, which the caller does not trust: see LogAWor).
+std::vector<double> WorLogForwardDiffs(double sigma, int n) {
+  const double two_s2 = 2.0 * sigma * sigma;
+  std::vector<double> mag(static_cast<std::size_t>(n) + 1);
+  std::vector<char> pos(static_cast<std::size_t>(n) + 1, 1);
+  for (int j = 0; j <= n; ++j) {
+    mag[static_cast<std::size_t>(j)] = static_cast<double>(j - 1) * static_cast<double>(j) / two_s2;
+  }
+  std::vector<double> out(static_cast<std::size_t>(n) + 1);
+  out[0] = mag[0];
+  for (int k = 1; k <= n; ++k) {
+    for (int j = 0; j + k <= n; ++j) {  // v[j] = v[j + 1] - v[j]
+      const auto a = static_cast<std::size_t>(j);
+      const auto b = a + 1;
+      if (pos[a] == pos[b]) {
+        const double hi = std::max(mag[a], mag[b]);
+        const double lo = std::min(mag[a], mag[b]);
+        const bool b_larger = mag[b] > mag[a];
+        const double m = hi == lo ? -kInf : hi + std::log1p(-std::exp(lo - hi));
+        // Both positive: the sign is that of mag[b] - mag[a]; both negative: the opposite.
+        pos[a] = static_cast<char>(pos[b] ? b_larger || hi == lo : !b_larger);
+        mag[a] = m;
+      } else {
+        mag[a] = LogAdd(mag[a], mag[b]);
+        pos[a] = pos[b];
+      }
+    }
+    out[static_cast<std::size_t>(k)] = mag[0];
+  }
+  return out;
+}
+
+// (alpha - 1) times the RDP bound at integer alpha >= 2, 0 < q < 1: log of
+//   1 + q^2 C(alpha, 2) min(4 (e^eps(2) - 1), 2 e^eps(2))
+//     + sum_{i=3}^{alpha} q^i C(alpha, i) min(4 sqrt(D_lo D_hi), 2 e^((i - 1) eps(i)))
+// with D_lo, D_hi the forward differences of h at the even orders 2 floor(i/2), 2 ceil(i/2)
+// (Theorem 27). `diffs` from WorLogForwardDiffs, at least alpha + 1 long, or empty for the
+// general bound (Theorem 9: the second term of each min). A difference that cancelled to -inf is
+// not believed: that term takes the general bound, which is never smaller.
+double LogAWor(double q, double sigma, std::int64_t alpha, const std::vector<double>& diffs) {
+  const double two_s2 = 2.0 * sigma * sigma;
+  const double log_q = std::log(q);
+  const double eps2 = 2.0 / two_s2;
+  const bool use_diffs = alpha <= kWorMaxDiffOrder && !diffs.empty();
+  double log_a = 0.0;      // log 1
+  double log_binom = 0.0;  // log C(alpha, i), formed incrementally (lgamma is not thread-safe)
+  for (std::int64_t i = 1; i <= alpha; ++i) {
+    log_binom += std::log(static_cast<double>(alpha - i + 1)) - std::log(static_cast<double>(i));
+    if (i == 1) continue;
+    const double di = static_cast<double>(i);
+    double t;
+    if (i == 2) {
+      t = std::min(std::log(4.0) + std::log(std::expm1(eps2)), eps2 + std::log(2.0));
+    } else {
+      t = std::log(2.0) + (di - 1.0) * di / two_s2;
+      if (use_diffs) {
+        const double d_lo = diffs[static_cast<std::size_t>(2 * (i / 2))];
+        const double d_hi = diffs[static_cast<std::size_t>(2 * ((i + 1) / 2))];
+        if (d_lo > -kInf && d_hi > -kInf) t = std::min(t, std::log(4.0) + 0.5 * (d_lo + d_hi));
+      }
+    }
+    log_a = LogAdd(log_a, t + di * log_q + log_binom);
+  }
+  return log_a;
+}
+
+// The RDP at `alpha` > 1 for 0 < q < 1, sigma > 0, finite alpha; `diffs` as for LogAWor, long
+// enough for ceil(alpha) + 1 when ceil(alpha) <= kWorMaxDiffOrder.
+double WorRdp(double q, double sigma, double alpha, const std::vector<double>& diffs) {
+  if (alpha == std::floor(alpha)) {
+    return LogAWor(q, sigma, static_cast<std::int64_t>(alpha), diffs) / (alpha - 1.0);
+  }
+  // Corollary 10: the cumulant (alpha - 1) eps(alpha) is convex, so the chord between the
+  // neighbouring integers bounds it; order 1's cumulant is 0.
+  const auto lo = static_cast<std::int64_t>(std::floor(alpha));
+  const double x = lo == 1 ? 0.0 : LogAWor(q, sigma, lo, diffs);
+  const double y = LogAWor(q, sigma, lo + 1, diffs);
+  const double t = alpha - static_cast<double>(lo);
+  return ((1.0 - t) * x + t * y) / (alpha - 1.0);
+}
+
 // The RDP -> (epsilon, delta) conversion for one order, or +inf. Balle et al. 2020 ("Hypothesis
 // testing interpretations and Renyi differential privacy", Theorem 21), the same bound as
 // Canonne, Kamath and Steinke 2020 Proposition 12 that TF Privacy / dp_accounting use:
@@ -272,8 +364,8 @@ class CentralDpAggregator final : public Aggregator {
     last_["dp_delta"] = options_.delta;
     last_["dp_noise_stddev"] = stddev;
     last_["dp_clipped_fraction"] = static_cast<double>(clipped_) / count;
-    Result<double> eps =
-        DpEpsilon(options_.sampling_rate, options_.noise_multiplier, rounds_, options_.delta);
+    Result<double> eps = DpEpsilon(options_.sampling_rate, options_.noise_multiplier, rounds_,
+                                   options_.delta, options_.sampling);
     // The options were validated at construction, so the accountant cannot refuse them.
     last_["dp_epsilon"] = eps.ok() ? eps.value() : kInf;
     begun_ = false;
@@ -334,7 +426,22 @@ double SampledGaussianRdp(double q, double sigma, double alpha) {
   return LogAFrac(q, sigma, alpha) / (alpha - 1.0);
 }
 
-Result<double> DpEpsilon(double q, double sigma, std::int64_t steps, double delta) {
+double SampledWithoutReplacementGaussianRdp(double q, double sigma, double alpha) {
+  if (!(q >= 0.0 && q <= 1.0) || !(sigma >= 0.0) || !(alpha > 1.0)) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  if (q == 0.0) return 0.0;
+  if (sigma == 0.0) return kInf;
+  if (q == 1.0) return alpha / (2.0 * sigma * sigma);
+  if (std::isinf(alpha)) return kInf;
+  const double top = std::ceil(alpha);
+  std::vector<double> diffs;
+  if (top <= kWorMaxDiffOrder) diffs = WorLogForwardDiffs(sigma, static_cast<int>(top) + 1);
+  return WorRdp(q, sigma, alpha, diffs);
+}
+
+Result<double> DpEpsilon(double q, double sigma, std::int64_t steps, double delta,
+                         DpSampling sampling) {
   FEDML_RETURN_IF_ERROR(CheckAccountantArgs(q, steps, delta));
   if (!(sigma >= 0.0 && std::isfinite(sigma))) {
     return Status::InvalidArgument("DP accountant: noise multiplier sigma is " +
@@ -342,22 +449,36 @@ Result<double> DpEpsilon(double q, double sigma, std::int64_t steps, double delt
   }
   if (steps == 0 || q == 0.0) return 0.0;  // nothing about anyone was released
   if (sigma == 0.0) return kInf;
+  // Without replacement: replace-one neighbours move the sum by 2C, so the noise is sigma / 2
+  // of the sensitivity. The forward differences are shared by every order.
+  const bool wor = sampling == DpSampling::kWithoutReplacement;
+  const double wor_sigma = sigma / 2.0;
+  std::vector<double> diffs;
+  if (wor && q < 1.0) diffs = WorLogForwardDiffs(wor_sigma, kWorMaxDiffOrder + 1);
   double best = kInf;
   for (double alpha : DefaultRdpOrders()) {
-    const double rdp = static_cast<double>(steps) * SampledGaussianRdp(q, sigma, alpha);
-    best = std::min(best, EpsilonAtOrder(alpha, rdp, delta));
+    double per_step;
+    if (!wor) {
+      per_step = SampledGaussianRdp(q, sigma, alpha);
+    } else if (q == 1.0) {
+      per_step = alpha / (2.0 * wor_sigma * wor_sigma);
+    } else {
+      per_step = WorRdp(q, wor_sigma, alpha, diffs);
+    }
+    best = std::min(best, EpsilonAtOrder(alpha, static_cast<double>(steps) * per_step, delta));
   }
   return std::max(0.0, best);
 }
 
-Result<double> DpNoiseMultiplierFor(double q, std::int64_t steps, double epsilon, double delta) {
+Result<double> DpNoiseMultiplierFor(double q, std::int64_t steps, double epsilon, double delta,
+                                    DpSampling sampling) {
   FEDML_RETURN_IF_ERROR(CheckAccountantArgs(q, steps, delta));
   if (!(epsilon > 0.0)) {
     return Status::InvalidArgument("DP accountant: target epsilon is " + std::to_string(epsilon) +
                                    "; allowed: > 0");
   }
   if (steps == 0 || q == 0.0 || std::isinf(epsilon)) return 0.0;
-  auto eps_at = [&](double sigma) { return DpEpsilon(q, sigma, steps, delta).value(); };
+  auto eps_at = [&](double sigma) { return DpEpsilon(q, sigma, steps, delta, sampling).value(); };
   // Bracket: eps(lo) > epsilon >= eps(hi). Epsilon falls as sigma grows (each order's RDP does).
   constexpr double kMaxSigma = 1e6;
   constexpr double kMinSigma = 1e-6;

@@ -68,7 +68,9 @@ class LocalDpAccounting final : public ForwardingAggregator {
   }
   std::map<std::string, double> RoundFigures() const override {
     std::map<std::string, double> f = inner_->RoundFigures();
-    auto eps = DpEpsilon(1.0, dp_.noise_multiplier, rounds_, dp_.delta);
+    // q = 1: a client's release in each round, replace-one (its inputs are 2C apart). Every
+    // round is counted, a bound on the rounds any one client takes part in.
+    auto eps = DpEpsilon(1.0, dp_.noise_multiplier, rounds_, dp_.delta, dp_.sampling);
     f["dp_epsilon"] = eps.ok() ? *eps : -1.0;
     f["dp_delta"] = dp_.delta;
     return f;

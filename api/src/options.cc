@@ -121,14 +121,19 @@ Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config
     o.dp.clipping_norm = config.clipping_norm;
     o.dp.delta = config.delta;
     o.dp.seed = config.random_seed;
+    // The round controller samples a fixed number of clients without replacement (accounted
+    // with replace-one neighbours, DpSampling::kWithoutReplacement); local DP protects a
+    // client's release in every round it takes part in, q = 1, inputs 2C apart.
+    o.dp.sampling = algorithms::DpSampling::kWithoutReplacement;
     o.dp.sampling_rate = o.central_dp ? static_cast<double>(config.client_num_per_round) /
                                             static_cast<double>(config.client_num_in_total)
                                       : 1.0;
     o.dp.noise_multiplier = config.noise_multiplier;
     if (o.dp.noise_multiplier == 0.0) {  // calibrated to reach epsilon after comm_round rounds
-      FEDML_ASSIGN_OR_RETURN(o.dp.noise_multiplier,
-                             algorithms::DpNoiseMultiplierFor(o.dp.sampling_rate, config.comm_round,
-                                                              config.epsilon, config.delta));
+      FEDML_ASSIGN_OR_RETURN(
+          o.dp.noise_multiplier,
+          algorithms::DpNoiseMultiplierFor(o.dp.sampling_rate, config.comm_round, config.epsilon,
+                                           config.delta, o.dp.sampling));
     }
   }
   return o;
@@ -187,11 +192,13 @@ Result<std::optional<algorithms::DpOptions>> LocalDpOptionsFrom(const Config& c)
   dp.clipping_norm = c.clipping_norm;
   dp.delta = c.delta;
   dp.sampling_rate = 1.0;  // each client's own release, in every round it takes part in
+  dp.sampling = algorithms::DpSampling::kWithoutReplacement;  // any two inputs: 2C apart
   dp.seed = c.random_seed;
   dp.noise_multiplier = c.noise_multiplier;
   if (dp.noise_multiplier == 0.0) {
-    FEDML_ASSIGN_OR_RETURN(dp.noise_multiplier,
-                           algorithms::DpNoiseMultiplierFor(1.0, c.comm_round, c.epsilon, c.delta));
+    FEDML_ASSIGN_OR_RETURN(
+        dp.noise_multiplier,
+        algorithms::DpNoiseMultiplierFor(1.0, c.comm_round, c.epsilon, c.delta, dp.sampling));
   }
   return std::optional<algorithms::DpOptions>(dp);
 }

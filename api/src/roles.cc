@@ -78,7 +78,9 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
   const auto t0 = core::Clock::now();
   FEDML_ASSIGN_OR_RETURN(algorithms::AggregatorOptions agg_options, AggregatorOptionsFrom(config));
   if (options.fixed_clients && agg_options.central_dp) {
-    // Deployment: the clients know the run's seed, so the server's DP noise must not come from it.
+    // Deployment: the clients know the run's seed, so neither the server's DP noise nor its
+    // sample of clients may come from it (the accountant's amplification by sampling assumes
+    // the observer does not know who was sampled).
     FEDML_ASSIGN_OR_RETURN(agg_options.dp.seed, core::security::SecureRandomU64());
   }
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
@@ -90,6 +92,7 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
     FEDML_ASSIGN_OR_RETURN(initial, server_trainer->GetState());
   }
   ServerOptions controller_options = options;
+  if (options.fixed_clients && agg_options.central_dp) controller_options.secret_sampling = true;
   if (!options.fixed_clients && !controller_options.system) {
     // Simulation runs on the virtual clock; deployment's time is real.
     FEDML_ASSIGN_OR_RETURN(controller_options.system, SystemModelFrom(config));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "fedml/api/compatibility.h"
 #include "fedml/core/random.h"
 #include "fedml/core/security/commitment.h"
+#include "fedml/core/security/credentials.h"
 #include "secure/server_round.h"
 #include "server/async_rounds.h"
 #include "server/ledger_observer.h"
@@ -39,6 +41,28 @@ std::vector<std::int64_t> SampleClientsAmong(std::uint64_t seed, std::int64_t ro
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+Result<std::vector<std::int64_t>> SampleClientsSecretly(const std::vector<std::int64_t>& candidates,
+                                                        int per_round) {
+  const auto n = static_cast<std::int64_t>(candidates.size());
+  if (per_round >= n) return candidates;
+  std::vector<std::int64_t> pool = candidates;
+  const std::int64_t k = std::max(0, per_round);
+  for (std::int64_t i = 0; i < k; ++i) {
+    // A partial Fisher-Yates shuffle; draws at or above the largest multiple of the range are
+    // redrawn, so every index is equally likely.
+    const auto range = static_cast<std::uint64_t>(n - i);
+    const std::uint64_t limit = UINT64_MAX - UINT64_MAX % range;
+    std::uint64_t r = 0;
+    do {
+      FEDML_ASSIGN_OR_RETURN(r, core::security::SecureRandomU64());
+    } while (r >= limit);
+    std::swap(pool[static_cast<std::size_t>(i)], pool[static_cast<std::size_t>(i) + r % range]);
+  }
+  pool.resize(static_cast<std::size_t>(k));
+  std::sort(pool.begin(), pool.end());
+  return pool;
 }
 
 std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, int total,

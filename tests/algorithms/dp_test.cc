@@ -353,6 +353,108 @@ TEST_CASE("DpNoiseMultiplierFor inverts DpEpsilon", "[dp][accountant]") {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sampling without replacement, replace one (what the round controller's fixed-size sample
+// runs). The references below are written from the paper (Wang, Balle and Kasiviswanathan 2019,
+// arXiv 1808.00087), not from the accountant's code: forward differences by their defining
+// binomial sum in long double, binomials by products.
+
+long double Binomial(int n, int k) {
+  long double b = 1.0L;
+  for (int i = 1; i <= k; ++i) b = b * (n - k + i) / i;
+  return b;
+}
+
+// Delta^k h(0) = sum_l (-1)^(k-l) C(k, l) h(l), h(l) = exp((l - 1) l / (2 sigma^2)).
+long double ForwardDifference(double sigma, int k) {
+  long double sum = 0.0L;
+  for (int l = 0; l <= k; ++l) {
+    const long double h = std::exp(static_cast<long double>(l - 1) * l / (2.0L * sigma * sigma));
+    sum += ((k - l) % 2 == 0 ? 1.0L : -1.0L) * Binomial(k, l) * h;
+  }
+  return sum;
+}
+
+// Theorem 27 (`sharp`) or Theorem 9 (general) at integer alpha for the Gaussian with RDP
+// eps(l) = l / (2 sigma^2) and eps(inf) = inf:
+//   1/(alpha-1) log(1 + q^2 C(alpha,2) min(4 (e^eps(2) - 1), 2 e^eps(2))
+//                     + sum_{j>=3} q^j C(alpha,j) min(4 sqrt(D(2 floor(j/2)) D(2 ceil(j/2))),
+//                                                     2 e^((j-1) eps(j))))
+// with Theorem 9 keeping only the second term of each min.
+double WorRdpReference(double q, double sigma, int alpha, bool sharp) {
+  const long double e2 = 2.0L / (2.0L * sigma * sigma);
+  long double a = 1.0L + static_cast<long double>(q) * q * Binomial(alpha, 2) *
+                             std::min(4.0L * std::expm1(e2), 2.0L * std::exp(e2));
+  for (int j = 3; j <= alpha; ++j) {
+    long double t = 2.0L * std::exp(static_cast<long double>(j - 1) * j / (2.0L * sigma * sigma));
+    if (sharp) {
+      const long double d = std::sqrt(std::fabs(ForwardDifference(sigma, 2 * (j / 2)) *
+                                                ForwardDifference(sigma, 2 * ((j + 1) / 2))));
+      t = std::min(t, 4.0L * d);
+    }
+    a += std::pow(static_cast<long double>(q), j) * Binomial(alpha, j) * t;
+  }
+  return static_cast<double>(std::log(a) / (alpha - 1));
+}
+
+TEST_CASE("SampledWithoutReplacementGaussianRdp is Wang, Balle and Kasiviswanathan's bound",
+          "[dp][accountant]") {
+  for (double sigma : {0.5, 1.0, 2.0, 5.0}) {
+    for (double q : {0.01, 0.1, 0.5}) {
+      for (int alpha : {2, 3, 4, 5, 8, 11, 16}) {
+        INFO("sigma " << sigma << " q " << q << " alpha " << alpha);
+        const double got = SampledWithoutReplacementGaussianRdp(q, sigma, alpha);
+        const double sharp = WorRdpReference(q, sigma, alpha, true);
+        CHECK(got == Approx(sharp).epsilon(1e-6));
+        // Theorem 27 never exceeds the general bound.
+        CHECK(got <= WorRdpReference(q, sigma, alpha, false) * (1 + 1e-12));
+      }
+    }
+  }
+  // Fractional orders: the chord of the cumulant between the neighbouring integers.
+  const double x = 2.0 * SampledWithoutReplacementGaussianRdp(0.1, 1.0, 3.0);
+  const double y = 3.0 * SampledWithoutReplacementGaussianRdp(0.1, 1.0, 4.0);
+  CHECK(SampledWithoutReplacementGaussianRdp(0.1, 1.0, 3.25) ==
+        Approx((0.75 * x + 0.25 * y) / 2.25).epsilon(1e-12));
+  // q = 1 is the plain Gaussian; q = 0 releases nothing; no noise, no privacy.
+  CHECK(SampledWithoutReplacementGaussianRdp(1.0, 2.0, 3.0) == Approx(3.0 / 8.0));
+  CHECK(SampledWithoutReplacementGaussianRdp(0.0, 2.0, 3.0) == 0.0);
+  CHECK(SampledWithoutReplacementGaussianRdp(0.1, 0.0, 3.0) == kInf);
+  CHECK(std::isnan(SampledWithoutReplacementGaussianRdp(0.1, 1.0, 1.0)));
+  CHECK(std::isnan(SampledWithoutReplacementGaussianRdp(1.5, 1.0, 2.0)));
+}
+
+TEST_CASE("DpEpsilon without replacement accounts replace-one sensitivity 2C", "[dp][accountant]") {
+  using S = DpSampling;
+  // q = 1 (local DP): the Gaussian at half the noise multiplier, i.e. sensitivity 2C.
+  CHECK(DpEpsilon(1.0, 2.0, 10, 1e-5, S::kWithoutReplacement).value() ==
+        DpEpsilon(1.0, 1.0, 10, 1e-5, S::kPoisson).value());
+  // The fixed-size sample costs more than the Poisson figure it used to be reported as.
+  for (double q : {0.01, 0.1, 0.5}) {
+    for (double sigma : {0.8, 1.0, 2.0, 8.0}) {
+      INFO("q " << q << " sigma " << sigma);
+      CHECK(DpEpsilon(q, sigma, 100, 1e-5, S::kWithoutReplacement).value() >
+            DpEpsilon(q, sigma, 100, 1e-5, S::kPoisson).value());
+    }
+  }
+  double prev = kInf;
+  for (double sigma : {0.5, 1.0, 2.0, 4.0, 10.0, 50.0}) {
+    const double eps = DpEpsilon(0.1, sigma, 100, 1e-5, S::kWithoutReplacement).value();
+    INFO("sigma " << sigma);
+    CHECK(eps < prev);
+    prev = eps;
+  }
+  CHECK(DpEpsilon(0.0, 1.0, 100, 1e-5, S::kWithoutReplacement).value() == 0.0);
+  CHECK(DpEpsilon(0.1, 0.0, 100, 1e-5, S::kWithoutReplacement).value() == kInf);
+  for (double q : {0.1, 1.0}) {
+    INFO("q " << q);
+    Result<double> sigma = DpNoiseMultiplierFor(q, 100, 4.0, 1e-5, S::kWithoutReplacement);
+    REQUIRE(sigma.ok());
+    CHECK(DpEpsilon(q, *sigma, 100, 1e-5, S::kWithoutReplacement).value() <= 4.0);
+    CHECK(DpEpsilon(q, *sigma / (1 + 1.01e-4), 100, 1e-5, S::kWithoutReplacement).value() > 4.0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Clipping and noise.
 
 double Norm(const std::vector<double>& v) {
@@ -639,7 +741,10 @@ TEST_CASE("DP-FedAvg reports the accountant's epsilon over the rounds finalized"
     REQUIRE(RunRound(*agg, global, {UpdateWithNorm(1, global, 2.0, rng)}, r).ok());
     const double eps = agg->RoundFigures().at("dp_epsilon");
     INFO("round " << r);
-    CHECK(eps == DpEpsilon(o.sampling_rate, o.noise_multiplier, r, o.delta).value());
+    // The default accounts the controller's fixed-size sample (replace one, sensitivity 2C).
+    CHECK(eps == DpEpsilon(o.sampling_rate, o.noise_multiplier, r, o.delta,
+                           DpSampling::kWithoutReplacement)
+                     .value());
     CHECK(eps > prev);
     prev = eps;
     CHECK(agg->RoundFigures().at("dp_delta") == 1e-6);

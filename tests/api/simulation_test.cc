@@ -4,7 +4,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <map>
 #include <mutex>
 
 #include "fedml/api/federated_data.h"
@@ -185,6 +187,33 @@ TEST_CASE("client sampling is seeded, sorted and distinct", "[simulation]") {
   CHECK(std::is_sorted(a.begin(), a.end()));
   CHECK(std::adjacent_find(a.begin(), a.end()) == a.end());
   CHECK(SampleClients(1, 0, 5, 5) == std::vector<std::int64_t>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("secret client sampling is sorted, distinct, within the candidates and uniform",
+          "[simulation][dp]") {
+  const std::vector<std::int64_t> candidates = {3, 5, 8, 13, 21};
+  std::map<std::int64_t, int> picked;
+  const int draws = 5000;
+  for (int i = 0; i < draws; ++i) {
+    auto s = SampleClientsSecretly(candidates, 2);
+    REQUIRE(s.ok());
+    REQUIRE(s->size() == 2);
+    REQUIRE((*s)[0] < (*s)[1]);
+    for (std::int64_t c : *s) {
+      REQUIRE(std::find(candidates.begin(), candidates.end(), c) != candidates.end());
+      ++picked[c];
+    }
+  }
+  // Each candidate is in a sample with probability 2/5: 2000 of 5000, standard deviation ~35;
+  // 200 either side is over 5 standard deviations (a seed-derived or biased draw fails it).
+  REQUIRE(picked.size() == 5);
+  for (const auto& [c, n] : picked) {
+    INFO("client " << c);
+    CHECK(std::abs(n - 2000) < 200);
+  }
+  auto all = SampleClientsSecretly(candidates, 7);
+  REQUIRE(all.ok());
+  CHECK(*all == candidates);
 }
 
 TEST_CASE("metrics serialise as one JSON object per round", "[simulation]") {

@@ -19,9 +19,17 @@ Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round)
   const int per_round = options.client_num_per_round;
   // Clients whose accounts are excluded (verification) are not sampled again.
   const bool excludes = gate && gate->any_excluded();
+  // Central DP in deployment draws from OpenSSL, not from the seed every client knows.
+  const auto draw = [&](const std::vector<std::int64_t>& candidates) {
+    return options.secret_sampling ? SampleClientsSecretly(candidates, per_round)
+                                   : Result<std::vector<std::int64_t>>(SampleClientsAmong(
+                                         options.random_seed, round, candidates, per_round));
+  };
   const auto eligible = [&](std::int64_t c) { return !excludes || !gate->excluded(c); };
   if (!options.system || !options.system->has_offline_periods()) {
-    if (!excludes) return SampleClients(options.random_seed, round, total, per_round);
+    if (!excludes && !options.secret_sampling) {
+      return SampleClients(options.random_seed, round, total, per_round);
+    }
     std::vector<std::int64_t> candidates;
     for (std::int64_t c = 0; c < total; ++c) {
       if (eligible(c)) candidates.push_back(c);
@@ -30,7 +38,7 @@ Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round)
       return Status::FailedPrecondition("round " + std::to_string(round + 1) +
                                         ": every client has been excluded by verification");
     }
-    return SampleClientsAmong(options.random_seed, round, candidates, per_round);
+    return draw(candidates);
   }
   const SystemModel& sys = *options.system;
   std::vector<std::int64_t> online;
@@ -50,7 +58,7 @@ Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round)
       if (sys.AvailableAt(c, virtual_now) && eligible(c)) online.push_back(c);
     }
   }
-  return SampleClientsAmong(options.random_seed, round, online, per_round);
+  return draw(online);
 }
 
 algorithms::ClientUpdate ServerContext::UpdateFromReply(std::int64_t client_id, Message&& reply) {

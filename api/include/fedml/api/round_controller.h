@@ -51,6 +51,12 @@ struct ServerOptions {
   /// round and the round goes on; every rank is tried again next round. Off (simulation):
   /// any worker trains any client, and a round that misses its deadline fails.
   bool fixed_clients = false;
+  /// Draw each round's sample with OpenSSL's generator (SampleClientsSecretly) instead of from
+  /// random_seed. Central DP's amplification by sampling holds only while the observer does not
+  /// know who was sampled, and in deployment every client knows the seed; the sample is then
+  /// not reproducible. RunServer sets it for central DP in deployment; simulation leaves it off
+  /// (the seed stands in for secret randomness there, as it does for the noise).
+  bool secret_sampling = false;
   /// A round changes the global model only when at least this many updates were accepted.
   int min_clients = 1;
   /// Called before each synchronous round, before an asynchronous run's first task and whenever
@@ -141,6 +147,11 @@ std::vector<std::int64_t> SampleClients(std::uint64_t seed, std::int64_t round, 
 std::vector<std::int64_t> SampleClientsAmong(std::uint64_t seed, std::int64_t round,
                                              const std::vector<std::int64_t>& candidates,
                                              int per_round);
+/// min(per_round, size) of `candidates`, sorted, uniformly at random without replacement, from
+/// OpenSSL's RAND_bytes (unbiased: each index by rejection), so that nobody who knows the run's
+/// seed can tell who was sampled. The error of the generator if it fails.
+Result<std::vector<std::int64_t>> SampleClientsSecretly(const std::vector<std::int64_t>& candidates,
+                                                        int per_round);
 
 /// Owns the aggregator; `comm` (rank 0) must outlive it. Workers are ranks 1..world_size-1, each
 /// running a ClientManager. Not thread-safe: Run on one thread, once.
