@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -411,7 +412,9 @@ const std::vector<double>& DefaultRdpOrders() {
   return orders;
 }
 
-double SampledGaussianRdp(double q, double sigma, double alpha) {
+// The cases both sampled Gaussians share: arguments out of range (NaN), no sampling, no noise,
+// every client sampled (the plain Gaussian), an infinite order. nullopt for the rest.
+static std::optional<double> EdgeCaseRdp(double q, double sigma, double alpha) {
   if (!(q >= 0.0 && q <= 1.0) || !(sigma >= 0.0) || !(alpha > 1.0)) {
     return std::numeric_limits<double>::quiet_NaN();
   }
@@ -419,6 +422,11 @@ double SampledGaussianRdp(double q, double sigma, double alpha) {
   if (sigma == 0.0) return kInf;
   if (q == 1.0) return alpha / (2.0 * sigma * sigma);
   if (std::isinf(alpha)) return kInf;
+  return std::nullopt;
+}
+
+double SampledGaussianRdp(double q, double sigma, double alpha) {
+  if (auto edge = EdgeCaseRdp(q, sigma, alpha)) return *edge;
   // Integer orders up to 2^53 are exact in a double; past ~1e6 the O(alpha) sum is pointless.
   if (alpha == std::floor(alpha) && alpha <= 1e6) {
     return LogAInt(q, sigma, static_cast<std::int64_t>(alpha)) / (alpha - 1.0);
@@ -427,13 +435,7 @@ double SampledGaussianRdp(double q, double sigma, double alpha) {
 }
 
 double SampledWithoutReplacementGaussianRdp(double q, double sigma, double alpha) {
-  if (!(q >= 0.0 && q <= 1.0) || !(sigma >= 0.0) || !(alpha > 1.0)) {
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  if (q == 0.0) return 0.0;
-  if (sigma == 0.0) return kInf;
-  if (q == 1.0) return alpha / (2.0 * sigma * sigma);
-  if (std::isinf(alpha)) return kInf;
+  if (auto edge = EdgeCaseRdp(q, sigma, alpha)) return *edge;
   const double top = std::ceil(alpha);
   std::vector<double> diffs;
   if (top <= kWorMaxDiffOrder) diffs = WorLogForwardDiffs(sigma, static_cast<int>(top) + 1);

@@ -6,13 +6,9 @@
 // must refuse the claim and the round must go on with the honest clients.
 #include <catch2/catch.hpp>
 
-#include <future>
-#include <thread>
-
 #include "../api/config_helpers.h"
+#include "deployment_harness.h"
 #include "fedml/api/client_pipeline.h"
-#include "fedml/api/deployment.h"
-#include "mtls_harness.h"
 
 using namespace fedml;
 using namespace fedml::api;
@@ -49,45 +45,18 @@ TEST_CASE("a deployed client that claims 1e9 samples is refused by the default c
                                   {"round_timeout_s", "60"},
                                   {"model_file_cache_folder", ""}},
                                  {});
-  const core::grpc_comm::Security mtls{false, true, dir.File("certs")};
-
-  std::promise<int> port;
-  DeploymentServerArgs server_args;
-  server_args.address = "127.0.0.1:0";
-  server_args.security = mtls;
-  server_args.on_listening = [&port](int p) { port.set_value(p); };
-  auto server =
-      std::async(std::launch::async, [&] { return RunDeploymentServer(config, server_args); });
-  const int bound = port.get_future().get();
-
-  std::vector<std::thread> clients;
-  std::vector<Status> client_status(kClients);
-  for (int id = 0; id < kClients; ++id) {
-    clients.emplace_back([&, id] {
-      DeploymentClientArgs args;
-      args.server = "127.0.0.1:" + std::to_string(bound);
-      args.client_id = id;
-      args.security = mtls;
-      args.server_name = "localhost";
-      args.verbose = false;
-      SimulationHooks hooks;
-      if (id == 0) {
-        auto builtin = TrainerFactoryFor(config, {});
-        if (!builtin.ok()) {
-          client_status[id] = builtin.status();
-          return;
-        }
-        hooks.trainer_factory = [inner =
-                                     *builtin](int w) -> Result<std::unique_ptr<ClientTrainer>> {
+  auto builtin = TrainerFactoryFor(config, {});
+  REQUIRE(builtin.ok());
+  auto deployment = fedml::testing::RunMtlsDeployment(
+      dir, config, [inner = *builtin](int id, Config&, SimulationHooks& hooks) {
+        if (id != 0) return;
+        hooks.trainer_factory = [inner](int w) -> Result<std::unique_ptr<ClientTrainer>> {
           FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> t, inner(w));
           return std::unique_ptr<ClientTrainer>(std::make_unique<InflatedClaim>(std::move(t)));
         };
-      }
-      client_status[id] = RunDeploymentClient(config, args, hooks);
-    });
-  }
-  for (auto& t : clients) t.join();
-  auto run = server.get();
+      });
+  auto& run = deployment.server;
+  const std::vector<Status>& client_status = deployment.clients;
   REQUIRE(run.ok());
   for (const Status& st : client_status) CHECK(st.ok());
   REQUIRE(run->rounds.size() == 2);

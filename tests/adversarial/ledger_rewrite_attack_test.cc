@@ -11,14 +11,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <future>
-#include <thread>
 
 #include "../api/config_helpers.h"
-#include "fedml/api/deployment.h"
+#include "deployment_harness.h"
 #include "fedml/core/security/ledger.h"
 #include "fedml/core/security/ledger_heads.h"
-#include "mtls_harness.h"
 
 using namespace fedml;
 using namespace fedml::api;
@@ -53,34 +50,13 @@ TEST_CASE("an operator who rewrites the ledger is exposed by the heads its clien
                                   {"ledger_file", ledger},
                                   {"model_file_cache_folder", ""}},
                                  {});
-  const core::grpc_comm::Security mtls{false, true, dir.File("certs")};
-  std::promise<int> port;
-  DeploymentServerArgs server_args;
-  server_args.address = "127.0.0.1:0";
-  server_args.security = mtls;
-  server_args.on_listening = [&port](int p) { port.set_value(p); };
-  auto server =
-      std::async(std::launch::async, [&] { return RunDeploymentServer(config, server_args); });
-  const int bound = port.get_future().get();
-  std::vector<std::thread> clients;
-  std::vector<Status> client_status(kClients);
-  for (int id = 0; id < kClients; ++id) {
-    clients.emplace_back([&, id] {
-      Config mine = config;
-      mine.ledger_file = "";
-      mine.ledger_heads_file = dir.File("heads-" + std::to_string(id));
-      DeploymentClientArgs args;
-      args.server = "127.0.0.1:" + std::to_string(bound);
-      args.client_id = id;
-      args.security = mtls;
-      args.server_name = "localhost";
-      args.verbose = false;
-      client_status[id] = RunDeploymentClient(mine, args);
-    });
-  }
-  for (auto& t : clients) t.join();
-  REQUIRE(server.get().ok());
-  for (const Status& st : client_status) REQUIRE(st.ok());
+  auto run = fedml::testing::RunMtlsDeployment(
+      dir, config, [&dir](int id, Config& mine, SimulationHooks&) {
+        mine.ledger_file = "";
+        mine.ledger_heads_file = dir.File("heads-" + std::to_string(id));
+      });
+  REQUIRE(run.server.ok());
+  for (const Status& st : run.clients) REQUIRE(st.ok());
   const std::string cert = Read(dir.File("certs/server.pem"));
   auto honest = sec::ReadLedger(ledger);
   REQUIRE(honest.ok());

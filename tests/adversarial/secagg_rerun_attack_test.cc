@@ -11,86 +11,34 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
-#include <thread>
 
-#include "fedml/algorithms/registry.h"
-#include "fedml/api/client_manager.h"
-#include "fedml/api/round_controller.h"
-#include "mtls_harness.h"
+#include "secure_round_harness.h"
 
 using namespace fedml;
 using namespace fedml::api;
 
 namespace {
 
+using fedml::testing::DistinctTrainer;
 constexpr int kClients = 5;
 
-/// Client i's update moves every weight by 0.25 x (i + 1): distinct, so a recovered update says
-/// whose it is.
-class DistinctTrainer final : public ClientTrainer {
- public:
-  explicit DistinctTrainer(int id) : id_(id) {}
-  Status SetState(const core::ModelState& s) override {
-    state_ = s;
-    return Status::Ok();
-  }
-  Result<core::ModelState> GetState() override { return state_; }
-  Result<LocalUpdate> Train(const TrainTask&) override {
-    LocalUpdate u;
-    u.num_samples = 10;
-    u.state = state_;
-    for (std::size_t i = 0; i < u.state.numel(); ++i) u.state.data()[i] += Delta(id_);
-    return u;
-  }
-  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
-  static float Delta(int id) { return 0.25f * static_cast<float>(id + 1); }
-
- private:
-  int id_;
-  core::ModelState state_;
-};
-
-core::ModelState Zeros() {
-  core::ModelState s;
-  std::vector<float> w(6, 0.0f);
-  REQUIRE(s.Add("w", {2, 3}, w.data()).ok());
-  return s;
-}
-
-/// One run of round 1 by the server's real code on a fresh mTLS server, with freshly started
-/// clients; `vanishing` (if >= 0) is a client the server leaves out after its keys arrive.
-Result<core::ModelState> RunRoundOne(const fedml::testing::TempDir& dir, int vanishing,
-                                     std::vector<Status>& client_status) {
-  auto server = fedml::testing::StartMtlsServer(dir, kClients);
-  auto serve = [&dir, vanishing](core::Communicator& comm, int id) {
-    WorkerOptions wo;
-    wo.idle_timeout = std::chrono::seconds(60);
-    wo.secure_journal = dir.File("journal-" + std::to_string(id));
-    if (id == vanishing) {
-      wo.secure_dropout.rate = 1.0;
-      wo.secure_dropout.stage = "advertise_keys";
-    }
-    ClientManager manager(comm, std::make_unique<DistinctTrainer>(id), wo);
-    return manager.Run();
-  };
-  std::vector<std::thread> clients =
-      fedml::testing::StartMtlsClients(*server, dir, kClients, serve, client_status);
-  ServerOptions options;
-  options.client_num_in_total = kClients;
-  options.client_num_per_round = kClients;
-  options.comm_round = 1;
-  options.round_timeout = std::chrono::seconds(30);
-  options.fixed_clients = true;
-  options.secure.protocol = "secagg";
-  options.secure.reconstruction_threshold = 3;
-  options.secure.max_weight = 10;  // every client's weight is 1
-  options.secure.stage_timeout = std::chrono::seconds(10);
-  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
-  REQUIRE(aggregator.ok());
-  RoundController controller(*server, std::move(aggregator).value(), options, {});
-  Result<core::ModelState> result = controller.Run(Zeros());
-  for (auto& t : clients) t.join();  // FINISH reached them; the server closes after
-  return result;
+/// One run of round 1 (SecAgg, threshold 3 of 5) by the server's real code on a fresh mTLS
+/// server, with freshly started clients keeping their journals in `dir`; `vanishing` (if >= 0) is
+/// a client the server leaves out after its keys arrive.
+fedml::testing::SecureRun RunRoundOne(const fedml::testing::TempDir& dir, int vanishing) {
+  SecureAggregationOptions secure;
+  secure.protocol = "secagg";
+  secure.reconstruction_threshold = 3;
+  return fedml::testing::RunSecureRound(
+      dir, kClients, secure, [&dir, vanishing](core::Communicator& comm, int id) {
+        WorkerOptions wo;
+        wo.secure_journal = dir.File("journal-" + std::to_string(id));
+        if (id == vanishing) {
+          wo.secure_dropout.rate = 1.0;
+          wo.secure_dropout.stage = "advertise_keys";
+        }
+        return fedml::testing::ServeHonestly(comm, id, wo);
+      });
 }
 
 }  // namespace
@@ -100,18 +48,19 @@ TEST_CASE("a server that runs a secure round twice over different survivors lear
   const fedml::testing::TempDir dir("fedml_attack_secagg_rerun");
   fedml::testing::MakeCredentials(dir, kClients);
 
-  std::vector<Status> first_status;
-  auto first = RunRoundOne(dir, -1, first_status);
+  auto first_run = RunRoundOne(dir, -1);
+  auto& first = first_run.model;
   REQUIRE(first.ok());
-  for (const Status& st : first_status) CHECK(st.ok());
+  for (const Status& st : first_run.client_status) CHECK(st.ok());
   float mean = 0.0f;
   for (int i = 0; i < kClients; ++i) mean += DistinctTrainer::Delta(i) / kClients;
   CHECK(std::fabs(first->data()[0] - mean) < 1e-3);  // the honest round: the five clients' mean
 
   // The same round again, client 4 left out after its keys.
-  std::vector<Status> second_status;
-  auto second = RunRoundOne(dir, 4, second_status);
-  for (const Status& st : second_status) CHECK(st.ok());  // each refused the task and served on
+  auto second_run = RunRoundOne(dir, 4);
+  auto& second = second_run.model;
+  for (const Status& st : second_run.client_status)
+    CHECK(st.ok());                        // each refused the task and served on
   for (int id = 0; id < kClients; ++id) {  // each took part in round 1 once, on record
     std::ifstream journal(dir.File("journal-" + std::to_string(id)));
     std::string line;
@@ -141,8 +90,8 @@ TEST_CASE("a damaged secure-aggregation journal refuses secure rounds, naming it
     std::fputs(id == 0 ? "0 0 one\n" : "", f);  // client 0's journal is not a journal
     std::fclose(f);
   }
-  std::vector<Status> status;
-  auto run = RunRoundOne(dir, -1, status);
+  auto secure_run = RunRoundOne(dir, -1);
+  auto& run = secure_run.model;
   REQUIRE(run.ok());  // four clients are enough for the threshold of 3
   for (float v : std::vector<float>(run->data(), run->data() + run->numel())) {
     float mean4 = 0.0f;

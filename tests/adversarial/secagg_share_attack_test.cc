@@ -20,7 +20,7 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/core/security/shamir.h"
 #include "fedml/core/wire.h"
-#include "mtls_harness.h"
+#include "secure_round_harness.h"
 
 using namespace fedml;
 using namespace fedml::api;
@@ -30,29 +30,7 @@ namespace {
 constexpr int kClients = 5;
 constexpr int kAttacker = 0;
 
-/// Client i's update moves every weight by 0.25 x (i + 1).
-class DistinctTrainer final : public ClientTrainer {
- public:
-  explicit DistinctTrainer(int id) : id_(id) {}
-  Status SetState(const core::ModelState& s) override {
-    state_ = s;
-    return Status::Ok();
-  }
-  Result<core::ModelState> GetState() override { return state_; }
-  Result<LocalUpdate> Train(const TrainTask&) override {
-    LocalUpdate u;
-    u.num_samples = 10;
-    u.state = state_;
-    for (std::size_t i = 0; i < u.state.numel(); ++i) u.state.data()[i] += Delta(id_);
-    return u;
-  }
-  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
-  static float Delta(int id) { return 0.25f * static_cast<float>(id + 1); }
-
- private:
-  int id_;
-  core::ModelState state_;
-};
+using fedml::testing::DistinctTrainer;
 
 /// Rewrites the blob of every secure-aggregation message it sends (tamper(stage, blob)); the
 /// rest passes through to the real transport.
@@ -86,53 +64,26 @@ class TamperingComm final : public core::Communicator {
   Tamper tamper_;
 };
 
-core::ModelState Zeros() {
-  core::ModelState s;
-  std::vector<float> w(6, 0.0f);
-  REQUIRE(s.Add("w", {2, 3}, w.data()).ok());
-  return s;
-}
-
 /// One secure round (SecAgg, threshold 3 of 5) over mTLS with client kAttacker's messages passed
 /// through `tamper`. Returns the model and the round's metrics.
 void RunRound(const char* name, TamperingComm::Tamper tamper, core::ModelState& model,
               RoundMetrics& metrics) {
   const fedml::testing::TempDir dir(name);
   fedml::testing::MakeCredentials(dir, kClients);
-  auto server = fedml::testing::StartMtlsServer(dir, kClients);
-  auto serve = [&tamper](core::Communicator& comm, int id) {
-    WorkerOptions wo;
-    wo.idle_timeout = std::chrono::seconds(60);
-    if (id != kAttacker) {
-      ClientManager manager(comm, std::make_unique<DistinctTrainer>(id), wo);
-      return manager.Run();
-    }
-    TamperingComm hostile(comm, tamper);
-    ClientManager manager(hostile, std::make_unique<DistinctTrainer>(id), wo);
-    return manager.Run();
-  };
-  std::vector<Status> client_status;
-  std::vector<std::thread> clients =
-      fedml::testing::StartMtlsClients(*server, dir, kClients, serve, client_status);
-  ServerOptions options;
-  options.client_num_in_total = kClients;
-  options.client_num_per_round = kClients;
-  options.comm_round = 1;
-  options.round_timeout = std::chrono::seconds(30);
-  options.fixed_clients = true;
-  options.secure.protocol = "secagg";
-  options.secure.reconstruction_threshold = 3;
-  options.secure.max_weight = 10;  // every client's weight is 1
-  options.secure.stage_timeout = std::chrono::seconds(10);
-  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
-  REQUIRE(aggregator.ok());
-  RoundController controller(*server, std::move(aggregator).value(), options, {});
-  Result<core::ModelState> result = controller.Run(Zeros());
-  for (auto& t : clients) t.join();
-  REQUIRE(result.ok());
-  REQUIRE(controller.history().size() == 1);
-  model = std::move(result).value();
-  metrics = controller.history()[0];
+  SecureAggregationOptions secure;
+  secure.protocol = "secagg";
+  secure.reconstruction_threshold = 3;
+  auto run = fedml::testing::RunSecureRound(dir, kClients, secure,
+                                            [&tamper](core::Communicator& comm, int id) {
+                                              if (id != kAttacker)
+                                                return fedml::testing::ServeHonestly(comm, id);
+                                              TamperingComm hostile(comm, tamper);
+                                              return fedml::testing::ServeHonestly(hostile, id);
+                                            });
+  REQUIRE(run.model.ok());
+  REQUIRE(run.history.size() == 1);
+  model = std::move(run.model).value();
+  metrics = run.history[0];
 }
 
 double Extra(const RoundMetrics& m, const std::string& key) {

@@ -21,11 +21,6 @@ constexpr std::string_view kMagic = "FTC";
 constexpr std::size_t kHeaderBytes = 4 + 4 * 8;  // magic, version, four 64-bit fields
 constexpr std::string_view kSpotCheckLabel = "fedml-spot-check-v1";
 
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-
 Status CheckHash(const std::string& value, const std::string& field) {
   if (IsSha256Hex(value)) return Status::Ok();
   return Status::InvalidArgument(field + " is " + std::to_string(value.size()) +

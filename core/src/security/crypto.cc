@@ -25,9 +25,6 @@ namespace {
 struct PkeyCtxFree {
   void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
 };
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }  // wipes the key schedule
-};
 struct KdfFree {
   void operator()(EVP_KDF* p) const { EVP_KDF_free(p); }
 };
@@ -35,7 +32,6 @@ struct KdfCtxFree {
   void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
 };
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using KdfPtr = std::unique_ptr<EVP_KDF, KdfFree>;
 using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxFree>;
 

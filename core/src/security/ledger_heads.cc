@@ -18,18 +18,6 @@ namespace {
 
 constexpr std::string_view kHeadDomain = "fedml-ledger-head-v1";
 
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free_all(p); }
-};
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-
 // What a head's signature covers.
 Bytes SignedBytes(std::int64_t seq, const std::string& hash) {
   ByteWriter w;
@@ -82,8 +70,7 @@ Status VerifyLedgerHead(const SignedLedgerHead& head, const std::string& cert_pe
     return Status::InvalidArgument("a ledger head's signature must be lowercase hex");
   }
   BioPtr bio = MemoryBio(cert_pem);
-  std::unique_ptr<X509, X509Free> cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)
-                                           : nullptr);
+  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
   PkeyPtr key(cert ? X509_get_pubkey(cert.get()) : nullptr);
   if (!key) {
     ERR_clear_error();

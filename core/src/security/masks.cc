@@ -45,10 +45,6 @@ constexpr std::size_t kMaskBatch = 64;
 // microseconds): ~3 ms of AES-CTR.
 constexpr std::size_t kMaskBytesPerThread = std::size_t{16} << 20;
 
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }  // cleanses the key
-};
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 struct CipherFree {
   void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
 };
