@@ -1,7 +1,7 @@
-// Pins the exact bytes of every SecAgg message's encoding (algorithms/secagg.h). Clients and
-// servers built at different times exchange these bytes, so a change to them is a format change:
-// the expected values were captured from the encoders as they were before they moved onto
-// core::ByteWriter, and must only ever change together with kSecAggFormatVersion (2 added the
+// Pins the exact bytes of every SecAgg message's encoding (fedml/algorithms/protocols/secagg.h).
+// Clients and servers built at different times exchange these bytes, so a change to them is a
+// format change: the expected values were captured from the encoders as they were before they moved
+// onto core::ByteWriter, and must only ever change together with kSecAggFormatVersion (2 added the
 // self-mask commitment and the accused list, and changed nothing else). Each pinned
 // encoding also decodes back to the message it came from.
 #include <catch2/catch.hpp>

@@ -1,5 +1,5 @@
-// SecAgg and SecAgg+ (algorithms/secagg.h): full rounds against the plain ring sum, with
-// dropouts at every stage up to the threshold and one too many, the uniformity of what the
+// SecAgg and SecAgg+ (fedml/algorithms/protocols/secagg.h): full rounds against the plain ring sum,
+// with dropouts at every stage up to the threshold and one too many, the uniformity of what the
 // server sees, tampering and the unmasking safeguard, refused messages, the codecs and the graph.
 // Every message of a full round goes through Encode and Decode on its way.
 #include "fedml/algorithms/protocols/secagg.h"

@@ -1,3 +1,10 @@
+// Credentials for deployment (fedml/core/security/credentials.h): `fedml certs` (the CA, server
+// and client certificates and tokens, with OpenSSL), and the server's ClientRegistry (tokens,
+// revocations re-read while it runs, certificate serials).
+//
+// Why one file of this size: issuing certificates and checking them share the OpenSSL handles,
+// the file helpers (atomic writes, reads that tell "missing" from "unreadable") and the parsers of
+// the folder's text files; split, each half would carry a copy of them.
 #include "fedml/core/security/credentials.h"
 
 #include <fcntl.h>
