@@ -124,6 +124,17 @@ void HonestClientIsServed(grpc_comm::ServerCommunicator& server, const testing::
   CHECK(got->payload == frame);
 }
 
+/// The round controller learns why the attacker's push failed: an ERROR from its rank that
+/// names `reason`.
+void ExpectPushRefusal(grpc_comm::ServerCommunicator& server, const std::string& reason) {
+  auto notice = server.Recv(kAttacker + 1, DeadlineAfter(std::chrono::seconds(5)));
+  REQUIRE(notice.ok());
+  auto msg = Decode(notice->payload);
+  REQUIRE(msg.ok());
+  CHECK(msg->type == MessageType::kError);
+  CHECK_THAT(msg->attrs["error"], Catch::Contains(reason));
+}
+
 }  // namespace
 
 TEST_CASE("a client that announces a huge frame and sends nothing is cut off without a reservation",
@@ -153,13 +164,7 @@ TEST_CASE("a client that announces a huge frame and sends nothing is cut off wit
   CHECK(took < std::chrono::seconds(10));
   // It never reserved what was announced (gRPC threads add a few MiB; 4 GiB would show).
   CHECK(grown_kib < 1024 * 1024);
-  // The round controller learns why the push failed.
-  auto notice = server->Recv(kAttacker + 1, DeadlineAfter(std::chrono::seconds(5)));
-  REQUIRE(notice.ok());
-  auto msg = Decode(notice->payload);
-  REQUIRE(msg.ok());
-  CHECK(msg->type == MessageType::kError);
-  CHECK_THAT(msg->attrs["error"], Catch::Contains("push_idle_timeout"));
+  ExpectPushRefusal(*server, "push_idle_timeout");
   HonestClientIsServed(*server, dir);
 }
 
@@ -187,11 +192,7 @@ TEST_CASE("a client that trickles an endless stream is cut off at push_timeout",
                           << " bytes");
   CHECK_FALSE(st.ok());
   CHECK(took < std::chrono::seconds(10));  // push_timeout is 3 s
-  auto notice = server->Recv(kAttacker + 1, DeadlineAfter(std::chrono::seconds(5)));
-  REQUIRE(notice.ok());
-  auto msg = Decode(notice->payload);
-  REQUIRE(msg.ok());
-  CHECK_THAT(msg->attrs["error"], Catch::Contains("push_timeout"));
+  ExpectPushRefusal(*server, "push_timeout");
   HonestClientIsServed(*server, dir);
 }
 
