@@ -345,20 +345,21 @@ class CentralDpAggregator final : public Aggregator {
       return Status::FailedPrecondition("DP-FedAvg: no update was accepted this round");
     }
     const double count = static_cast<double>(accepted_);
-    const double stddev = options_.noise_multiplier * options_.clipping_norm / count;
-    core::Rng rng(core::DeriveSeed(options_.seed, {static_cast<std::uint64_t>(round_)}));
+    const std::size_t n = global_.numel();
+    const DiscreteGaussianPlan plan =
+        PlanDiscreteGaussian(options_.noise_multiplier, options_.clipping_norm, n);
+    FEDML_ASSIGN_OR_RETURN(const core::Bytes key,
+                           DpNoiseKey(options_, "central", {static_cast<std::uint64_t>(round_)}));
+    // Noise on the sum (whose replace-one sensitivity is 2C), then the mean: post-processing.
+    FEDML_RETURN_IF_ERROR(
+        AddDiscreteGaussianNoise(sum_.data(), n, plan, key)
+            .WithContext("DP-FedAvg: the noised sum of round " + std::to_string(round_)));
+    const double stddev = plan.stddev / count;
     core::ModelState out = std::move(global_);
     float* v = out.data();
     const double* s = sum_.data();
-    const std::size_t n = out.numel();
-    if (stddev > 0.0) {
-      for (std::size_t i = 0; i < n; ++i) {
-        v[i] = static_cast<float>(static_cast<double>(v[i]) + s[i] / count + stddev * rng.Normal());
-      }
-    } else {
-      for (std::size_t i = 0; i < n; ++i) {
-        v[i] = static_cast<float>(static_cast<double>(v[i]) + s[i] / count);
-      }
+    for (std::size_t i = 0; i < n; ++i) {
+      v[i] = static_cast<float>(static_cast<double>(v[i]) + s[i] / count);
     }
     ++rounds_;
     last_.clear();
@@ -523,20 +524,13 @@ double ClipDeltaInPlace(float* x, const float* g, std::size_t n, double clip) {
   return norm;
 }
 
-void AddGaussianNoise(float* x, std::size_t n, double stddev, core::Rng& rng) {
-  if (stddev == 0.0) return;
-  for (std::size_t i = 0; i < n; ++i) {
-    x[i] = static_cast<float>(static_cast<double>(x[i]) + stddev * rng.Normal());
-  }
-}
-
 Result<std::unique_ptr<Aggregator>> CreateCentralDpAggregator(const DpOptions& options) {
   FEDML_RETURN_IF_ERROR(CheckOptions(options, "DP-FedAvg"));
   return std::unique_ptr<Aggregator>(std::make_unique<CentralDpAggregator>(options));
 }
 
 Status ApplyLocalDp(core::ModelState& update, const core::ModelState& global,
-                    const DpOptions& options, core::Rng& rng) {
+                    const DpOptions& options, const core::Bytes& noise_key32) {
   FEDML_RETURN_IF_ERROR(CheckOptions(options, "local DP"));
   FEDML_RETURN_IF_ERROR(global.CheckSameLayout(update, "local DP: the update"));
   FEDML_RETURN_IF_ERROR(global.CheckFinite().WithContext("local DP: the global model"));
@@ -544,15 +538,18 @@ Status ApplyLocalDp(core::ModelState& update, const core::ModelState& global,
   float* x = update.data();
   const float* g = global.data();
   const std::size_t n = update.numel();
-  // Clip and noise in one float64 pass, rounding to float32 once: the draws are the same, in
-  // the same order, as ClipDeltaInPlace followed by AddGaussianNoise.
+  // The clipped delta in float64, noised on the grid, then rounded to float32 once.
   const double scale = ClipScale(DeltaNorm(x, g, n), options.clipping_norm);
-  const double stddev = options.noise_multiplier * options.clipping_norm;
+  std::vector<double> delta(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const double gi = static_cast<double>(g[i]);
-    double v = gi + scale * (static_cast<double>(x[i]) - gi);
-    if (stddev > 0.0) v += stddev * rng.Normal();
-    x[i] = static_cast<float>(v);
+    delta[i] = scale * (static_cast<double>(x[i]) - static_cast<double>(g[i]));
+  }
+  const DiscreteGaussianPlan plan =
+      PlanDiscreteGaussian(options.noise_multiplier, options.clipping_norm, n);
+  FEDML_RETURN_IF_ERROR(
+      AddDiscreteGaussianNoise(delta.data(), n, plan, noise_key32).WithContext("local DP"));
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = static_cast<float>(static_cast<double>(g[i]) + delta[i]);
   }
   return Status::Ok();
 }

@@ -15,17 +15,15 @@ namespace {
 
 // Domain tags for DeriveSeed, so attack draws never coincide with other draws of the run.
 constexpr std::uint64_t kAttackTag = 0x61747461636bULL;  // "attack"
-constexpr std::uint64_t kLdpTag = 0x6c6470ULL;           // "ldp"
 
 class PipelineTrainer final : public ForwardingClientTrainer {
  public:
   PipelineTrainer(std::unique_ptr<ClientTrainer> inner, AttackOptions attack,
-                  std::optional<algorithms::DpOptions> ldp, std::optional<std::uint64_t> secret,
+                  std::optional<algorithms::DpOptions> ldp, std::optional<core::Bytes> secret,
                   core::ModelState initial)
       : ForwardingClientTrainer(std::move(inner)),
         attack_(std::move(attack)),
-        ldp_(ldp),
-        secret_(secret),
+        ldp_(std::move(ldp)),
         initial_(std::move(initial)) {}
 
   Result<core::ModelState> CommittedCheckpoint(std::int64_t round, std::int64_t client_id,
@@ -65,11 +63,14 @@ class PipelineTrainer final : public ForwardingClientTrainer {
     }
     if (attacker) update.metrics["attacker"] = 1.0;
     if (ldp_ && !attacker) {
-      core::Rng rng(
-          secret_ ? core::DeriveSeed(*secret_, {kLdpTag, static_cast<std::uint64_t>(task.round),
-                                                static_cast<std::uint64_t>(task.client_id)})
-                  : core::DeriveSeed(task.seed, {kLdpTag}));
-      FEDML_RETURN_IF_ERROR(algorithms::ApplyLocalDp(update.state, global, *ldp_, rng));
+      // Simulation: the task's seed (reproducible). Deployment: the client's own secret key.
+      algorithms::DpOptions o = *ldp_;
+      o.seed = task.seed;
+      FEDML_ASSIGN_OR_RETURN(const core::Bytes key,
+                             algorithms::DpNoiseKey(o, "local",
+                                                    {static_cast<std::uint64_t>(task.round),
+                                                     static_cast<std::uint64_t>(task.client_id)}));
+      FEDML_RETURN_IF_ERROR(algorithms::ApplyLocalDp(update.state, global, o, key));
     }
     return update;
   }
@@ -238,7 +239,6 @@ class PipelineTrainer final : public ForwardingClientTrainer {
 
   AttackOptions attack_;
   std::optional<algorithms::DpOptions> ldp_;
-  std::optional<std::uint64_t> secret_;
   core::ModelState initial_;  // the trainer's state when wrapped (replay: its first round's)
   struct FirstWork {
     LocalUpdate update;
@@ -282,10 +282,11 @@ bool IsAttacker(const AttackOptions& o, std::int64_t round, std::int64_t client_
   return false;
 }
 
-Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(
-    const Config& config, std::unique_ptr<ClientTrainer> trainer,
-    std::optional<std::uint64_t> noise_secret) {
+Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(const Config& config,
+                                                         std::unique_ptr<ClientTrainer> trainer,
+                                                         std::optional<core::Bytes> noise_secret) {
   FEDML_ASSIGN_OR_RETURN(std::optional<algorithms::DpOptions> ldp, LocalDpOptionsFrom(config));
+  if (ldp && noise_secret) ldp->noise_key = *noise_secret;
   const AttackOptions attack = AttackOptionsFrom(config);
   if (!attack.enabled && !ldp) return trainer;
   core::ModelState initial;  // what a replay cheat trained its first update from

@@ -14,6 +14,7 @@
 #include "fedml/api/system_model.h"
 #include "fedml/api/torch_trainer.h"
 #include "fedml/core/security/credentials.h"
+#include "fedml/core/security/crypto.h"
 
 namespace fedml::api {
 
@@ -81,7 +82,7 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
     // Deployment: the clients know the run's seed, so neither the server's DP noise nor its
     // sample of clients may come from it (the accountant's amplification by sampling assumes
     // the observer does not know who was sampled).
-    FEDML_ASSIGN_OR_RETURN(agg_options.dp.seed, core::security::SecureRandomU64());
+    FEDML_ASSIGN_OR_RETURN(agg_options.dp.noise_key, core::security::SecureRandomBytes(32));
   }
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<algorithms::Aggregator> aggregator,
                          algorithms::CreateAggregator(config.federated_optimizer, agg_options));
@@ -140,11 +141,10 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 }
 
 Status RunWorker(const Config& config, core::Communicator& comm,
-                 std::unique_ptr<ClientTrainer> trainer,
-                 std::optional<std::uint64_t> noise_secret) {
+                 std::unique_ptr<ClientTrainer> trainer, std::optional<core::Bytes> noise_secret) {
   torch::set_num_threads(TorchThreadsPerWorker(config));
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> wrapped,
-                         WrapClientTrainer(config, std::move(trainer), noise_secret));
+                         WrapClientTrainer(config, std::move(trainer), std::move(noise_secret)));
   ClientManager manager(comm, std::move(wrapped), WorkerOptionsFrom(config));
   return manager.Run();
 }

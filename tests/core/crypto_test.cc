@@ -384,6 +384,33 @@ TEST_CASE("ExpandMask is AES-256-CTR of zeros, read little-endian", "[secagg][cr
   }
 }
 
+TEST_CASE("Keystream reads AES-256-CTR of zeros in order, as words or bytes", "[crypto]") {
+  const Bytes key = Seeded(32, 5);
+  // 600 words cross the 4 KiB read buffer (512 words); then 20000 bytes, the buffer's 3392 left
+  // and 16608 straight from the stream, cross a 16 KiB block.
+  const Bytes stream = CtrOfZeros(key, 4096 + 4800 + 20000);
+  auto ks = Keystream::Create(key);
+  REQUIRE(ks.ok());
+  std::size_t at = 0;
+  for (int i = 0; i < 600; ++i) {
+    std::uint64_t want = 0;
+    for (int b = 7; b >= 0; --b) want = (want << 8) | stream[at + static_cast<std::size_t>(b)];
+    const std::uint64_t got = ks->Next64();
+    if (got != want) FAIL("word " << i << ": got " << got << ", want " << want);
+    at += 8;
+  }
+  // Fill takes the buffered bytes first, then the stream where the buffer ends.
+  Bytes filled(20000);
+  REQUIRE(ks->Fill(filled.data(), filled.size()).ok());
+  const std::size_t buffered = 8192 - at;
+  CHECK(std::equal(filled.begin(), filled.begin() + buffered, stream.begin() + at));
+  CHECK(std::equal(filled.begin() + buffered, filled.end(), stream.begin() + 8192));
+  CHECK(ks->status().ok());
+  CHECK(ks->Fill(nullptr, 0).ok());
+  auto bad = Keystream::Create(Bytes(16, 0));
+  CHECK(bad.status().code() == StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("ExpandMask is deterministic, and seeds give different masks", "[secagg][crypto]") {
   const Bytes seed = Seeded(32, 1);
   Bytes other = seed;

@@ -1,5 +1,6 @@
 #include "fedml/api/deployment.h"
 #include "fedml/core/security/credentials.h"
+#include "fedml/core/security/crypto.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -207,8 +208,8 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<core::Communicator> comm,
                          core::grpc_comm::ConnectClient(options));
   // Local DP noise from a secret the server cannot know (the run's seed is in its config).
-  FEDML_ASSIGN_OR_RETURN(std::uint64_t noise_secret, core::security::SecureRandomU64());
-  return RunWorker(config, *comm, std::move(trainer), noise_secret);
+  FEDML_ASSIGN_OR_RETURN(core::Bytes noise_secret, core::security::SecureRandomBytes(32));
+  return RunWorker(config, *comm, std::move(trainer), std::move(noise_secret));
 }
 
 }  // namespace fedml::api

@@ -323,6 +323,73 @@ Result<Bytes> AeadOpen(const Bytes& key32, const Bytes& sealed, const Bytes& ass
   return plaintext;
 }
 
+Result<Keystream> Keystream::Create(const Bytes& key32) {
+  if (key32.size() != kMaskSeedBytes) return WrongSize("the keystream key", key32.size(), 32);
+  ERR_clear_error();
+  static const std::uint8_t kZeroIv[16] = {};
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, key32.data(), kZeroIv) != 1) {
+    return OpensslError("cannot set up AES-256-CTR for a keystream");
+  }
+  return Keystream(ctx.release());
+}
+
+Keystream::Keystream(Keystream&& other) noexcept
+    : ctx_(std::exchange(other.ctx_, nullptr)),
+      buffer_(other.buffer_),
+      pos_(other.pos_),
+      status_(std::move(other.status_)) {
+  OPENSSL_cleanse(other.buffer_.data(), other.buffer_.size());
+}
+
+Keystream& Keystream::operator=(Keystream&& other) noexcept {
+  if (this != &other) {
+    EVP_CIPHER_CTX_free(ctx_);
+    ctx_ = std::exchange(other.ctx_, nullptr);
+    buffer_ = other.buffer_;
+    OPENSSL_cleanse(other.buffer_.data(), other.buffer_.size());
+    pos_ = other.pos_;
+    status_ = std::move(other.status_);
+  }
+  return *this;
+}
+
+Keystream::~Keystream() {
+  EVP_CIPHER_CTX_free(ctx_);  // cleanses the expanded key
+  OPENSSL_cleanse(buffer_.data(), buffer_.size());
+}
+
+Status Keystream::Fill(std::uint8_t* out, std::size_t n) {
+  if (!status_.ok() || n == 0) return status_;
+  const std::size_t buffered = std::min(n, kBufferBytes - pos_);
+  std::memcpy(out, buffer_.data() + pos_, buffered);
+  pos_ += buffered;
+  out += buffered;
+  n -= buffered;
+  while (n > 0) {
+    const std::size_t piece = std::min(n, kMaskBlockBytes);
+    int len = 0;
+    if (ctx_ == nullptr ||
+        EVP_EncryptUpdate(ctx_, out, &len, kZeros, static_cast<int>(piece)) != 1 ||
+        len != static_cast<int>(piece)) {
+      status_ = OpensslError("AES-256-CTR failed while producing a keystream");
+      return status_;
+    }
+    out += piece;
+    n -= piece;
+  }
+  return Status::Ok();
+}
+
+bool Keystream::Refill() {
+  // Unread bytes at the end are dropped: words are never split across refills.
+  pos_ = kBufferBytes;
+  if (!Fill(buffer_.data(), kBufferBytes).ok()) return false;
+  pos_ = 0;
+  return true;
+}
+
 Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n) {
   if (seed32.size() != kMaskSeedBytes) {
     return WrongSize("the mask seed", seed32.size(), kMaskSeedBytes);
@@ -335,25 +402,11 @@ Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n) {
   if (n > std::numeric_limits<std::size_t>::max() / sizeof(std::uint32_t)) {
     return Status::InvalidArgument("ExpandMask: " + std::to_string(n) + " words do not fit memory");
   }
-  ERR_clear_error();
-  static const std::uint8_t kZeroIv[16] = {};
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, seed32.data(), kZeroIv) != 1) {
-    return OpensslError("cannot set up AES-256-CTR for a mask");
-  }
+  FEDML_ASSIGN_OR_RETURN(Keystream stream, Keystream::Create(seed32));
   // std::uint8_t may alias anything, so the keystream goes straight into the words.
-  std::uint8_t* dst = reinterpret_cast<std::uint8_t*>(out);
-  std::size_t left = n * sizeof(std::uint32_t);
-  while (left > 0) {
-    const std::size_t piece = std::min(left, kMaskBlockBytes);
-    int len = 0;
-    if (EVP_EncryptUpdate(ctx.get(), dst, &len, kZeros, static_cast<int>(piece)) != 1 ||
-        len != static_cast<int>(piece)) {
-      return OpensslError("AES-256-CTR failed while expanding a mask");
-    }
-    dst += piece;
-    left -= piece;
+  if (Status st = stream.Fill(reinterpret_cast<std::uint8_t*>(out), n * sizeof(std::uint32_t));
+      !st.ok()) {
+    return Status::Internal("while expanding a mask: " + st.message());
   }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
   for (std::size_t i = 0; i < n; ++i) out[i] = __builtin_bswap32(out[i]);

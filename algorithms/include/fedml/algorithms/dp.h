@@ -23,13 +23,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "fedml/algorithms/aggregator.h"
+#include "fedml/core/bytes.h"
 #include "fedml/core/model_state.h"
-#include "fedml/core/random.h"
 #include "fedml/core/status.h"
+
+namespace fedml::core::security {
+class Keystream;  // fedml/core/security/crypto.h
+}
 
 namespace fedml::algorithms {
 
@@ -96,9 +102,61 @@ Result<double> DpNoiseMultiplierFor(double q, std::int64_t steps, double epsilon
 /// rounded to float32, so its delta's norm is `clip` up to float32 ulps of |g|.
 double ClipDeltaInPlace(float* x, const float* g, std::size_t n, double clip);
 
-/// Adds N(0, stddev^2) (stddev >= 0) to each of x[0..n), drawing one core::Rng::Normal() per
-/// element in index order; draws nothing when stddev is 0.
-void AddGaussianNoise(float* x, std::size_t n, double stddev, core::Rng& rng);
+/// The noise of a release: the discrete Gaussian mechanism on a grid (Canonne, Kamath and
+/// Steinke 2020, "The Discrete Gaussian for Differential Privacy"). A float Gaussian added in
+/// floating point leaks its input through which outputs it can and cannot produce (Mironov
+/// 2012's attack on the Laplace mechanism; Jin et al. 2022 for Gaussian samplers), so each
+/// coordinate is snapped to a multiple of the granularity gamma (a power of two) and an exact
+/// integer draw Z ~ N_Z(0, sigma2) is added: every release is (round(x / gamma) + Z) gamma,
+/// computed exactly in float64, whatever the input. Snapping n coordinates moves a difference
+/// of L2 norm 2C (clip C, replace one) by at most gamma sqrt(n), so the noise is planned for
+/// sensitivity 2C + gamma sqrt(n): sigma2 gamma^2 >= (noise_multiplier (C + gamma sqrt(n) / 2))^2.
+/// The discrete Gaussian of parameter sigma satisfies the Renyi DP curve of the continuous one
+/// (CKS Theorem 4: alpha Delta^2 / (2 sigma^2) for integer queries of L2 sensitivity Delta),
+/// which is all the without-replacement accountant uses, so DpEpsilon's figure holds for it.
+struct DiscreteGaussianPlan {
+  double granularity = 0.0;  // gamma, a power of two (0 when there is no noise)
+  std::uint64_t sigma2 = 0;  // the integer noise's parameter sigma^2, in units of gamma^2; 0: none
+  double stddev = 0.0;       // sqrt(sigma2) gamma, in the release's units
+};
+
+/// The plan for a release of n coordinates at clip C = `clip` (> 0) and `noise_multiplier`
+/// (>= 0; 0 gives the empty plan: no snapping, no noise). gamma is the largest power of two with
+/// gamma sqrt(n) <= C / 1024 (the snapping costs at most 0.1% more noise), doubled while
+/// sigma2 would exceed 2^48 (the sampler's exact integer arithmetic stays within 128 bits);
+/// sigma2 is rounded up, never down.
+DiscreteGaussianPlan PlanDiscreteGaussian(double noise_multiplier, double clip, std::size_t n);
+
+/// Exact sampler of N_Z(0, sigma2) (CKS Algorithms 1-3: rejection from a discrete Laplace
+/// with Bernoulli(exp(-x)) trials for rational x, integer arithmetic only, so no floating-point
+/// rounding shapes the distribution; a Laplace draw beyond 256 t, probability below e^-255, is
+/// redrawn). sigma2 in [1, 2^48]. Randomness from `stream` (borrowed; it must outlive the
+/// sampler); its failure shows in stream.status() and the draws are then not random.
+/// Not thread-safe. Its run time depends on the values drawn (rejection sampling): a timing
+/// side channel docs/security.md lists as a known gap.
+class DiscreteGaussianSampler {
+ public:
+  DiscreteGaussianSampler(std::uint64_t sigma2, core::security::Keystream& stream);
+  std::int64_t Next();
+
+ private:
+  unsigned __int128 UniformBelow(unsigned __int128 bound);
+  bool Bernoulli(unsigned __int128 num, unsigned __int128 den);
+  bool BernoulliExpMinusAtMostOne(unsigned __int128 num, unsigned __int128 den);
+  bool BernoulliExpMinus(unsigned __int128 num, unsigned __int128 den);
+  std::int64_t DiscreteLaplace();
+
+  std::uint64_t sigma2_;
+  std::uint64_t t_;  // floor(sigma) + 1, the Laplace scale
+  core::security::Keystream& stream_;
+};
+
+/// Applies `plan` to x[0..n) in place: x[i] = (round(x[i] / gamma) + Z_i) gamma, Z_i drawn in
+/// index order from a sampler over Keystream(key32). An empty plan (sigma2 0) leaves x as it is.
+/// INVALID_ARGUMENT for a key other than 32 bytes or a coordinate that is not finite or too
+/// large for the grid (|x| / gamma >= 2^52), x then unspecified; INTERNAL when OpenSSL fails.
+Status AddDiscreteGaussianNoise(double* x, std::size_t n, const DiscreteGaussianPlan& plan,
+                                const core::Bytes& key32);
 
 struct DpOptions {
   double clipping_norm = 1.0;     // C, > 0
@@ -108,36 +166,47 @@ struct DpOptions {
   /// How the rounds sample: the round controller draws a fixed-size sample, accounted with
   /// replace-one neighbours (sensitivity 2C). kPoisson only for a caller that samples that way.
   DpSampling sampling = DpSampling::kWithoutReplacement;
-  /// Noise of round r is drawn from core::Rng(DeriveSeed(seed, {r})), r = RoundInfo::round.
-  /// The guarantee holds only while the seed is secret: whoever knows it can regenerate and
-  /// subtract the noise (and core::Rng is not a cryptographic generator). Set it from a secret
-  /// random source in deployment; the fixed default is for reproducible simulation.
+  /// Where the noise's randomness comes from (DpNoiseKey): noise_key when set, else the seed.
+  /// The guarantee holds only while that is secret: whoever knows it can regenerate and subtract
+  /// the noise. Deployment sets noise_key to 32 bytes from OpenSSL's CSPRNG; simulation leaves it
+  /// empty, so the run's seed makes it reproducible (and public).
   std::uint64_t seed = 0;
+  core::Bytes noise_key;
 };
+
+/// The 32-byte key of one release's noise stream: HKDF-SHA256 of options.noise_key (or, when it
+/// is empty, of the seed's 8 little-endian bytes) with the context string "fedml-dp-noise
+/// <purpose> <context words...>", so every round and client draws from its own stream.
+/// INTERNAL when OpenSSL fails.
+Result<core::Bytes> DpNoiseKey(const DpOptions& options, const std::string& purpose,
+                               std::initializer_list<std::uint64_t> context);
 
 /// Central DP-FedAvg as an Aggregator (see the file comment). Streams: memory O(model): the
 /// global model and a float64 sum of the clipped deltas, each formed in float64 as
-/// min(1, C / ||x - g||) (x - g), so its norm is C up to double rounding. Linear (the noise is
-/// independent of the inputs), so secure aggregation may sit under it.
-/// As in Flower's server-side fixed clipping, the mean divides by the number of updates received;
-/// the accountant's figure is the guarantee of the noised sum (replace-one sensitivity 2C, noise
-/// sigma C), which treats that count as public (McMahan et al. 2018 divide by the expected count
-/// instead). RoundFigures(): "dp_epsilon", "dp_delta", "dp_noise_stddev", "dp_clipped_fraction"
-/// (updates whose norm exceeded C), after each Finalize, epsilon counting every round finalized so
-/// far (DpEpsilon(sampling_rate, noise_multiplier, rounds, delta, sampling); +inf with
-/// noise_multiplier 0); empty before the first Finalize. A round abandoned by a second Begin
-/// releases nothing and is not counted. Accumulate refuses (INVALID_ARGUMENT, round unchanged) a
-/// layout that differs from the global model, num_samples <= 0 (the sample count is not used as
-/// a weight but must be valid) and NaN/Inf; Begin refuses an empty or non-finite global model.
-/// INVALID_ARGUMENT from the constructor helper for options out of range.
+/// min(1, C / ||x - g||) (x - g), so its norm is C up to double rounding. Finalize adds the
+/// discrete Gaussian noise of PlanDiscreteGaussian(noise_multiplier, C, n) to that sum (key
+/// DpNoiseKey(options, "central", {round})) and returns g + noised sum / count. Linear (the noise
+/// is independent of the inputs), so secure aggregation may sit under it. As in Flower's
+/// server-side fixed clipping, the mean divides by the number of updates received; the accountant's
+/// figure is the guarantee of the noised sum (replace-one sensitivity 2C, noise sigma C), which
+/// treats that count as public (McMahan et al. 2018 divide by the expected count instead).
+/// RoundFigures(): "dp_epsilon", "dp_delta", "dp_noise_stddev", "dp_clipped_fraction" (updates
+/// whose norm exceeded C), after each Finalize, epsilon counting every round finalized so far
+/// (DpEpsilon(sampling_rate, noise_multiplier, rounds, delta, sampling); +inf with noise_multiplier
+/// 0); empty before the first Finalize. A round abandoned by a second Begin releases nothing and is
+/// not counted. Accumulate refuses (INVALID_ARGUMENT, round unchanged) a layout that differs from
+/// the global model, num_samples <= 0 (the sample count is not used as a weight but must be valid)
+/// and NaN/Inf; Begin refuses an empty or non-finite global model. INVALID_ARGUMENT from the
+/// constructor helper for options out of range.
 Result<std::unique_ptr<Aggregator>> CreateCentralDpAggregator(const DpOptions& options);
 
-/// Local DP, on the client: clips `update` - `global` to options.clipping_norm and adds noise of
-/// standard deviation noise_multiplier * clipping_norm from `rng` (one Normal() per element, in
-/// index order; none when noise_multiplier is 0), rounding to float32 once. INVALID_ARGUMENT,
+/// Local DP, on the client: clips `update` - `global` to options.clipping_norm in float64, adds
+/// the discrete Gaussian noise of PlanDiscreteGaussian(noise_multiplier, C, n) drawn from
+/// Keystream(noise_key32) (none when noise_multiplier is 0), and rounds global + delta to float32
+/// once. noise_key32: DpNoiseKey(options, "local", {round, client}), 32 bytes. INVALID_ARGUMENT,
 /// with `update` untouched, for options out of range (as for the central aggregator), layouts
 /// that differ, or NaN/Inf in either model.
 Status ApplyLocalDp(core::ModelState& update, const core::ModelState& global,
-                    const DpOptions& options, core::Rng& rng);
+                    const DpOptions& options, const core::Bytes& noise_key32);
 
 }  // namespace fedml::algorithms

@@ -13,6 +13,7 @@
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/config.h"
 #include "fedml/api/options.h"
+#include "fedml/core/bytes.h"
 
 namespace fedml::api {
 
@@ -58,12 +59,12 @@ bool IsAttacker(const AttackOptions& options, std::int64_t round, std::int64_t c
 /// Wraps `trainer` (owned) with the config's local DP and attack, or returns it unchanged when
 /// neither is on. Honest clients: train, then local DP. Attackers: train, then replace the
 /// update as their attack says (no noise: an attacker sends what it likes).
-/// `noise_secret`: where the local DP noise comes from. Without one (simulation) it is drawn from
-/// the task's seed, so runs are reproducible; a deployed client passes a secret from
-/// core::security::SecureRandomU64, since the server knows the run's seed and could otherwise
-/// subtract the noise.
+/// `noise_secret`: the key the local DP noise comes from (DpOptions::noise_key). Without one
+/// (simulation) it is drawn from the task's seed, so runs are reproducible; a deployed client
+/// passes 32 bytes from core::security::SecureRandomBytes, since the server knows the run's seed
+/// and could otherwise subtract the noise.
 Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(
     const Config& config, std::unique_ptr<ClientTrainer> trainer,
-    std::optional<std::uint64_t> noise_secret = std::nullopt);
+    std::optional<core::Bytes> noise_secret = std::nullopt);
 
 }  // namespace fedml::api

@@ -15,6 +15,7 @@
 #include "fedml/api/config.h"
 #include "fedml/api/metrics.h"
 #include "fedml/api/round_controller.h"
+#include "fedml/core/bytes.h"
 #include "fedml/core/comm/communicator.h"
 
 namespace fedml::api {
@@ -54,7 +55,7 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 /// `noise_secret` as WrapClientTrainer's (deployed clients pass one).
 Status RunWorker(const Config& config, core::Communicator& comm,
                  std::unique_ptr<ClientTrainer> trainer,
-                 std::optional<std::uint64_t> noise_secret = std::nullopt);
+                 std::optional<core::Bytes> noise_secret = std::nullopt);
 
 /// LibTorch threads each worker uses: torch_threads, or 1 so that workers share the cores
 /// without oversubscription and a client's result does not depend on worker_num.

@@ -24,7 +24,8 @@
 #include "fedml/core/bytes.h"
 #include "fedml/core/status.h"
 
-struct evp_pkey_st;  // OpenSSL's EVP_PKEY, kept out of this header
+struct evp_pkey_st;        // OpenSSL's EVP_PKEY, kept out of this header
+struct evp_cipher_ctx_st;  // and its EVP_CIPHER_CTX
 
 namespace fedml::core::security {
 
@@ -128,6 +129,49 @@ Result<Bytes> AeadOpen(const Bytes& key32, const Bytes& sealed, const Bytes& ass
 /// Errors: INVALID_ARGUMENT when seed32 is not 32 bytes or out is null with n > 0 (or 4n
 /// overflows); INTERNAL when OpenSSL fails. n == 0 writes nothing. On error out is unspecified.
 Status ExpandMask(const Bytes& seed32, std::uint32_t* out, std::size_t n);
+
+/// A keyed stream of uniform random bytes, read in order: the AES-256-CTR keystream of a 32-byte
+/// key from an all-zero initial counter block (ExpandMask's construction; it reads one). With a
+/// secret key it is a cryptographically secure generator (CTR_DRBG's generate function, NIST SP
+/// 800-90A, without reseeding: far below its 2^48-request limit for the lengths used here); the
+/// same key always gives the same bytes, so a key derived from a public seed keeps a simulation
+/// reproducible. Owns its OpenSSL context; movable, not copyable; one thread at a time. Buffered
+/// reads (Next64) keep 4 KiB of keystream, wiped on destruction.
+class Keystream {
+ public:
+  /// INVALID_ARGUMENT when key32 is not 32 bytes; INTERNAL when OpenSSL fails.
+  static Result<Keystream> Create(const Bytes& key32);
+  Keystream(Keystream&& other) noexcept;
+  Keystream& operator=(Keystream&& other) noexcept;
+  Keystream(const Keystream&) = delete;
+  Keystream& operator=(const Keystream&) = delete;
+  ~Keystream();
+
+  /// The next n bytes of the stream into out (null only with n == 0), unbuffered, after any
+  /// bytes Next64 has buffered. INTERNAL when OpenSSL fails (out is then unspecified).
+  Status Fill(std::uint8_t* out, std::size_t n);
+  /// The next 8 bytes as a little-endian word (on any host). If OpenSSL fails it returns 0 from
+  /// then on and status() says why: a caller that draws many words checks status() once after.
+  std::uint64_t Next64() {
+    if (pos_ + 8 > kBufferBytes && !Refill()) return 0;
+    std::uint64_t w = 0;
+    for (int i = 7; i >= 0; --i) w = (w << 8) | buffer_[pos_ + static_cast<std::size_t>(i)];
+    pos_ += 8;
+    return w;
+  }
+  /// OK, or the OpenSSL failure that stopped the stream.
+  const Status& status() const { return status_; }
+
+ private:
+  static constexpr std::size_t kBufferBytes = 4096;
+  explicit Keystream(evp_cipher_ctx_st* ctx) : ctx_(ctx) {}
+  bool Refill();
+
+  evp_cipher_ctx_st* ctx_ = nullptr;  // owned
+  std::array<std::uint8_t, kBufferBytes> buffer_{};
+  std::size_t pos_ = kBufferBytes;  // buffer_[pos_..) not yet read
+  Status status_;
+};
 
 /// One mask of a sum: ExpandMask(seed)'s words, added (add) or subtracted. seed: 32 bytes.
 struct MaskTerm {
