@@ -95,7 +95,7 @@ Result<SecureTask> SecureTaskForRound(const SecureAggregationOptions& options, i
   task.params.threshold = t;
   task.params.num_neighbours = plus ? m - 1 : 0;
   task.params.modulus = options.quantization.modulus;
-  task.params.vector_length = model_numel + 1;
+  task.params.vector_length = model_numel + 2;
   task.params.graph_seed = core::DeriveSeed(seed, {kGraphTag, static_cast<std::uint64_t>(round)});
   task.quantization = options.quantization;
   task.max_weight = options.max_weight;
@@ -235,14 +235,14 @@ Result<SecureInputVector> SecureInput(const core::ModelState& trained,
                                    std::to_string(num_samples));
   }
   const std::size_t numel = global.numel();
-  if (numel + 1 != task.params.vector_length) {
+  if (numel + 2 != task.params.vector_length) {
     return Status::InvalidArgument(
         "the model has " + std::to_string(numel) + " values but the round's vectors hold " +
-        std::to_string(task.params.vector_length) + " words (1 + values)");
+        std::to_string(task.params.vector_length) + " words (weight, values, clipped fraction)");
   }
   const double w = std::min(static_cast<double>(num_samples) / task.max_weight, 1.0);
   const double clip = task.quantization.clipping_range;
-  std::vector<float> values(numel + 1);
+  std::vector<float> values(numel + 2);
   values[0] = static_cast<float>(w);
   SecureInputVector out;
   const float* x = trained.data();
@@ -252,7 +252,12 @@ Result<SecureInputVector> SecureInput(const core::ModelState& trained,
     if (std::fabs(v) > clip) ++out.clipped;
     values[i + 1] = static_cast<float>(v);
   }
-  out.words.resize(numel + 1);
+  // The fraction clipped goes into the sum, scaled into the clipping range, so the server learns
+  // the survivors' total, not each client's (which says how large its update was).
+  values[numel + 1] = numel == 0 ? 0.0F
+                                 : static_cast<float>(clip * static_cast<double>(out.clipped) /
+                                                      static_cast<double>(numel));
+  out.words.resize(numel + 2);
   FEDML_RETURN_IF_ERROR(core::security::Quantize(values.data(), values.size(), task.quantization,
                                                  rounding_seed, out.words.data()));
   return out;
@@ -260,9 +265,9 @@ Result<SecureInputVector> SecureInput(const core::ModelState& trained,
 
 Result<SecureMean> SecureMeanFromSum(const std::vector<std::uint32_t>& sum, int num_summands,
                                      const core::ModelState& global, const SecureTask& task) {
-  if (sum.size() != global.numel() + 1) {
+  if (sum.size() != global.numel() + 2) {
     return Status::InvalidArgument("the secure sum has " + std::to_string(sum.size()) +
-                                   " words; the model needs " + std::to_string(global.numel() + 1));
+                                   " words; the model needs " + std::to_string(global.numel() + 2));
   }
   std::vector<float> values(sum.size());
   FEDML_RETURN_IF_ERROR(core::security::DequantizeSum(sum.data(), sum.size(), num_summands,
@@ -280,6 +285,9 @@ Result<SecureMean> SecureMeanFromSum(const std::vector<std::uint32_t>& sum, int 
                               static_cast<double>(values[i + 1]) / mean.weight_sum);
   }
   mean.samples = std::max<std::int64_t>(1, std::llround(mean.weight_sum * task.max_weight));
+  const double clipped = static_cast<double>(values[global.numel() + 1]) /
+                         task.quantization.clipping_range / static_cast<double>(num_summands);
+  mean.clipped_fraction = std::min(1.0, std::max(0.0, clipped));
   return mean;
 }
 

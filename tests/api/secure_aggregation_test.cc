@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "config_helpers.h"
 #include "fedml/api/secure_aggregation.h"
@@ -98,7 +100,7 @@ TEST_CASE("a round's secure task resolves shares and threshold for its clients",
   REQUIRE(t.ok());
   CHECK(t->params.num_neighbours == 20);         // 2 ceil(log2 1000) = 20 neighbours
   CHECK(t->params.threshold == 11);              // a majority of 21
-  CHECK(t->params.vector_length == 100);         // the weight, then the model
+  CHECK(t->params.vector_length == 101);         // the weight, the model, the fraction clipped
   auto odd = SecureTaskForRound(o, 9, 5, 7, 3);  // m = min(2*4+1, 9) = 9: k = 8, even
   REQUIRE(odd.ok());
   CHECK(odd->params.num_neighbours == 8);
@@ -143,6 +145,39 @@ TEST_CASE("a round's secure task resolves shares and threshold for its clients",
   CHECK(SimulatedDropouts(5, 0, 10, 0.4).size() == 4);
   CHECK(SimulatedDropouts(5, 0, 10, 0.4) == SimulatedDropouts(5, 0, 10, 0.4));
   CHECK(SimulatedDropouts(5, 0, 10, 0.0).empty());
+}
+
+TEST_CASE("the fraction of values clipped reaches the server only as the survivors' mean",
+          "[secagg]") {
+  // Attack 8 of docs/security.md: a client's own clipped count said how large its update was.
+  // Now it travels inside the masked vector: a client's reply carries no such metric, and the sum
+  // of two vectors gives the mean of their fractions.
+  SecureAggregationOptions o;
+  o.protocol = "secagg";
+  o.quantization.clipping_range = 0.5;
+  auto task = SecureTaskForRound(o, 2, 4, 7, 0);
+  REQUIRE(task.ok());
+  core::ModelState global;
+  const std::vector<float> zeros(4, 0.0F);
+  REQUIRE(global.Add("w", {4}, zeros.data()).ok());
+  core::ModelState a = global, b = global;
+  a.data()[0] = 3.0F;                               // 1 of 4 values beyond the range
+  for (int i = 0; i < 4; ++i) b.data()[i] = -2.0F;  // all 4
+  auto va = SecureInput(a, global, 1000, *task, 1);
+  auto vb = SecureInput(b, global, 1000, *task, 2);
+  REQUIRE(va.ok());
+  REQUIRE(vb.ok());
+  CHECK(va->clipped == 1);
+  CHECK(vb->clipped == 4);
+  REQUIRE(va->words.size() == 6);
+  std::vector<std::uint32_t> sum(6);
+  for (std::size_t i = 0; i < sum.size(); ++i) {
+    sum[i] = static_cast<std::uint32_t>((std::uint64_t{va->words[i]} + vb->words[i]) %
+                                        task->params.modulus);
+  }
+  auto mean = SecureMeanFromSum(sum, 2, global, *task);
+  REQUIRE(mean.ok());
+  CHECK(mean->clipped_fraction == Approx((0.25 + 1.0) / 2).margin(1e-4));
 }
 
 TEST_CASE("the secure mean equals FedAvg's weighted mean to within the quantization error",

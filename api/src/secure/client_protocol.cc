@@ -134,7 +134,6 @@ Status ClientProtocol::Start(const Message& task, std::int64_t client,
   const core::Bytes encoded = algorithms::Encode(keys);
   reply.blob.assign(encoded.begin(), encoded.end());
   reply.metrics = std::move(update.metrics);
-  if (input.clipped > 0) reply.metrics["secagg_clipped"] = static_cast<double>(input.clipped);
   clients_[client] = std::move(state);
   return Status::Ok();
 }

@@ -195,8 +195,6 @@ Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMet
         loss_sum += loss->second;
         ++loss_count;
       }
-      const auto clipped = msg.metrics.find("secagg_clipped");
-      if (clipped != msg.metrics.end()) metrics.extra["secagg_clipped"] += clipped->second;
     } else {
       ctx_.Refuse(r.round, r.sampled[pos], "keys", st, metrics);
     }
@@ -332,6 +330,9 @@ Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampl
   }
   auto mean = SecureMeanFromSum(sum, summands, global, r.task);
   if (!mean.ok()) return aborted(mean.status());
+  if (mean->clipped_fraction > 0.0) {
+    metrics.extra["secagg_clipped_fraction"] = mean->clipped_fraction;
+  }
   algorithms::ClientUpdate update;
   update.client_id = -1;  // the survivors together
   update.round = round;

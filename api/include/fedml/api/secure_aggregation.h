@@ -111,10 +111,11 @@ struct SecureTask {
 Status CheckSecureTaskLimits(const SecureTask& task, const SecureClientLimits& limits);
 
 /// The round's task for n participants and models of `model_numel` values (vectors of
-/// model_numel + 1 words): num_shares and reconstruction_threshold resolved for n, the graph
-/// seeded from (seed, round). FAILED_PRECONDITION when n is below 2 or below the threshold, or
-/// above what the quantization can sum without overflow; INVALID_ARGUMENT for options that
-/// cannot describe a round (naming the option). index is left -1.
+/// model_numel + 2 words: the weight, the values, the fraction clipped): num_shares and
+/// reconstruction_threshold resolved for n, the graph seeded from (seed, round).
+/// FAILED_PRECONDITION when n is below 2 or below the threshold, or above what the quantization can
+/// sum without overflow; INVALID_ARGUMENT for options that cannot describe a round (naming the
+/// option). index is left -1.
 Result<SecureTask> SecureTaskForRound(const SecureAggregationOptions& options, int n,
                                       std::size_t model_numel, std::uint64_t seed,
                                       std::int64_t round);
@@ -127,10 +128,11 @@ bool HasSecureTaskAttrs(const std::map<std::string, std::string>& attrs);
 /// do not describe a round.
 Result<SecureTask> SecureTaskFromAttrs(const std::map<std::string, std::string>& attrs);
 
-/// The client's ring vector [w, w (trained - global)], quantized (stochastic rounding from
+/// The client's ring vector [w, w (trained - global), c f], quantized (stochastic rounding from
 /// `rounding_seed`); num_samples > 0; trained and global of the same layout (INVALID_ARGUMENT
-/// otherwise). Values beyond the clipping range are clipped: the result is then biased, which
-/// the caller sees as "clipped" in the returned count.
+/// otherwise). Values beyond the clipping range c are clipped: the result is then biased, which
+/// the caller sees as "clipped" in the returned count, and the fraction f of values clipped goes
+/// into the vector, so the server learns only the survivors' mean (SecureMean::clipped_fraction).
 struct SecureInputVector {
   std::vector<std::uint32_t> words;
   std::size_t clipped = 0;  // entries of w (trained - global) outside the clipping range
@@ -143,9 +145,10 @@ Result<SecureInputVector> SecureInput(const core::ModelState& trained,
 /// the weighted mean model. FAILED_PRECONDITION when the summed weight is not positive (every
 /// survivor had a zero weight after quantization).
 struct SecureMean {
-  core::ModelState model;    // global + sum(w d) / sum(w)
-  double weight_sum = 0.0;   // sum(w)
-  std::int64_t samples = 0;  // round(sum(w) x max_weight), the update's FedAvg weight (>= 1)
+  core::ModelState model;         // global + sum(w d) / sum(w)
+  double weight_sum = 0.0;        // sum(w)
+  std::int64_t samples = 0;       // round(sum(w) x max_weight), the update's FedAvg weight (>= 1)
+  double clipped_fraction = 0.0;  // the survivors' mean fraction of values clipped, in [0, 1]
 };
 Result<SecureMean> SecureMeanFromSum(const std::vector<std::uint32_t>& sum, int num_summands,
                                      const core::ModelState& global, const SecureTask& task);
