@@ -206,11 +206,12 @@ const std::vector<KeySpec>& Keys() {
                     OneOf({"simulation", "cross_silo", "cross_device"})));
     k.push_back(Key("common_args", "random_seed", &C::random_seed));
     // data_args
-    k.push_back(
-        Key("data_args", "dataset", &C::dataset, OneOf({"fashion_mnist", "mnist", "synthetic"})));
+    k.push_back(Key("data_args", "dataset", &C::dataset,
+                    OneOf({"fashion_mnist", "mnist", "synthetic", "cifar10", "cifar100", "femnist",
+                           "shakespeare", "npy"})));
     k.push_back(PathKey("data_args", "data_cache_dir", &C::data_cache_dir));
     k.push_back(Key("data_args", "partition_method", &C::partition_method,
-                    OneOf({"homo", "hetero", "shards"})));
+                    OneOf({"homo", "hetero", "shards", "natural"})));
     k.push_back(Key("data_args", "partition_alpha", &C::partition_alpha, GreaterThan(0.0)));
     k.push_back(Key("data_args", "shards_per_client", &C::shards_per_client, AtLeast(1)));
     // LEAF's synthetic(alpha, beta) are standard deviations of the priors; synthetic(0, 0) is the
@@ -783,6 +784,13 @@ Result<Config> BuildConfig(const RawConfig& file_values, const RawConfig& overri
 
   for (const KeySpec& spec : Keys()) {
     if (spec.validate) FEDML_RETURN_IF_ERROR(spec.validate(config));
+  }
+  if (config.dataset != "fashion_mnist" && config.dataset != "mnist" &&
+      config.dataset != "synthetic" && merged.count("data_cache_dir") == 0) {
+    // No Debian package holds these: the user downloads them (README, "Data sets").
+    return Status::InvalidArgument("dataset " + config.dataset +
+                                   " needs data_cache_dir: the directory its files were unpacked "
+                                   "into (docs/configuration.md says what each expects)");
   }
   if (config.client_num_per_round > config.client_num_in_total) {
     return Status::InvalidArgument(

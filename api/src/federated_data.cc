@@ -19,11 +19,27 @@ Result<std::shared_ptr<const FederatedData>> LoadFederatedData(const Config& con
     return std::shared_ptr<const FederatedData>(std::move(data));
   }
   FEDML_ASSIGN_OR_RETURN(core::data::TrainTest tt,
-                         core::data::LoadMnistFormat(config.data_cache_dir, config.dataset));
+                         core::data::LoadDatasetFiles(config.dataset, config.data_cache_dir));
   data->train = std::move(tt.train);
   data->test = std::move(tt.test);
   const int n = config.client_num_in_total;
-  if (config.partition_method == "homo") {
+  if (config.partition_method == "natural") {
+    // The data set's own clients (LEAF's users, a tensor directory's client ids): the first n.
+    const std::size_t have = tt.natural.num_clients();
+    if (have == 0) {
+      return Status::InvalidArgument("partition_method natural: dataset " + config.dataset +
+                                     " has no natural partition (femnist, shakespeare and npy "
+                                     "with client_train.npy have one); use homo, hetero or shards");
+    }
+    if (static_cast<std::size_t>(n) > have) {
+      return Status::InvalidArgument("partition_method natural: client_num_in_total is " +
+                                     std::to_string(n) + " but " + config.dataset + " in " +
+                                     config.data_cache_dir + " has " + std::to_string(have) +
+                                     " clients; allowed: 1.." + std::to_string(have));
+    }
+    tt.natural.client_indices.resize(static_cast<std::size_t>(n));
+    data->partition = std::move(tt.natural);
+  } else if (config.partition_method == "homo") {
     FEDML_ASSIGN_OR_RETURN(data->partition,
                            core::data::PartitionHomo(data->train.size(), n, config.random_seed));
   } else if (config.partition_method == "hetero") {
@@ -36,7 +52,7 @@ Result<std::shared_ptr<const FederatedData>> LoadFederatedData(const Config& con
                                                      config.shards_per_client, config.random_seed));
   } else {
     return Status::InvalidArgument("partition_method '" + config.partition_method +
-                                   "' is not known; allowed: homo, hetero, shards");
+                                   "' is not known; allowed: homo, hetero, shards, natural");
   }
   return std::shared_ptr<const FederatedData>(std::move(data));
 }

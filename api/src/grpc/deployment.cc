@@ -60,15 +60,15 @@ Result<ClientTrainerFactory> LocalDataFactory(const Config& config, const std::s
                                               int client_id) {
   if (config.dataset == "synthetic") {
     return Status::InvalidArgument(
-        "--data_dir holds files of an IDX data set (mnist, fashion_mnist); synthetic data are "
-        "generated, not read");
+        "--data_dir holds the files of a data set (mnist, fashion_mnist, cifar10, cifar100, "
+        "femnist, shakespeare, npy); synthetic data are generated, not read");
   }
   Config local = config;
   local.data_cache_dir = dir;
   auto data = std::make_shared<FederatedData>();
   data->name = config.dataset;
   FEDML_ASSIGN_OR_RETURN(core::data::TrainTest tt,
-                         core::data::LoadMnistFormat(dir, config.dataset));
+                         core::data::LoadDatasetFiles(config.dataset, dir));
   data->train = std::move(tt.train);
   data->test = std::move(tt.test);
   data->partition.client_indices.resize(static_cast<std::size_t>(config.client_num_in_total));
