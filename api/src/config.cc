@@ -34,7 +34,9 @@
 #include "fedml/api/compatibility.h"
 #include "fedml/api/options.h"
 #include "fedml/api/secure_aggregation.h"
+#include "fedml/core/data/dataset.h"
 #include "fedml/core/text.h"
+#include "fedml/core/train/model_names.h"
 
 namespace fedml::api {
 namespace {
@@ -96,6 +98,13 @@ using core::Join;
 using core::Trim;
 
 // ---- Validators -----------------------------------------------------------------------------
+
+// The data sets: those read from files, and the generated one.
+std::vector<std::string> DatasetNames() {
+  std::vector<std::string> names = core::data::DatasetFileNames();
+  names.push_back("synthetic");
+  return names;
+}
 
 template <class T>
 Check<T> AtLeast(T lo) {
@@ -206,13 +215,13 @@ const std::vector<KeySpec>& Keys() {
                     OneOf({"simulation", "cross_silo", "cross_device"})));
     k.push_back(Key("common_args", "random_seed", &C::random_seed));
     // data_args
-    k.push_back(Key("data_args", "dataset", &C::dataset,
-                    OneOf({"fashion_mnist", "mnist", "synthetic", "cifar10", "cifar100", "femnist",
-                           "shakespeare", "npy"})));
+    k.push_back(Key("data_args", "dataset", &C::dataset, OneOf(DatasetNames())));
     k.push_back(PathKey("data_args", "data_cache_dir", &C::data_cache_dir));
     k.push_back(Key("data_args", "partition_method", &C::partition_method,
                     OneOf({"homo", "hetero", "shards", "natural"})));
     k.push_back(Key("data_args", "partition_alpha", &C::partition_alpha, GreaterThan(0.0)));
+    k.push_back(
+        Key("data_args", "data_augmentation", &C::data_augmentation, OneOf({"none", "crop_flip"})));
     k.push_back(Key("data_args", "shards_per_client", &C::shards_per_client, AtLeast(1)));
     // LEAF's synthetic(alpha, beta) are standard deviations of the priors; synthetic(0, 0) is the
     // i.i.d. case.
@@ -220,7 +229,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("data_args", "synthetic_beta", &C::synthetic_beta, AtLeast(0.0)));
     k.push_back(Key("data_args", "synthetic_dimension", &C::synthetic_dimension, AtLeast(1)));
     // model_args
-    k.push_back(Key("model_args", "model", &C::model, OneOf({"lr", "mlp", "cnn"})));
+    k.push_back(Key("model_args", "model", &C::model, OneOf(core::ModelNames())));
     k.push_back(PathKey("model_args", "model_file_cache_folder", &C::model_file_cache_folder));
     // train_args
     k.push_back(Key("train_args", "federated_optimizer", &C::federated_optimizer,

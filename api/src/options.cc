@@ -169,6 +169,7 @@ core::LocalTrainOptions LocalTrainOptionsFrom(const Config& config) {
   o.momentum = config.momentum;
   o.weight_decay = config.weight_decay;
   o.proximal_mu = config.federated_optimizer == "FedProx" ? config.fedprox_mu : 0.0;
+  o.augment_crop_flip = config.data_augmentation == "crop_flip";
   return o;
 }
 

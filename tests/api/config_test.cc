@@ -351,12 +351,12 @@ TEST_CASE("each range rule is enforced and says what is allowed", "[config]") {
       {"gpu_id", "-1", "gpu_id must be >= 0, got -1"},
       {"torch_threads", "-2", "torch_threads must be >= 0, got -2"},
       {"dataset", "imagenet",
-       "dataset must be one of fashion_mnist, mnist, synthetic, cifar10, cifar100, femnist, "
-       "shakespeare, npy; got 'imagenet'"},
+       "dataset must be one of fashion_mnist, mnist, cifar10, cifar100, femnist, shakespeare, "
+       "npy, synthetic; got 'imagenet'"},
       {"dataset", "cifar10", "dataset cifar10 needs data_cache_dir"},
       {"partition_method", "iid",
        "partition_method must be one of homo, hetero, shards, natural; got 'iid'"},
-      {"model", "resnet18", "model must be one of lr, mlp, cnn; got 'resnet18'"},
+      {"model", "vgg16", "model must be one of lr, mlp, cnn, cnn_cifar, cnn_femnist"},
       {"client_optimizer", "adagrad", "client_optimizer must be one of sgd, adam; got 'adagrad'"},
       {"backend", "MQTT_S3", "backend must be one of sp, inproc, MPI, mpi, GRPC, grpc"},
       {"federated_optimizer", "FedProxy", "federated_optimizer must be one of FedAvg, FedOpt"},
@@ -517,7 +517,7 @@ TEST_CASE("KnownKeys lists every key once, sorted, and no ignored key", "[config
   const std::vector<std::string> keys = KnownKeys();
   CHECK(std::is_sorted(keys.begin(), keys.end()));
   CHECK(std::adjacent_find(keys.begin(), keys.end()) == keys.end());
-  CHECK(keys.size() == 98);
+  CHECK(keys.size() == 99);
   for (const std::string& k : keys) {
     CAPTURE(k);
     CHECK(IsKnownKey(k));

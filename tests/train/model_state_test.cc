@@ -78,7 +78,7 @@ TEST_CASE("built-in models have the sizes of McMahan et al.", "[model_state]") {
   auto lr = CreateModel("lr", {60}, 10, 0);
   REQUIRE(lr.ok());
   CHECK(StateFromModule(*lr->ptr())->numel() == 610);
-  CHECK(CreateModel("resnet", {1, 28, 28}, 10, 0).status().message().find("lr, mlp, cnn") !=
+  CHECK(CreateModel("resnet", {1, 28, 28}, 10, 0).status().message().find("lr, mlp, cnn, ") !=
         std::string::npos);
   CHECK_FALSE(CreateModel("cnn", {60}, 10, 0).ok());
   // Same seed, same weights; another seed, other weights.

@@ -13,6 +13,30 @@ torch::Tensor FeaturesTensor(const data::Dataset& data) {
   return torch::from_blob(const_cast<float*>(data.features.data()), sizes, torch::kFloat);
 }
 
+namespace {
+
+constexpr std::uint64_t kAugmentTag = 0x6175676d656e74ULL;  // "augment"
+
+// Random crop of the 4-padded image and a left-right flip per sample (LocalTrainOptions).
+torch::Tensor CropFlip(const torch::Tensor& x, std::uint64_t seed, std::int64_t step) {
+  constexpr std::int64_t kPad = 4;
+  Rng rng(DeriveSeed(seed, {kAugmentTag, static_cast<std::uint64_t>(step)}));
+  const std::int64_t h = x.size(2), w = x.size(3);
+  const torch::Tensor padded = torch::constant_pad_nd(x, {kPad, kPad, kPad, kPad}, 0.0);
+  std::vector<torch::Tensor> out;
+  out.reserve(static_cast<std::size_t>(x.size(0)));
+  for (std::int64_t i = 0; i < x.size(0); ++i) {
+    const auto dy = static_cast<std::int64_t>(rng.NextU64() % (2 * kPad + 1));
+    const auto dx = static_cast<std::int64_t>(rng.NextU64() % (2 * kPad + 1));
+    torch::Tensor img = padded[i].slice(1, dy, dy + h).slice(2, dx, dx + w);
+    if ((rng.NextU64() & 1U) != 0U) img = img.flip({2});
+    out.push_back(img);
+  }
+  return torch::stack(out).contiguous();
+}
+
+}  // namespace
+
 static torch::Tensor LabelsTensor(const data::Dataset& data) {
   return torch::from_blob(const_cast<std::int64_t*>(data.labels.data()),
                           {static_cast<std::int64_t>(data.size())}, torch::kLong);
@@ -93,7 +117,9 @@ Result<LocalTrainStats> TrainLocal(torch::nn::AnyModule& model, const data::Data
         }
         torch::Tensor idx = torch::from_blob(
             order.data() + begin, {static_cast<std::int64_t>(end - begin)}, torch::kLong);
-        torch::Tensor x = features.index_select(0, idx).to(device);
+        torch::Tensor x = features.index_select(0, idx);
+        if (options.augment_crop_flip && x.dim() == 4) x = CropFlip(x, seed, step);
+        x = x.to(device);
         torch::Tensor y = labels.index_select(0, idx).to(device);
         opt->zero_grad();
         torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(x), y);

@@ -48,7 +48,31 @@ torch::Tensor CnnImpl::forward(torch::Tensor x) {
   return fc2->forward(x);
 }
 
-std::vector<std::string> ModelNames() { return {"lr", "mlp", "cnn"}; }
+std::vector<std::string> ModelNames() {
+  return {"lr",       "mlp",         "cnn",      "cnn_cifar",   "cnn_femnist", "lstm_shakespeare",
+          "resnet20", "resnet20_gn", "resnet56", "resnet56_gn", "resnet18",    "resnet18_gn"};
+}
+
+namespace {
+
+// "" when `shape` is an image [C, H, W] with H == W >= min_side; else what the model needs.
+std::string ImageShapeProblem(const std::string& name, const std::vector<std::int64_t>& shape,
+                              std::int64_t min_side, std::int64_t exact_side = 0) {
+  const bool ok = shape.size() == 3 && shape[1] == shape[2] && shape[1] >= min_side &&
+                  (exact_side == 0 || shape[1] == exact_side);
+  if (ok) return "";
+  std::string have;
+  for (std::size_t i = 0; i < shape.size(); ++i) have += (i ? ", " : "") + std::to_string(shape[i]);
+  const std::string want = exact_side != 0
+                               ? std::to_string(exact_side) + "x" + std::to_string(exact_side)
+                               : "square (at least " + std::to_string(min_side) + " pixels a side)";
+  return "model '" + name + "' needs " + want +
+         " images, shape [C, H, W]; this data set's "
+         "samples are [" +
+         have + "]";
+}
+
+}  // namespace
 
 Result<torch::nn::AnyModule> CreateModel(const std::string& name,
                                          const std::vector<std::int64_t>& sample_shape,
@@ -75,7 +99,40 @@ Result<torch::nn::AnyModule> CreateModel(const std::string& name,
     }
     return torch::nn::AnyModule(Cnn(sample_shape[0], num_classes));
   }
-  return Status::InvalidArgument("unknown model '" + name + "'; allowed: lr, mlp, cnn");
+  if (name == "cnn_cifar" || name == "cnn_femnist" || name.rfind("resnet", 0) == 0) {
+    const bool femnist = name == "cnn_femnist";
+    const std::string problem =
+        ImageShapeProblem(name, sample_shape, femnist ? 28 : 6, femnist ? 28 : 0);
+    if (!problem.empty()) return Status::InvalidArgument(problem);
+    const std::int64_t c = sample_shape[0];
+    const std::int64_t side = sample_shape[1];
+    if (name == "cnn_cifar") return torch::nn::AnyModule(CifarCnn(c, side, num_classes));
+    if (femnist) return torch::nn::AnyModule(FemnistCnn(c, num_classes));
+    const bool gn = name.size() > 3 && name.compare(name.size() - 3, 3, "_gn") == 0;
+    const std::string base = gn ? name.substr(0, name.size() - 3) : name;
+    if (base == "resnet20" || base == "resnet56") {
+      const int n = base == "resnet20" ? 3 : 9;
+      return torch::nn::AnyModule(ResNet(c, side, num_classes, std::vector<int>{n, n, n},
+                                         std::vector<std::int64_t>{16, 32, 64}, gn));
+    }
+    if (base == "resnet18") {
+      return torch::nn::AnyModule(ResNet(c, side, num_classes, std::vector<int>{2, 2, 2, 2},
+                                         std::vector<std::int64_t>{64, 128, 256, 512}, gn));
+    }
+  }
+  if (name == "lstm_shakespeare") {
+    if (sample_shape.size() != 1) {
+      return Status::InvalidArgument(
+          "model 'lstm_shakespeare' needs sequences of letter indices (shape [length], as "
+          "dataset shakespeare gives); this data set's samples have " +
+          std::to_string(sample_shape.size()) + " dimensions");
+    }
+    // The vocabulary is the label set: the model predicts the next letter.
+    return torch::nn::AnyModule(CharLstm(num_classes, num_classes));
+  }
+  std::string allowed;
+  for (const std::string& n : ModelNames()) allowed += (allowed.empty() ? "" : ", ") + n;
+  return Status::InvalidArgument("unknown model '" + name + "'; allowed: " + allowed);
 }
 
 }  // namespace fedml::core

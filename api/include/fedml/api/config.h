@@ -25,6 +25,7 @@ struct Config {
   std::string data_cache_dir = "/usr/share/datasets/fashion-mnist";
   std::string partition_method = "hetero";  // homo | hetero | shards
   double partition_alpha = 0.5;
+  std::string data_augmentation = "none";  // none | crop_flip (LocalTrainOptions)
   int shards_per_client = 2;
   double synthetic_alpha = 0.5;  // LEAF synthetic(alpha, beta)
   double synthetic_beta = 0.5;

@@ -23,6 +23,12 @@ struct LocalTrainOptions {
   /// FedProx (Li et al. 2020): adds (mu / 2) ||w - w_start||^2 to the loss, as its gradient
   /// mu (w - w_start) on every parameter, w_start the weights TrainLocal began from. >= 0.
   double proximal_mu = 0.0;
+  /// The standard CIFAR augmentation on image batches ([N, C, H, W]): each sample shifted by a
+  /// random crop of the image padded by 4 on every side (the padding is 0 after normalisation,
+  /// i.e. the mean colour) and flipped left-right with probability 1/2. The draws of step s come
+  /// from DeriveSeed(seed, {tag, s}) alone, so a replay of steps (verified work) sees the same
+  /// images. Ignored for samples that are not images.
+  bool augment_crop_flip = false;
 };
 
 /// Per-call changes to local training that strategies and the attack harness ask for.
