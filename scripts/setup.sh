@@ -16,8 +16,11 @@ PACKAGES=(
 )
 # libopenblas0-openmp: LibTorch's matrix products otherwise run on the reference BLAS, about 3x
 # slower for the built-in models; the OpenMP build follows LibTorch's per-thread thread count.
-# Only for the benchmark that compares against a plain PyTorch loop.
-if [[ "${FEDML_SETUP_BENCHMARKS:-0}" == 1 ]]; then PACKAGES+=(python3-torch); fi
+# python3-torch (the same 1.13 build as libtorch-dev): the tests export TorchScript models with
+# it, and the benchmarks compare against a plain PyTorch loop; the run command needs neither.
+if [[ "${FEDML_SETUP_BENCHMARKS:-0}" == 1 || "${FEDML_SETUP_TESTS:-0}" == 1 ]]; then
+  PACKAGES+=(python3-torch)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,7 +6,7 @@
 # UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+FEDML_SETUP_TESTS=1 scripts/setup.sh
 scripts/build.sh default
 ctest --preset default -j2
 scripts/build.sh minimal

@@ -168,6 +168,15 @@ Check<std::string> OneOf(std::vector<std::string> allowed, std::string note = ""
   };
 }
 
+// A built-in model's name, or a TorchScript file's path (".pt"), checked when it is loaded.
+Check<std::string> ModelCheck() {
+  return [builtin = OneOf(core::ModelNames(), ", or a TorchScript file's path ending in .pt")](
+             const std::string& name, const std::string& v) {
+    if (core::IsScriptedModelPath(v)) return Status::Ok();
+    return builtin(name, v);
+  };
+}
+
 // "" (derived from using_gpu/gpu_id), "cpu" or "cuda:N".
 Status CheckDevice(const std::string& name, const std::string& v) {
   if (v.empty() || v == "cpu") return Status::Ok();
@@ -229,7 +238,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("data_args", "synthetic_beta", &C::synthetic_beta, AtLeast(0.0)));
     k.push_back(Key("data_args", "synthetic_dimension", &C::synthetic_dimension, AtLeast(1)));
     // model_args
-    k.push_back(Key("model_args", "model", &C::model, OneOf(core::ModelNames())));
+    k.push_back(Key("model_args", "model", &C::model, ModelCheck(), /*is_path=*/true));
     k.push_back(PathKey("model_args", "model_file_cache_folder", &C::model_file_cache_folder));
     // train_args
     k.push_back(Key("train_args", "federated_optimizer", &C::federated_optimizer,

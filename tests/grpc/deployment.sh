@@ -163,6 +163,20 @@ for variant in "--federated_optimizer SCAFFOLD --server_lr 0.8" \
   echo "$variant: per-round test_accuracy over gRPC equals the simulation's"
 done
 
+# 5b. A TorchScript model exported by Debian's python3-torch: server and clients load the same
+#     file, and the per-round test accuracy over gRPC equals the simulation's.
+/usr/bin/python3 - "$work/mlp.pt" <<'PY' > export.log 2>&1 || fail "python3-torch could not export a model"
+import sys
+import torch
+from torch import nn
+torch.manual_seed(0)
+net = nn.Sequential(nn.Flatten(), nn.Linear(60, 32), nn.ReLU(), nn.Linear(32, 10))
+torch.jit.script(net).save(sys.argv[1])
+PY
+extra=(--model "$work/mlp.pt" --epochs 20 --comm_round 2)
+grpc_equals_simulation scripted --min_clients 4
+echo "a TorchScript model: per-round test_accuracy over gRPC equals the simulation's"
+
 # 6. A revoked client (token authentication, no mTLS) is refused and told why.
 echo 2 >> certs/revoked.txt
 start_server revoked.log --certs certs --min_clients 1 --min_available_clients 1 --comm_round 1 \

@@ -22,10 +22,21 @@ for k in 3 4; do
   [[ $(wc -l < "$work/mpi$k.jsonl") -eq 3 ]] || { echo "expected 3 rounds from -np $k"; exit 1; }
   echo "mpirun -np $k: per-round test_accuracy, test_loss and train_loss equal the in-process run"
 done
+# A TorchScript model exported by Debian's python3-torch (scripts/setup.sh installs it for the
+# tests): its weights come from the file, so every process starts from the same model.
+/usr/bin/python3 - "$work/mlp.pt" <<'PY' || { echo "python3-torch could not export a model"; exit 1; }
+import sys
+import torch
+from torch import nn
+torch.manual_seed(0)
+net = nn.Sequential(nn.Flatten(), nn.Linear(60, 32), nn.ReLU(), nn.Linear(32, 10))
+torch.jit.script(net).save(sys.argv[1])
+PY
 # Strategies with server state (SCAFFOLD's control variates, FedAdam's moments), a robust rule
 # under a simulated attack, secure aggregation with dropouts (SecAgg, SecAgg+) and verified work
 # with a noise cheat give the same answer under mpirun too.
-for variant in "--federated_optimizer SCAFFOLD" \
+for variant in "--model $work/mlp.pt" \
+               "--federated_optimizer SCAFFOLD" \
                "--federated_optimizer FedAdam --server_lr 0.03" \
                "--enable_defense true --defense_type multikrum --byzantine_client_num 2 --enable_attack true --attack_mode flip" \
                "--secure_aggregation secagg --dropout_rate 0.3 --dropout_stage share_keys" \

@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "scripted_model.h"
+
 namespace fedml::core {
 
 LogisticRegressionImpl::LogisticRegressionImpl(std::int64_t input_dim, std::int64_t num_classes)
@@ -83,6 +85,7 @@ Result<torch::nn::AnyModule> CreateModel(const std::string& name,
     return Status::InvalidArgument("model '" + name +
                                    "' needs a non-empty input shape and >= 1 class");
   }
+  if (IsScriptedModelPath(name)) return LoadScriptedModel(name, sample_shape, num_classes);
   // LibTorch's initialisers draw from the process-wide default generator; seeding it under a
   // lock makes the initial weights a function of `seed` alone, whatever other threads do.
   static std::mutex init_mutex;
