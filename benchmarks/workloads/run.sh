@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The field's published benchmark shapes, each timed against a plain PyTorch FedAvg loop doing the
+# same work (same clients, samples, model, batch size and per-round evaluation) on the same cores,
+# in one run (benchmarks/pytorch_fedavg_baseline.py replays fedml's partition plan):
+#   cifar_pfl      pfl-research's CIFAR-10 shape: 1000 clients x 50 images (CIFAR-shaped synthetic
+#                  images, since CIFAR is not packaged), 50 per round, batch 10, 1 epoch, its CNN
+#   mnist_lr_flute FLUTE's MNIST-LR shape on Fashion-MNIST: 1000 clients, 10 per round, `lr`
+#   lstm           LEAF's Shakespeare LSTM on 80-letter sequences: 100 clients x 100, 10 per round
+#   resnet20       the CIFAR ResNet-20 on CIFAR-shaped images: 10 per round of the 1000 clients
+# Per-client-overhead shapes (cifar_pfl, mnist_lr_flute): goal <= 0.5 of the loop's time.
+# Kernel-bound shapes (lstm, resnet20): goal <= 1.0.
+#   benchmarks/workloads/run.sh [ROUNDS] [SHAPE...]   (default 3 rounds, all shapes)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds="${1:-3}"; shift || true
+shapes=("$@"); [[ ${#shapes[@]} -gt 0 ]] || shapes=(cifar_pfl mnist_lr_flute lstm resnet20)
+FEDML_SETUP_BENCHMARKS=1 scripts/setup.sh >/dev/null
+scripts/build.sh default >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+py=/usr/bin/python3
+
+# CIFAR-shaped images (3 x 32 x 32, float32, normal) with 10 classes, 1000 clients x 50, and
+# 80-letter sequences over an 80-letter vocabulary, 100 clients x 100.
+"$py" - "$work" <<'PY'
+import sys, numpy as np
+w = sys.argv[1]; rng = np.random.default_rng(0)
+import os
+os.makedirs(f"{w}/cifar"); os.makedirs(f"{w}/text")
+np.save(f"{w}/cifar/x_train.npy", rng.standard_normal((50000, 3, 32, 32), dtype=np.float32))
+np.save(f"{w}/cifar/y_train.npy", rng.integers(0, 10, 50000))
+np.save(f"{w}/cifar/client_train.npy", np.repeat(np.arange(1000), 50))
+np.save(f"{w}/cifar/x_test.npy", rng.standard_normal((2000, 3, 32, 32), dtype=np.float32))
+np.save(f"{w}/cifar/y_test.npy", rng.integers(0, 10, 2000))
+np.save(f"{w}/text/x_train.npy", rng.integers(0, 80, (10000, 80)).astype(np.int64))
+np.save(f"{w}/text/y_train.npy", rng.integers(0, 80, 10000))
+np.save(f"{w}/text/client_train.npy", np.repeat(np.arange(100), 100))
+np.save(f"{w}/text/x_test.npy", rng.integers(0, 80, (1000, 80)).astype(np.int64))
+np.save(f"{w}/text/y_test.npy", rng.integers(0, 80, 1000))
+PY
+
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores;" \
+     "PyTorch $("$py" -c 'import torch; print(torch.__version__)')"
+for shape in "${shapes[@]}"; do
+  case "$shape" in
+    cifar_pfl) args=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural
+                     --model cnn_cifar --client_num_in_total 1000 --client_num_per_round 50
+                     --batch_size 10 --learning_rate 0.01); goal=0.5; base=(--npy_dir "$work/cifar") ;;
+    mnist_lr_flute) args=(--dataset fashion_mnist --partition_method homo --model lr
+                     --client_num_in_total 1000 --client_num_per_round 10 --batch_size 10
+                     --learning_rate 0.05); goal=0.5; base=() ;;
+    lstm) args=(--dataset npy --data_cache_dir "$work/text" --partition_method natural
+                --model lstm_shakespeare --client_num_in_total 100 --client_num_per_round 10
+                --batch_size 10 --learning_rate 0.5); goal=1.0; base=(--npy_dir "$work/text") ;;
+    resnet20) args=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural
+                    --model resnet20 --client_num_in_total 1000 --client_num_per_round 10
+                    --batch_size 10 --learning_rate 0.05); goal=1.0; base=(--npy_dir "$work/cifar") ;;
+    *) echo "unknown shape $shape"; exit 2 ;;
+  esac
+  common=("${args[@]}" --epochs 1 --comm_round "$rounds" --random_seed 1)
+  build/bin/fedml partition "${common[@]}" --plan_file "$work/plan.json" >/dev/null
+  build/bin/fedml simulate "${common[@]}" --metrics_file "$work/fedml.jsonl" \
+    --model_file_cache_folder "" >/dev/null
+  lr=$(printf '%s\n' "${args[@]}" | grep -A1 -- --learning_rate | tail -1)
+  bs=$(printf '%s\n' "${args[@]}" | grep -A1 -- --batch_size | tail -1)
+  model=$(printf '%s\n' "${args[@]}" | grep -A1 -- --model | tail -1)
+  "$py" benchmarks/pytorch_fedavg_baseline.py --plan "$work/plan.json" --rounds "$rounds" \
+    --model "$model" --lr "$lr" --batch_size "$bs" "${base[@]}" --out "$work/torch.jsonl" >/dev/null
+  "$py" - "$shape" "$goal" "$work/fedml.jsonl" "$work/torch.jsonl" <<'PY'
+import json, sys
+shape, goal = sys.argv[1], float(sys.argv[2])
+def mean_round(path):
+    rows = [json.loads(l) for l in open(path)]
+    return sum(r["wall_seconds"] for r in rows) / len(rows)
+f, t = mean_round(sys.argv[3]), mean_round(sys.argv[4])
+ratio = f / t
+print(f"{shape:15s} per round: fedml {f:7.3f} s, PyTorch loop {t:7.3f} s, ratio {ratio:.3f} "
+      f"(goal <= {goal:.1f}: {'PASS' if ratio <= goal else 'MISS'})", flush=True)
+PY
+done
