@@ -263,6 +263,7 @@ TEST_CASE(
       {Npy("<f4", "(1,)", {0, 0, 128, 63}), "integer type"},
       {Npy("|u1", "(2,)", {1, 2}), "2 labels for 1 samples"},
       {Npy("<i2", "(1,)", {0xff, 0xff}), "must be >= 0"},
+      {Npy("<f99999999999999999999", "(1,)", {0}), "is not a plain numeric type"},
   };
   for (const Bad& b : cases) {
     WriteBytes(f, b.bytes);
@@ -271,6 +272,8 @@ TEST_CASE(
     REQUIRE_FALSE(r.ok());
     CHECK_THAT(r.status().message(), Contains("y_test.npy") && Contains(b.says));
   }
+  WriteBytes(f, Npy("<i8", "(1,)", LittleEndian<std::int64_t>({std::int64_t{1} << 40})));
+  CHECK_THAT(LoadNpyDirectory(dir.path()).status().message(), Contains("below 2^20"));
   std::vector<std::uint8_t> garbage = Npy("|u1", "(1,)", {4});
   garbage[10] = '[';  // the dict's '{'
   WriteBytes(f, garbage);

@@ -4,6 +4,7 @@
 // version byte, the header's length (2 bytes little-endian for version 1, 4 for 2 and 3), then
 // the header: a Python dict literal {'descr': <type>, 'fortran_order': <bool>, 'shape': <tuple>}
 // padded with spaces and ended by '\n'; then the array's bytes.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -105,7 +106,7 @@ Result<NpyType> ParseDescr(const std::string& descr, const std::string& path) {
   const char order = descr[0];
   const char kind = descr[1];
   const std::string size_text = descr.substr(2);
-  if (size_text.find_first_not_of("0123456789") != std::string::npos) {
+  if (size_text.size() > 2 || size_text.find_first_not_of("0123456789") != std::string::npos) {
     return refuse("is not a plain numeric type");
   }
   const std::size_t size = std::stoul(size_text);
@@ -291,9 +292,16 @@ Result<TrainTest> LoadNpyDirectory(const std::string& directory) {
                             ": x_train.npy and x_test.npy hold samples of different "
                             "shapes");
   }
+  // A classifier's output layer has one unit per class: a label beyond this is a mistake.
+  constexpr std::int64_t kMaxClasses = 1 << 20;
   std::int64_t max_label = 0;
   for (std::int64_t y : out.train.labels) max_label = std::max(max_label, y);
   for (std::int64_t y : out.test.labels) max_label = std::max(max_label, y);
+  if (max_label >= kMaxClasses) {
+    return Status::InvalidArgument(directory + ": the largest label is " +
+                                   std::to_string(max_label) + "; labels must be class indices " +
+                                   "below 2^20 (0..num_classes-1)");
+  }
   out.train.num_classes = out.test.num_classes = static_cast<int>(max_label + 1);
   const std::string clients = (std::filesystem::path(directory) / "client_train.npy").string();
   std::error_code ec;
