@@ -1,13 +1,16 @@
 #include "fedml/algorithms/fedavg.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "fedml/core/cpu.h"
+#include "fedml/core/parallel.h"
 
 namespace fedml::algorithms {
 namespace {
@@ -153,9 +156,22 @@ Status FedAvg::Fold() {
     w[j] = static_cast<double>(pending_[j].num_samples) / total;
   }
   const double keep = folded_weight_ / total;
-  const std::uint32_t bad = FoldFor(k)(mean_initialised_ ? mean_.data() : nullptr, scratch_.data(),
-                                       x, w, keep, mean_.numel());
-  if (bad == 0) {
+  const FoldFn fold = FoldFor(k);
+  const float* mean = mean_initialised_ ? mean_.data() : nullptr;
+  std::atomic<std::uint32_t> bad{0};
+  // Ranges of whole 16-float lines (so threads share at most the line at a boundary), of at
+  // least 64K parameters (below that a thread costs more than it folds).
+  const int threads = options_.threads > 0
+                          ? options_.threads
+                          : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  FEDML_RETURN_IF_ERROR(core::ParallelRanges(
+      mean_.numel(), threads, std::size_t{1} << 16, kLine, [&](std::size_t b, std::size_t e) {
+        const float* xs[kMaxFoldWidth];
+        for (int j = 0; j < k; ++j) xs[j] = x[j] + b;
+        bad.fetch_or(fold(mean ? mean + b : nullptr, scratch_.data() + b, xs, w, keep, e - b));
+        return Status::Ok();
+      }));
+  if (bad.load() == 0) {
     mean_.flat().swap(scratch_);
     mean_initialised_ = true;
     folded_weight_ = total;

@@ -180,7 +180,8 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
   } else if (options.mean_factory) {
     FEDML_ASSIGN_OR_RETURN(averaging, options.mean_factory());
   } else {
-    averaging = std::make_unique<FedAvg>(FedAvgOptions{options.fold_width});
+    averaging =
+        std::make_unique<FedAvg>(FedAvgOptions{options.fold_width, options.aggregation_threads});
   }
   if (entry->averaging == Averaging::kFedBuff) {
     averaging = std::make_unique<StalenessWeighted>(std::move(averaging), options.staleness);

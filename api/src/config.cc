@@ -333,6 +333,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("device_args", "gpu_id", &C::gpu_id, AtLeast(0)));
     k.push_back(Key<std::string>("device_args", "device", &C::device, CheckDevice));
     k.push_back(Key("device_args", "torch_threads", &C::torch_threads, AtLeast(0)));
+    k.push_back(Key("device_args", "aggregation_threads", &C::aggregation_threads, AtLeast(0)));
     k.push_back(Key("device_args", "heterogeneity", &C::heterogeneity,
                     OneOf({"none", "lognormal", "trace"})));
     k.push_back(Key("device_args", "speed_sigma", &C::speed_sigma, AtLeast(0.0)));

@@ -92,6 +92,8 @@ Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config
   // A simulation aggregates a few updates per round while training dominates, so the fold that
   // buys aggregation bandwidth (FedAvgOptions) is kept narrow here to save model copies.
   o.fold_width = 2;
+  // 0 (auto) is one thread here; RunServer gives a deployed server every core.
+  o.aggregation_threads = config.aggregation_threads > 0 ? config.aggregation_threads : 1;
   o.client_num_in_total = config.client_num_in_total;
   o.client_momentum = config.client_optimizer == "sgd" ? config.momentum : 0.0;
   o.server.type = config.server_optimizer;

@@ -78,6 +78,9 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              std::optional<core::ModelState> initial) {
   const auto t0 = core::Clock::now();
   FEDML_ASSIGN_OR_RETURN(algorithms::AggregatorOptions agg_options, AggregatorOptionsFrom(config));
+  if (options.fixed_clients && config.aggregation_threads == 0) {
+    agg_options.aggregation_threads = 0;  // a deployed server's cores are its own: all of them
+  }
   if (options.fixed_clients && agg_options.central_dp) {
     // Deployment: the clients know the run's seed, so neither the server's DP noise nor its
     // sample of clients may come from it (the accountant's amplification by sampling assumes

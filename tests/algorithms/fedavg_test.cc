@@ -134,6 +134,48 @@ TEST_CASE("FedAvg does not depend on arrival order beyond float rounding", "[fed
   }
 }
 
+TEST_CASE("FedAvg's fold split over threads gives the same bits for any thread count",
+          "[fedavg][threads]") {
+  // 300007 parameters (not a multiple of any range or vector width): ranges of 64K split it
+  // between up to 5 threads; each parameter's arithmetic is the same whichever thread folds it.
+  core::Rng rng(41);
+  std::vector<float> v(300007);
+  const auto state = [&](double scale) {
+    for (float& x : v) x = static_cast<float>(scale * rng.Normal());
+    ModelState s;
+    REQUIRE(s.Add("w", {static_cast<std::int64_t>(v.size())}, v.data()).ok());
+    return s;
+  };
+  const ModelState global = state(1.0);
+  std::vector<ClientUpdate> ups;
+  for (int i = 0; i < 11; ++i) {
+    ups.push_back(MakeUpdate(i, 1 + static_cast<std::int64_t>(rng.UniformInt(900)), state(3.0)));
+  }
+  FedAvg one(FedAvgOptions{4, 1});
+  Result<ModelState> want = RunRound(one, global, ups);
+  REQUIRE(want.ok());
+  for (int threads : {2, 3, 7, 0}) {
+    INFO(threads << " threads");
+    FedAvg many(FedAvgOptions{4, threads});
+    Result<ModelState> got = RunRound(many, global, ups);
+    REQUIRE(got.ok());
+    CHECK(*got == *want);
+  }
+  // A NaN in the last range is still found, and the round goes on without its update.
+  std::vector<ClientUpdate> with_nan = ups;
+  with_nan[5].state.data()[300000] = std::numeric_limits<float>::quiet_NaN();
+  FedAvg threaded(FedAvgOptions{4, 3});
+  REQUIRE(threaded.Begin(global, {}).ok());
+  Status st;
+  for (const ClientUpdate& u : with_nan) {
+    Status s = threaded.Accumulate(u);
+    if (!s.ok()) st = s;
+  }
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK(st.message().find("client 5") != std::string::npos);
+  CHECK(threaded.accepted() == 10);
+}
+
 TEST_CASE("FedAvg weights by sample count", "[fedavg]") {
   ModelState a, b;
   const float one = 1.0f, four = 4.0f;

@@ -18,6 +18,12 @@ struct FedAvgOptions {
   /// 0.49-0.51 / 0.52-0.56 of memcpy's read+write rate, and a pure read loop tops out at ~0.58,
   /// so 16 buys ~5% for twice the held-back memory; 4 ran ~10% slower than 8.
   int fold_width = 8;
+  /// Threads a fold is split over, by ranges of parameters (at least 64K each), the caller's
+  /// thread included; <= 0: every core (std::thread::hardware_concurrency). Each parameter's
+  /// arithmetic is the same whichever thread folds it, so the result is the same bits for any
+  /// count. 1 (the default) suits a simulation, whose workers train on the other cores while
+  /// the server folds; a deployed server or MPI rank 0 has its cores to itself.
+  int threads = 1;
 };
 
 /// Widest fold: each width has its own register-resident kernel, and past 16 input streams the

@@ -171,6 +171,9 @@ struct Config {
   std::string log_level = "info";
   // threads each worker's LibTorch may use (0 = one each so workers do not oversubscribe cores)
   int torch_threads = 0;
+  // threads the server's FedAvg fold uses (0 = every core on a deployed server, whose cores are
+  // its own; one in simulation and under MPI, where workers train beside the server)
+  int aggregation_threads = 0;
 };
 
 /// Values as text, keyed by FedML key name; what the YAML file or `--KEY VALUE` gave.
