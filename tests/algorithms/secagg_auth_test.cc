@@ -24,7 +24,7 @@ namespace {
 
 constexpr int kN = 4;
 constexpr std::uint64_t kRound = 7;
-// Participant i is client 10 + i (certificates for clients 0..15).
+// Participant i is client 10 + i (certificates for clients 0..19).
 std::int64_t ClientOf(int i) { return 10 + i; }
 
 std::string Read(const std::string& path) {
@@ -33,9 +33,10 @@ std::string Read(const std::string& path) {
   return *text;
 }
 
-SecAggParams Params() {
+SecAggParams Params(int n = kN, int k = 0) {
   SecAggParams p;
-  p.num_clients = kN;
+  p.num_clients = n;
+  p.num_neighbours = k;
   p.threshold = 3;
   p.vector_length = 3;
   p.graph_seed = 99;
@@ -44,28 +45,30 @@ SecAggParams Params() {
 
 struct Fixture {
   fedml::testing::TempDir dir{"fedml_secagg_auth"};
+  SecAggParams params;
+  int n;
   std::vector<SecAggClient> clients;
   std::vector<std::unique_ptr<SecAggClientAuth>> auths;
-  SecAggServer server{Params(), kRound};
+  SecAggServer server;
   std::unique_ptr<SecAggServerAuth> server_auth;
   std::map<int, SecAggSignedKeyList> lists;  // what each client is sent at stage 1
 
-  Fixture() {
+  explicit Fixture(SecAggParams p = Params()) : params(p), n(p.num_clients), server(p, kRound) {
     for (const char* name : {"a", "b"}) {
       core::security::CertOptions o;
       o.out_dir = dir.File(name);
-      o.clients = 16;
+      o.clients = 20;
       REQUIRE(core::security::GenerateCredentials(o).ok());
     }
     auto ca = CertificateAuthority::FromPem(Read(dir.File("a/ca.pem")));
     REQUIRE(ca.ok());
-    server_auth = std::make_unique<SecAggServerAuth>(Params(), kRound, *ca);
-    for (int i = 0; i < kN; ++i) {
-      clients.emplace_back(i, Params(), kRound);
+    server_auth = std::make_unique<SecAggServerAuth>(params, kRound, *ca);
+    for (int i = 0; i < n; ++i) {
+      clients.emplace_back(i, params, kRound);
       auths.push_back(
-          std::make_unique<SecAggClientAuth>(Params(), kRound, i, ClientOf(i), Identity(i)));
+          std::make_unique<SecAggClientAuth>(params, kRound, i, ClientOf(i), Identity(i)));
     }
-    for (int i = 0; i < kN; ++i) {
+    for (int i = 0; i < n; ++i) {
       auto keys = clients[i].AdvertiseKeys();
       REQUIRE(keys.ok());
       auto signed_keys = auths[i]->SignKeys(*keys);
@@ -94,7 +97,7 @@ struct Fixture {
   std::vector<std::uint32_t> Finish(
       const std::function<void(int, SecAggSignedUnmaskRequest&)>& tamper = {},
       std::vector<Status>* unmask_status = nullptr) {
-    for (int i = 0; i < kN; ++i) {
+    for (int i = 0; i < n; ++i) {
       REQUIRE(auths[i]->CheckKeyList(*DecodeSecAggSignedKeyList(Encode(lists[i]))).ok());
       auto shares = clients[i].ShareKeys(lists[i].list);
       REQUIRE(shares.ok());
@@ -102,7 +105,7 @@ struct Fixture {
     }
     auto for_you = server.EndSharing();
     REQUIRE(for_you.ok());
-    for (int i = 0; i < kN; ++i) {
+    for (int i = 0; i < n; ++i) {
       const std::vector<std::uint32_t> input = {std::uint32_t(i + 1), 2, 3};
       auto masked = clients[i].MaskInput((*for_you)[i], input.data());
       REQUIRE(masked.ok());
@@ -112,16 +115,19 @@ struct Fixture {
     auto requests = server.EndMasking();
     REQUIRE(requests.ok());
     server_auth->BeginConsistency(server.survivors());
-    for (int i = 0; i < kN; ++i) {
+    for (int i = 0; i < n; ++i) {
       auto request = DecodeSecAggConsistencyRequest(Encode(server_auth->ConsistencyRequest(i)));
       REQUIRE(request.ok());
       auto signature = auths[i]->SignSurvivors(*request);
       REQUIRE(signature.ok());
       REQUIRE(server_auth->AddSignature(*DecodeSecAggSurvivorSignature(Encode(*signature))).ok());
     }
-    CHECK(server_auth->signers() == std::vector<int>{0, 1, 2, 3});
-    for (int i = 0; i < kN; ++i) {
+    CHECK(server_auth->signers().size() == static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
       SecAggSignedUnmaskRequest signed_request = server_auth->SignedRequest((*requests)[i]);
+      // The signatures of the recipient's neighbourhood, itself included.
+      const int hood = params.num_neighbours == 0 ? n : params.num_neighbours + 1;
+      CHECK(signed_request.signatures.size() == static_cast<std::size_t>(hood));
       if (tamper) tamper(i, signed_request);
       auto decoded = DecodeSecAggSignedUnmaskRequest(Encode(signed_request));
       REQUIRE(decoded.ok());
@@ -150,6 +156,11 @@ TEST_CASE("a signed SecAgg round gives the exact sum", "[secagg][secagg_auth]") 
   CHECK(f.Finish() == std::vector<std::uint32_t>{1 + 2 + 3 + 4, 8, 12});
 }
 
+TEST_CASE("a signed SecAgg+ round gives the exact sum", "[secagg][secagg_auth]") {
+  Fixture f(Params(8, 4));  // k = 4: neighbourhoods of 5, t = 3
+  CHECK(f.Finish() == std::vector<std::uint32_t>{36, 16, 24});
+}
+
 TEST_CASE("a key list with substituted neighbour keys is refused", "[secagg][secagg_auth]") {
   Fixture f;
   SecAggSignedKeyList list = f.lists[0];
@@ -166,27 +177,23 @@ TEST_CASE("a key list with substituted neighbour keys is refused", "[secagg][sec
     CHECK_THAT(st.message(), Contains("participant 1 (client 11)"));
     CHECK_THAT(st.message(), Contains("signature"));
   }
-  SECTION("signed under a certificate of another CA") {
-    SecAggClientAuth forger(Params(), kRound, 1, ClientOf(1), f.Identity(1, "b"));
+  // The fake keys in participant 1's place, signed with `identity` claiming client 11.
+  auto forge = [&](const SecAggIdentity& identity) {
+    SecAggClientAuth forger(Params(), kRound, 1, ClientOf(1), identity);
     auto forged = forger.SignKeys(*fake);
     REQUIRE(forged.ok());
     list.list.neighbours[0] = *fake;
     list.credentials[0] = forged->credential;
     auto st = CheckList(f, list);
     CHECK(st.code() == StatusCode::kPermissionDenied);
-    CHECK_THAT(st.message(), Contains("not a client certificate of this deployment's CA"));
+    return st.message();
+  };
+  SECTION("signed under a certificate of another CA") {
+    CHECK_THAT(forge(f.Identity(1, "b")),
+               Contains("not a client certificate of this deployment's CA"));
   }
   SECTION("signed by a real client (participant 3's) claiming participant 1's client id") {
-    SecAggIdentity colluder = f.Identity(3);
-    // Client 13's key signs the fake keys as if it were client 11.
-    SecAggClientAuth forger(Params(), kRound, 1, ClientOf(1), colluder);
-    auto forged = forger.SignKeys(*fake);
-    REQUIRE(forged.ok());
-    list.list.neighbours[0] = *fake;
-    list.credentials[0] = forged->credential;
-    auto st = CheckList(f, list);
-    CHECK(st.code() == StatusCode::kPermissionDenied);
-    CHECK_THAT(st.message(), Contains("names client 13"));
+    CHECK_THAT(forge(f.Identity(3)), Contains("names client 13"));
   }
   SECTION("the same client's credential for two participants") {
     list.credentials[1].client_id = list.credentials[0].client_id;

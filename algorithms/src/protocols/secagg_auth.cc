@@ -242,6 +242,7 @@ SecAggSignedKeyList SecAggServerAuth::SignedList(SecAggKeyList list) const {
 void SecAggServerAuth::BeginConsistency(std::vector<int> survivors) {
   survivors_ = std::move(survivors);
   signatures_.clear();
+  if (graph_.empty()) graph_ = SecAggNeighbours(params_);
 }
 
 SecAggConsistencyRequest SecAggServerAuth::ConsistencyRequest(int id) const {
@@ -274,7 +275,17 @@ SecAggSignedUnmaskRequest SecAggServerAuth::SignedRequest(SecAggUnmaskRequest re
   SecAggSignedUnmaskRequest out;
   out.request = std::move(request);
   out.survivors = survivors_;
-  for (const auto& entry : signatures_) out.signatures.push_back(entry.second);
+  // A client counts the signatures of its neighbourhood only (for SecAgg, everyone's): the
+  // others would only make its request O(n) under SecAgg+.
+  const int id = out.request.id;
+  const std::vector<int>* hood = id >= 0 && static_cast<std::size_t>(id) < graph_.size()
+                                     ? &graph_[static_cast<std::size_t>(id)]
+                                     : nullptr;
+  for (const auto& [signer, signature] : signatures_) {
+    if (signer == id || (hood && std::binary_search(hood->begin(), hood->end(), signer))) {
+      out.signatures.push_back(signature);
+    }
+  }
   return out;
 }
 

@@ -18,13 +18,14 @@
 // 2. Consistency round, between masked input and unmasking: the server sends every client of U3
 //    the whole of U3 (SecAggConsistencyRequest); the client signs
 //      "fedml-secagg-survivors-v1" | the same binding | u32 count | ids (u32 each)
-//    (SecAggSurvivorSignature) once; the server forwards the signatures it got with each unmask
-//    request (SecAggSignedUnmaskRequest). The client reveals shares only when the U3 of the
-//    request is the U3 it signed, the request's survivors and dropped are exactly U3 and the rest
-//    of its stage-2 survivors within its neighbourhood, and at least `threshold` distinct members
-//    of its neighbourhood (itself included) signed that U3 with keys it verified in 1. For
-//    SecAgg the neighbourhood is everyone: this is Bonawitz et al.'s check. For SecAgg+ it is the
-//    same check within each neighbourhood, where each client's secrets are shared.
+//    (SecAggSurvivorSignature) once; the server forwards the signatures it got from each
+//    client's neighbourhood with that client's unmask request (SecAggSignedUnmaskRequest). The
+//    client reveals shares only when the U3 of the request is the U3 it signed, the request's
+//    survivors and dropped are exactly U3 and the rest of its stage-2 survivors within its
+//    neighbourhood, and at least `threshold` distinct members of its neighbourhood (itself
+//    included) signed that U3 with keys it verified in 1. For SecAgg the neighbourhood is everyone:
+//    this is Bonawitz et al.'s check. For SecAgg+ it is the same check within each neighbourhood,
+//    where each client's secrets are shared.
 //
 // Every value a peer or the server sends is bounded: signatures at most
 // core::security::kMaxSignatureBytes, certificates kMaxCertificatePemBytes, lists at most n ids
@@ -181,7 +182,8 @@ class SecAggServerAuth {
   Status AddSignature(const SecAggSurvivorSignature& signature);
   /// The clients whose signature arrived (U4's candidates), increasing.
   std::vector<int> signers() const;
-  /// `request` with U3 and every signature collected.
+  /// `request` with U3 and the signatures collected from its recipient's neighbourhood (itself
+  /// included: everyone's for SecAgg), which are those the recipient counts.
   SecAggSignedUnmaskRequest SignedRequest(SecAggUnmaskRequest request) const;
 
  private:
@@ -192,6 +194,7 @@ class SecAggServerAuth {
   std::map<int, core::security::VerifyingKey> keys_;
   std::vector<int> survivors_;
   std::map<int, SecAggSurvivorSignature> signatures_;
+  std::vector<std::vector<int>> graph_;  // SecAggNeighbours(params_), made at BeginConsistency
 };
 
 }  // namespace fedml::algorithms
