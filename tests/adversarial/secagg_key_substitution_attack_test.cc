@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,17 +74,26 @@ std::vector<std::uint8_t> EncodeOrFail(const core::Message& m) {
   return std::vector<std::uint8_t>(frame->begin(), frame->end());
 }
 
-/// The hostile server's transport layer: passes everything through, except that it runs the
-/// shadow round with the victim (see the file comment).
-class KeySubstitutingServer final : public core::Communicator {
+/// A hostile server's transport layer: the server code's communicator, passed through except
+/// for what Send and Recv change.
+class ServerInTheMiddle : public core::Communicator {
  public:
-  KeySubstitutingServer(core::Communicator& inner, const fedml::testing::TempDir& dir,
-                        Forgery forgery, Loot& loot)
-      : inner_(inner), dir_(dir), forgery_(forgery), loot_(loot) {}
+  explicit ServerInTheMiddle(core::Communicator& inner) : inner_(inner) {}
   int rank() const override { return inner_.rank(); }
   int world_size() const override { return inner_.world_size(); }
   std::string backend() const override { return inner_.backend(); }
   void Abort(const Status& reason) override { inner_.Abort(reason); }
+
+ protected:
+  core::Communicator& inner_;
+};
+
+/// The key-substituting server: runs the shadow round with the victim (see the file comment).
+class KeySubstitutingServer final : public ServerInTheMiddle {
+ public:
+  KeySubstitutingServer(core::Communicator& inner, const fedml::testing::TempDir& dir,
+                        Forgery forgery, Loot& loot)
+      : ServerInTheMiddle(inner), dir_(dir), forgery_(forgery), loot_(loot) {}
 
   Status Send(int dst, std::vector<std::uint8_t> payload) override {
     if (dst == kVictim + 1) {
@@ -174,7 +184,6 @@ class KeySubstitutingServer final : public core::Communicator {
       auto it = puppets_.emplace(j, alg::SecAggClient(j, task.params, task.round_id)).first;
       auto keys = it->second.AdvertiseKeys();
       REQUIRE(keys.ok());
-      puppet_keys_[j] = *keys;
       REQUIRE(shadow_->AddKeys(*keys).ok());
     }
     auto lists = shadow_->EndAdvertise();
@@ -228,17 +237,35 @@ class KeySubstitutingServer final : public core::Communicator {
     return alg::SecAggIdentity{*key, read(base + ".pem"), *ca};
   }
 
-  core::Communicator& inner_;
   const fedml::testing::TempDir& dir_;
   Forgery forgery_;
   Loot& loot_;
   std::unique_ptr<alg::SecAggServer> shadow_;
   std::map<int, alg::SecAggClient> puppets_;
-  std::map<int, alg::SecAggKeys> puppet_keys_;
   alg::SecAggKeyList victim_list_;
   bool victim_keys_ = false;
   std::optional<alg::SecAggSharesForYou> for_victim_;
 };
+
+/// SecAgg, threshold 3 of 5; signed when `signed_round` (the server checks against dir's CA).
+SecureAggregationOptions SecAgg3Of5(const fedml::testing::TempDir& dir, bool signed_round) {
+  SecureAggregationOptions secure;
+  secure.protocol = "secagg";
+  secure.reconstruction_threshold = 3;
+  if (signed_round) secure.signing_ca_pem = fedml::testing::CaOf(dir);
+  return secure;
+}
+
+/// Every client honest, with its certificate (so signing, and refusing unsigned rounds) when
+/// `with_identity`.
+std::function<Status(core::Communicator&, int)> Honest(const fedml::testing::TempDir& dir,
+                                                       bool with_identity) {
+  return [&dir, with_identity](core::Communicator& comm, int id) {
+    WorkerOptions wo;
+    if (with_identity) wo.secure_identity = fedml::testing::IdentityOf(dir, id);
+    return fedml::testing::ServeHonestly(comm, id, wo);
+  };
+}
 
 /// SecAgg, threshold 3 of 5, over mTLS with the key-substituting server; `signed_round` gives
 /// the clients their certificates and the server the CA.
@@ -250,20 +277,11 @@ void RunAttack(const char* name, bool signed_round, Forgery forgery, Loot& loot,
   evil.out_dir = dir.File("evil");
   evil.clients = kClients;
   REQUIRE(core::security::GenerateCredentials(evil).ok());
-  SecureAggregationOptions secure;
-  secure.protocol = "secagg";
-  secure.reconstruction_threshold = 3;
-  if (signed_round) secure.signing_ca_pem = fedml::testing::CaOf(dir);
-  run = fedml::testing::RunSecureRound(
-      dir, kClients, secure,
-      [&dir, signed_round](core::Communicator& comm, int id) {
-        WorkerOptions wo;
-        if (signed_round) wo.secure_identity = fedml::testing::IdentityOf(dir, id);
-        return fedml::testing::ServeHonestly(comm, id, wo);
-      },
-      [&](core::Communicator& inner) {
-        return std::make_unique<KeySubstitutingServer>(inner, dir, forgery, loot);
-      });
+  run = fedml::testing::RunSecureRound(dir, kClients, SecAgg3Of5(dir, signed_round),
+                                       Honest(dir, signed_round), [&](core::Communicator& inner) {
+                                         return std::make_unique<KeySubstitutingServer>(
+                                             inner, dir, forgery, loot);
+                                       });
 }
 
 /// The victim's model as the shadow round's sum gives it (the puppets' inputs are zeros).
@@ -322,16 +340,8 @@ TEST_CASE("an honest signed secure round over mutual TLS gives the exact mean",
           "[adversarial][secagg]") {
   const fedml::testing::TempDir dir("fedml_secagg_signed_honest");
   fedml::testing::MakeCredentials(dir, kClients);
-  SecureAggregationOptions secure;
-  secure.protocol = "secagg";
-  secure.reconstruction_threshold = 3;
-  secure.signing_ca_pem = fedml::testing::CaOf(dir);
-  auto run = fedml::testing::RunSecureRound(
-      dir, kClients, secure, [&dir](core::Communicator& comm, int id) {
-        WorkerOptions wo;
-        wo.secure_identity = fedml::testing::IdentityOf(dir, id);
-        return fedml::testing::ServeHonestly(comm, id, wo);
-      });
+  auto run =
+      fedml::testing::RunSecureRound(dir, kClients, SecAgg3Of5(dir, true), Honest(dir, true));
   REQUIRE(run.model.ok());
   REQUIRE(run.history.size() == 1);
   const RoundMetrics& m = run.history[0];
@@ -350,15 +360,9 @@ TEST_CASE("clients with certificates refuse an unsigned secure round before trai
   const fedml::testing::TempDir dir("fedml_secagg_unsigned_refused");
   fedml::testing::MakeCredentials(dir, kClients);
   DistinctTrainer::trained = 0;
-  SecureAggregationOptions secure;  // a server that leaves the signatures out
-  secure.protocol = "secagg";
-  secure.reconstruction_threshold = 3;
-  auto run = fedml::testing::RunSecureRound(
-      dir, kClients, secure, [&dir](core::Communicator& comm, int id) {
-        WorkerOptions wo;
-        wo.secure_identity = fedml::testing::IdentityOf(dir, id);
-        return fedml::testing::ServeHonestly(comm, id, wo);
-      });
+  // A server that leaves the signatures out.
+  auto run =
+      fedml::testing::RunSecureRound(dir, kClients, SecAgg3Of5(dir, false), Honest(dir, true));
   REQUIRE(run.model.ok());
   REQUIRE(run.history.size() == 1);
   CHECK(run.history[0].extra.count("secagg_aborted") == 1);
@@ -381,14 +385,10 @@ struct SplitLoot {
 /// asks them (in unmask requests of its own, sent before the real server's for the others) for
 /// client 4's mask-key shares, with every survivor signature it collected, and reads their
 /// answers itself.
-class SurvivorSplittingServer final : public core::Communicator {
+class SurvivorSplittingServer final : public ServerInTheMiddle {
  public:
   SurvivorSplittingServer(core::Communicator& inner, SplitLoot& loot)
-      : inner_(inner), loot_(loot) {}
-  int rank() const override { return inner_.rank(); }
-  int world_size() const override { return inner_.world_size(); }
-  std::string backend() const override { return inner_.backend(); }
-  void Abort(const Status& reason) override { inner_.Abort(reason); }
+      : ServerInTheMiddle(inner), loot_(loot) {}
 
   Status Send(int dst, std::vector<std::uint8_t> payload) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -467,7 +467,6 @@ class SurvivorSplittingServer final : public core::Communicator {
     }
   }
 
-  core::Communicator& inner_;
   SplitLoot& loot_;
   std::mutex mu_;
   std::vector<int> fake_u3_;
@@ -479,19 +478,9 @@ class SurvivorSplittingServer final : public core::Communicator {
 TEST_CASE("clients told a different U3 than the others refuse to unmask", "[adversarial][secagg]") {
   const fedml::testing::TempDir dir("fedml_attack_secagg_split_u3");
   fedml::testing::MakeCredentials(dir, kClients);
-  SecureAggregationOptions secure;
-  secure.protocol = "secagg";
-  secure.reconstruction_threshold = 3;
-  secure.signing_ca_pem = fedml::testing::CaOf(dir);
   SplitLoot loot;
   auto run = fedml::testing::RunSecureRound(
-      dir, kClients, secure,
-      [&dir](core::Communicator& comm, int id) {
-        WorkerOptions wo;
-        wo.secure_identity = fedml::testing::IdentityOf(dir, id);
-        return fedml::testing::ServeHonestly(comm, id, wo);
-      },
-      [&loot](core::Communicator& inner) {
+      dir, kClients, SecAgg3Of5(dir, true), Honest(dir, true), [&loot](core::Communicator& inner) {
         return std::make_unique<SurvivorSplittingServer>(inner, loot);
       });
   REQUIRE(loot.injected);
