@@ -117,6 +117,9 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
     // the CA that admits them over TLS, and runs every secure round signed.
     FEDML_ASSIGN_OR_RETURN(options.secure.signing_ca_pem,
                            core::security::ReadTextFile(args.security.certs_dir + "/ca.pem"));
+    FEDML_LOG_INFO(
+        "secure aggregation rounds are signed: clients sign their keys with their TLS "
+        "certificates, and a consistency round runs before unmasking (secagg_signed_keys)");
   }
   if (!config.ledger_file.empty() && !args.security.insecure) {
     // The ledger's heads are signed with the key of server.pem, which the clients can check.
