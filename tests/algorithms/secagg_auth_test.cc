@@ -205,6 +205,11 @@ TEST_CASE("a key list with substituted neighbour keys is refused", "[secagg][sec
     CHECK(st.code() == StatusCode::kPermissionDenied);
     CHECK_THAT(st.message(), Contains("participant 3"));
   }
+  SECTION("more neighbours than the round has, refused before any is checked") {
+    list.list.neighbours.resize(kN, list.list.neighbours[0]);
+    list.credentials.resize(kN, list.credentials[0]);
+    CHECK(CheckList(f, list).code() == StatusCode::kInvalidArgument);
+  }
   SECTION("credentials that do not match the neighbours") {
     list.credentials.pop_back();
     CHECK(CheckList(f, list).code() == StatusCode::kInvalidArgument);

@@ -103,6 +103,11 @@ Status SecAggClientAuth::CheckKeyList(const SecAggSignedKeyList& keys) {
                                    " neighbours but " + Str(keys.credentials.size()) +
                                    " credentials");
   }
+  // Bounded before any certificate is checked: each check costs the client a verification.
+  if (list.neighbours.size() >= static_cast<std::size_t>(params_.num_clients)) {
+    return Status::InvalidArgument("the key list has " + Str(list.neighbours.size()) +
+                                   " neighbours in a round of " + Str(params_.num_clients));
+  }
   std::set<std::int64_t> clients = {client_id_};
   std::map<int, core::security::VerifyingKey> verified;
   for (std::size_t i = 0; i < list.neighbours.size(); ++i) {
