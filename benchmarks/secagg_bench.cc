@@ -17,12 +17,22 @@
 // interleaved with the SecAgg servers' AddMaskedInput calls, on the same freshly made inputs, so
 // that both see the same cache state and the same load from other jobs on a shared machine.
 //
+// Signed rounds (--signatures on, secagg_auth.h): each client's keys are signed with a P-256 key
+// of a certificate from a fresh `fedml certs` CA (made untimed), the server and every client
+// check them, and the consistency round runs before unmasking. The signing, checking and
+// consistency calls are timed into the client's and server's compute like the protocol calls
+// around them (client: AdvertiseKeys + signing, ShareKeys + key-list check, the consistency
+// signature, Unmask + request check; server: credential checks with AddKeys, forwarding, the
+// consistency round with the unmask stage). --signatures off,on runs both on the same inputs.
+//
 // The server side can run with several thread counts on the same round (--server_threads, 0 =
 // auto): each count gets its own SecAggServer (its `threads` argument) fed the same decoded
 // messages; the first drives
 // the clients, the others' messages are checked byte-identical, and every server's sum is checked
 // exactly.
 #include <CLI/CLI.hpp>
+
+#include <stdlib.h>  // mkdtemp
 
 #include <openssl/opensslv.h>
 
@@ -34,6 +44,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -44,8 +55,10 @@
 
 #include "fedml/algorithms/fedavg.h"
 #include "fedml/algorithms/protocols/secagg.h"
+#include "fedml/algorithms/protocols/secagg_auth.h"
 #include "fedml/core/model_state.h"
 #include "fedml/core/random.h"
+#include "fedml/core/security/credentials.h"
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
 
@@ -117,6 +130,7 @@ struct Args {
   int mask_reps = 64;
   double openssl_kbps = 0.0;  // AES-256-CTR from `openssl speed`, in 1000s of bytes/s
   std::uint64_t seed = 7;
+  std::vector<std::string> signatures = {"off"};  // signed rounds: off, on
 };
 
 // Flags (CLI11); values are checked here, so a run never starts with a setting it cannot use.
@@ -153,6 +167,10 @@ int ParseArgs(int argc, char** argv, Args* a) {
                  "AES-256-CTR speed from openssl speed, 1000s of bytes/s")
       ->check(CLI::Range(1e-3, 1e15));
   app.add_option("--seed", a->seed, "inputs' seed");
+  app.add_option("--signatures", a->signatures,
+                 "signed rounds (keys signed, consistency round) off and/or on (list)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"off", "on"}));
   CLI11_PARSE(app, argc, argv);
   a->drop_stage = stage == "advertise" ? DropStage::kAfterAdvertise
                   : stage == "mask"    ? DropStage::kAfterMask
@@ -280,11 +298,12 @@ std::vector<char> ChooseDropped(const Args& a, const alg::SecAggParams& p,
 struct ServerRun {
   int threads_flag = 0;  // as given in --server_threads
   std::unique_ptr<alg::SecAggServer> server;
-  Stopwatch setup;    // AddKeys, EndAdvertise, AddShares, EndSharing
-  Stopwatch masked;   // AddMaskedInput, EndMasking
-  Stopwatch unmask;   // AddUnmaskReply
-  Stopwatch finish;   // Finish
-  Stopwatch dequant;  // DequantizeSum
+  std::unique_ptr<alg::SecAggServerAuth> auth;  // signed rounds
+  Stopwatch setup;                              // AddKeys, EndAdvertise, AddShares, EndSharing
+  Stopwatch masked;                             // AddMaskedInput, EndMasking
+  Stopwatch unmask;                             // AddUnmaskReply
+  Stopwatch finish;                             // Finish
+  Stopwatch dequant;                            // DequantizeSum
   double total() const {
     return setup.total() + masked.total() + unmask.total() + finish.total() + dequant.total();
   }
@@ -301,7 +320,7 @@ struct RoundReport {
   double client_seconds = 0.0, client_cpu = 0.0;
   // Per stage: total seconds and callers (a stage's mean is over the clients that called it).
   double client_quantize = 0.0, client_advertise = 0.0, client_share = 0.0, client_mask = 0.0,
-         client_unmask = 0.0;
+         client_unmask = 0.0, client_consistency = 0.0;
   int callers_share = 0, callers_mask = 0, callers_unmask = 0;
   double codec_seconds = 0.0;
   double client_up_bytes = 0.0, client_down_bytes = 0.0;  // mean over completed clients
@@ -328,9 +347,45 @@ fedml::Status StatusOf(const fedml::Result<T>& r) {
   return r.ok() ? fedml::Status::Ok() : r.status();
 }
 
+// Certificates for n clients from a fresh CA in a temporary folder (removed when done), and each
+// client's identity: what a signed round needs. Made untimed.
+struct Signing {
+  std::vector<alg::SecAggIdentity> identities;
+  std::unique_ptr<sec::CertificateAuthority> ca;
+};
+
+fedml::Result<Signing> MakeSigning(int n) {
+  std::string dir = (std::filesystem::temp_directory_path() / "secagg_bench_XXXXXX").string();
+  if (mkdtemp(dir.data()) == nullptr) return fedml::Status::Internal("mkdtemp failed");
+  struct Remove {
+    std::string dir;
+    ~Remove() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } remove{dir};
+  sec::CertOptions certs;
+  certs.out_dir = dir;
+  certs.clients = n;
+  FEDML_RETURN_IF_ERROR(sec::GenerateCredentials(certs));
+  Signing out;
+  FEDML_ASSIGN_OR_RETURN(const std::string ca_pem, sec::ReadTextFile(dir + "/ca.pem"));
+  FEDML_ASSIGN_OR_RETURN(sec::CertificateAuthority ca, sec::CertificateAuthority::FromPem(ca_pem));
+  out.ca = std::make_unique<sec::CertificateAuthority>(ca);
+  for (int u = 0; u < n; ++u) {
+    const std::string base = dir + "/client-" + std::to_string(u);
+    FEDML_ASSIGN_OR_RETURN(const std::string key_pem, sec::ReadTextFile(base + ".key"));
+    FEDML_ASSIGN_OR_RETURN(std::string cert_pem, sec::ReadTextFile(base + ".pem"));
+    FEDML_ASSIGN_OR_RETURN(sec::SigningKey key, sec::SigningKey::FromPem(key_pem));
+    out.identities.push_back(alg::SecAggIdentity{key, std::move(cert_pem), ca});
+  }
+  return out;
+}
+
+// One round; `signing` (null: unsigned) makes it a signed round.
 RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
-                      const std::vector<std::vector<int>>& graph,
-                      const std::vector<char>& dropped) {
+                      const std::vector<std::vector<int>>& graph, const std::vector<char>& dropped,
+                      const Signing* signing) {
   RoundReport rep;
   const int n = p.num_clients;
   const std::size_t nn = static_cast<std::size_t>(n);
@@ -341,11 +396,20 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
   for (std::size_t s = 0; s < servers.size(); ++s) {
     servers[s].threads_flag = a.server_threads[s];
     servers[s].server = std::make_unique<alg::SecAggServer>(p, kRoundId, a.server_threads[s]);
+    if (signing)
+      servers[s].auth = std::make_unique<alg::SecAggServerAuth>(p, kRoundId, *signing->ca);
   }
 
   std::vector<alg::SecAggClient> clients;
   clients.reserve(nn);
   for (int u = 0; u < n; ++u) clients.emplace_back(u, p, kRoundId);
+  std::vector<std::unique_ptr<alg::SecAggClientAuth>> auths(nn);  // signed rounds
+  if (signing) {
+    for (int u = 0; u < n; ++u) {
+      auths[static_cast<std::size_t>(u)] = std::make_unique<alg::SecAggClientAuth>(
+          p, kRoundId, u, u, signing->identities[static_cast<std::size_t>(u)]);
+    }
+  }
   std::vector<double> client_time(nn, 0.0), client_cpu(nn, 0.0);
   std::vector<double> up(nn, 0.0), down(nn, 0.0);
   std::vector<char> completed(nn, 0);
@@ -397,6 +461,24 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
     auto keys = client_call(u, &rep.client_advertise,
                             [&] { return clients[static_cast<std::size_t>(u)].AdvertiseKeys(); });
     BENCH_TRY(StatusOf(keys), "AdvertiseKeys");
+    if (signing) {
+      auto signed_keys = client_call(u, &rep.client_advertise, [&] {
+        return auths[static_cast<std::size_t>(u)]->SignKeys(keys.value());
+      });
+      BENCH_TRY(StatusOf(signed_keys), "SignKeys");
+      const Bytes wire = codec.Time([&] { return alg::Encode(signed_keys.value()); });
+      up[static_cast<std::size_t>(u)] += static_cast<double>(wire.size());
+      auto dec = codec.Time([&] { return alg::DecodeSecAggSignedKeys(wire); });
+      BENCH_TRY(StatusOf(dec), "DecodeSecAggSignedKeys");
+      for (auto& sr : servers) {
+        BENCH_TRY(sr.setup.Time([&] { return sr.auth->AddKeys(dec.value(), u); }),
+                  "SecAggServerAuth::AddKeys");
+      }
+      BENCH_TRY(to_servers(&ServerRun::setup,
+                           [&](alg::SecAggServer& s) { return s.AddKeys(dec.value().keys); }),
+                "AddKeys");
+      continue;
+    }
     const Bytes wire = codec.Time([&] { return alg::Encode(keys.value()); });
     up[static_cast<std::size_t>(u)] += static_cast<double>(wire.size());
     auto dec = codec.Time([&] { return alg::DecodeSecAggKeys(wire); });
@@ -415,11 +497,29 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
     const int u = entry.first;
     const auto& list = entry.second;
     const std::size_t uu = static_cast<std::size_t>(u);
-    const Bytes wire = codec.Time([&] { return alg::Encode(list); });
+    alg::SecAggSignedKeyList signed_list;
+    if (signing) {
+      for (auto& sr : servers) {
+        auto forwarded = sr.setup.Time([&] { return sr.auth->SignedList(list); });
+        if (&sr == &servers[0]) signed_list = std::move(forwarded);
+      }
+    }
+    const Bytes wire =
+        codec.Time([&] { return signing ? alg::Encode(signed_list) : alg::Encode(list); });
     rep.server_sent_bytes += static_cast<double>(wire.size());
     down[uu] += static_cast<double>(wire.size());
     if (drop_advertise && dropped[uu]) continue;
-    auto dec = codec.Time([&] { return alg::DecodeSecAggKeyList(wire); });
+    fedml::Result<alg::SecAggKeyList> dec = fedml::Status::Internal("not decoded");
+    if (signing) {
+      auto sdec = codec.Time([&] { return alg::DecodeSecAggSignedKeyList(wire); });
+      BENCH_TRY(StatusOf(sdec), "DecodeSecAggSignedKeyList");
+      BENCH_TRY(
+          client_call(u, &rep.client_share, [&] { return auths[uu]->CheckKeyList(sdec.value()); }),
+          "CheckKeyList");
+      dec = std::move(sdec.value().list);
+    } else {
+      dec = codec.Time([&] { return alg::DecodeSecAggKeyList(wire); });
+    }
     BENCH_TRY(StatusOf(dec), "DecodeSecAggKeyList");
     ++rep.callers_share;
     auto shares =
@@ -469,6 +569,7 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
     auto masked = client_call(u, &rep.client_mask,
                               [&] { return clients[uu].MaskInput(dec.value(), q.data()); });
     BENCH_TRY(StatusOf(masked), "MaskInput");
+    if (signing) auths[uu]->NoteSurvivors(dec.value().survivors);
     const Bytes out = codec.Time([&] { return alg::Encode(masked.value()); });
     up[uu] += static_cast<double>(out.size());
     auto mdec = codec.Time([&] { return alg::DecodeSecAggMaskedInput(out); });
@@ -503,16 +604,65 @@ RoundReport RunSecAgg(const Args& a, const alg::SecAggParams& p,
   }
   rep.summands = static_cast<int>(servers[0].server->survivors().size());
 
+  // Signed rounds: the consistency round (U3 out, each survivor's signature back).
+  if (signing) {
+    for (auto& sr : servers) {
+      sr.unmask.Time([&] {
+        sr.auth->BeginConsistency(sr.server->survivors());
+        return 0;
+      });
+    }
+    for (const auto& entry : requests) {
+      const int u = entry.first;
+      const std::size_t uu = static_cast<std::size_t>(u);
+      const Bytes wire =
+          codec.Time([&] { return alg::Encode(servers[0].auth->ConsistencyRequest(u)); });
+      rep.server_sent_bytes += static_cast<double>(wire.size());
+      down[uu] += static_cast<double>(wire.size());
+      if (drop_mask && dropped[uu]) continue;
+      auto dec = codec.Time([&] { return alg::DecodeSecAggConsistencyRequest(wire); });
+      BENCH_TRY(StatusOf(dec), "DecodeSecAggConsistencyRequest");
+      auto signature = client_call(u, &rep.client_consistency,
+                                   [&] { return auths[uu]->SignSurvivors(dec.value()); });
+      BENCH_TRY(StatusOf(signature), "SignSurvivors");
+      const Bytes out = codec.Time([&] { return alg::Encode(signature.value()); });
+      up[uu] += static_cast<double>(out.size());
+      auto sdec = codec.Time([&] { return alg::DecodeSecAggSurvivorSignature(out); });
+      BENCH_TRY(StatusOf(sdec), "DecodeSecAggSurvivorSignature");
+      for (auto& sr : servers) {
+        BENCH_TRY(sr.unmask.Time([&] { return sr.auth->AddSignature(sdec.value()); }),
+                  "AddSignature");
+      }
+    }
+  }
+
   // Stage 3.
   for (auto& entry : requests) {
     const int u = entry.first;
     const auto& msg = entry.second;
     const std::size_t uu = static_cast<std::size_t>(u);
-    const Bytes wire = codec.Time([&] { return alg::Encode(msg); });
+    if (drop_mask && dropped[uu] && signing) continue;  // it did not sign: not asked to unmask
+    alg::SecAggSignedUnmaskRequest signed_request;
+    if (signing) {
+      for (auto& sr : servers) {
+        auto forwarded = sr.unmask.Time([&] { return sr.auth->SignedRequest(msg); });
+        if (&sr == &servers[0]) signed_request = std::move(forwarded);
+      }
+    }
+    const Bytes wire =
+        codec.Time([&] { return signing ? alg::Encode(signed_request) : alg::Encode(msg); });
     rep.server_sent_bytes += static_cast<double>(wire.size());
     down[uu] += static_cast<double>(wire.size());
     if (drop_mask && dropped[uu]) continue;
-    auto dec = codec.Time([&] { return alg::DecodeSecAggUnmaskRequest(wire); });
+    fedml::Result<alg::SecAggUnmaskRequest> dec = fedml::Status::Internal("not decoded");
+    if (signing) {
+      auto sdec = codec.Time([&] { return alg::DecodeSecAggSignedUnmaskRequest(wire); });
+      BENCH_TRY(StatusOf(sdec), "DecodeSecAggSignedUnmaskRequest");
+      dec = client_call(u, &rep.client_unmask,
+                        [&] { return auths[uu]->CheckUnmaskRequest(sdec.value()); });
+    } else {
+      dec = codec.Time([&] { return alg::DecodeSecAggUnmaskRequest(wire); });
+    }
     BENCH_TRY(StatusOf(dec), "DecodeSecAggUnmaskRequest");
     ++rep.callers_unmask;
     auto reply =
@@ -687,90 +837,108 @@ int Main(int argc, char** argv) {
         continue;
       }
       const auto graph = alg::SecAggNeighbours(p);
+      std::unique_ptr<Signing> signing;  // made once per n when a signed round is asked for
+      if (std::count(args.signatures.begin(), args.signatures.end(), "on") > 0) {
+        auto made = MakeSigning(n);
+        if (!made.ok()) {
+          std::printf("%s n=%d: certificates: %s\n", mode.c_str(), n,
+                      made.status().ToString().c_str());
+          failed = true;
+          continue;
+        }
+        signing = std::make_unique<Signing>(std::move(made).value());
+      }
       for (double f : args.dropout) {
-        const int count = static_cast<int>(std::floor(f * n + 0.5));
-        std::printf("\n== %s n=%d k=%d (neighbourhood %d) t=%d, dropout %.0f%% (%d clients)\n",
-                    mode.c_str(), n, mode == "secagg" ? n - 1 : p.num_neighbours, hood, p.threshold,
-                    100.0 * f, count);
-        std::string how;
-        const std::vector<char> dropped = ChooseDropped(args, p, graph, count, &how);
-        if (count > 0) std::printf("  dropouts %s\n", how.c_str());
-        if (dropped.empty()) {
-          std::printf("  SKIPPED: no dropout set of this size keeps the round alive\n");
-          continue;
-        }
-        const auto t0 = Clock::now();
-        RoundReport rep = RunSecAgg(args, p, graph, dropped);
-        if (!rep.ok) {
-          std::printf("  FAILED: %s\n", rep.error.c_str());
-          failed = true;
-          continue;
-        }
-        std::vector<int> survivors;
-        {
-          // U3: the clients whose input is in the sum.
-          for (int u = 0; u < n; ++u) {
-            const bool gone =
-                dropped[static_cast<std::size_t>(u)] && args.drop_stage != DropStage::kAfterMask;
-            if (!gone) survivors.push_back(u);
+        for (const std::string& signatures : args.signatures) {
+          const bool signed_round = signatures == "on";
+          const int count = static_cast<int>(std::floor(f * n + 0.5));
+          std::printf("\n== %s n=%d k=%d (neighbourhood %d) t=%d, dropout %.0f%% (%d clients)%s\n",
+                      mode.c_str(), n, mode == "secagg" ? n - 1 : p.num_neighbours, hood,
+                      p.threshold, 100.0 * f, count,
+                      signed_round ? ", signed round (keys signed, consistency round)" : "");
+          std::string how;
+          const std::vector<char> dropped = ChooseDropped(args, p, graph, count, &how);
+          if (count > 0) std::printf("  dropouts %s\n", how.c_str());
+          if (dropped.empty()) {
+            std::printf("  SKIPPED: no dropout set of this size keeps the round alive\n");
+            continue;
           }
-        }
-        const double plain = rep.plain_seconds, plain_cpu = rep.plain_cpu, diff = rep.plain_diff;
-        const double tol = 1e-4;
-        std::printf(
-            "  sum check: the unmasked sum equals the plain quantized sum of the %d "
-            "survivors exactly; dequantized mean vs FedAvg: max |diff| %.2e (tolerance "
-            "%.0e)\n",
-            rep.summands, diff, tol);
-        if (diff > tol) failed = true;
-        if (rep.summands != static_cast<int>(survivors.size())) {
-          std::printf("  FAILED: the server summed %d inputs, expected %zu\n", rep.summands,
-                      survivors.size());
-          failed = true;
-          continue;
-        }
-        auto per = [](double total, int callers) { return total / std::max(1, callers); };
-        std::printf(
-            "  client compute, mean of the %d clients that ran all four calls: %.4f s wall, "
-            "%.4f s CPU (stage means over their callers, wall: quantize %.4f, AdvertiseKeys "
-            "%.5f, ShareKeys %.4f, MaskInput %.4f, Unmask %.5f)\n",
-            rep.completed, rep.client_seconds, rep.client_cpu,
-            per(rep.client_quantize, rep.callers_mask), per(rep.client_advertise, n),
-            per(rep.client_share, rep.callers_share), per(rep.client_mask, rep.callers_mask),
-            per(rep.client_unmask, rep.callers_unmask));
-        std::printf(
-            "  plaintext FedAvg: server %.4f s wall, %.4f s CPU (Begin + %zu Accumulate + "
-            "Finalize, interleaved with the SecAgg round), client compute 0\n",
-            plain, plain_cpu, survivors.size());
-        Summary s{mode, n, f, rep.client_seconds, plain, plain_cpu, rep.client_up_bytes / plain_up,
-                  {},   {}};
-        for (std::size_t i = 0; i < rep.server_seconds.size(); ++i) {
-          const double keystream =
-              static_cast<double>(rep.finish_masks) * 4.0 * static_cast<double>(len);
+          const auto t0 = Clock::now();
+          RoundReport rep =
+              RunSecAgg(args, p, graph, dropped, signed_round ? signing.get() : nullptr);
+          if (!rep.ok) {
+            std::printf("  FAILED: %s\n", rep.error.c_str());
+            failed = true;
+            continue;
+          }
+          std::vector<int> survivors;
+          {
+            // U3: the clients whose input is in the sum.
+            for (int u = 0; u < n; ++u) {
+              const bool gone =
+                  dropped[static_cast<std::size_t>(u)] && args.drop_stage != DropStage::kAfterMask;
+              if (!gone) survivors.push_back(u);
+            }
+          }
+          const double plain = rep.plain_seconds, plain_cpu = rep.plain_cpu, diff = rep.plain_diff;
+          const double tol = 1e-4;
           std::printf(
-              "  server compute, %s: %.4f s wall = %.2fx plaintext; %.4f s CPU = %.2fx "
-              "plaintext CPU\n    (masked-input adds %.4f s wall; Finish %.4f s wall, %.4f s "
-              "CPU: %zu mask expansions of 4 L bytes, %.2f GB/s of keystream per wall second, "
-              "%.2f per CPU second)\n",
-              ThreadsName(rep.threads_flags[i]).c_str(), rep.server_seconds[i],
-              rep.server_seconds[i] / plain, rep.server_cpu[i], rep.server_cpu[i] / plain_cpu,
-              rep.server_masked[i], rep.server_finish[i], rep.server_finish_cpu[i],
-              rep.finish_masks, keystream / rep.server_finish[i] / 1e9,
-              keystream / rep.server_finish_cpu[i] / 1e9);
-          s.server_s.push_back(rep.server_seconds[i]);
-          s.server_cpu.push_back(rep.server_cpu[i]);
+              "  sum check: the unmasked sum equals the plain quantized sum of the %d "
+              "survivors exactly; dequantized mean vs FedAvg: max |diff| %.2e (tolerance "
+              "%.0e)\n",
+              rep.summands, diff, tol);
+          if (diff > tol) failed = true;
+          if (rep.summands != static_cast<int>(survivors.size())) {
+            std::printf("  FAILED: the server summed %d inputs, expected %zu\n", rep.summands,
+                        survivors.size());
+            failed = true;
+            continue;
+          }
+          auto per = [](double total, int callers) { return total / std::max(1, callers); };
+          std::printf(
+              "  client compute, mean of the %d clients that ran all four calls: %.4f s wall, "
+              "%.4f s CPU (stage means over their callers, wall: quantize %.4f, AdvertiseKeys "
+              "%.5f, ShareKeys %.4f, MaskInput %.4f, consistency %.5f, Unmask %.5f)\n",
+              rep.completed, rep.client_seconds, rep.client_cpu,
+              per(rep.client_quantize, rep.callers_mask), per(rep.client_advertise, n),
+              per(rep.client_share, rep.callers_share), per(rep.client_mask, rep.callers_mask),
+              per(rep.client_consistency, rep.callers_unmask),
+              per(rep.client_unmask, rep.callers_unmask));
+          std::printf(
+              "  plaintext FedAvg: server %.4f s wall, %.4f s CPU (Begin + %zu Accumulate + "
+              "Finalize, interleaved with the SecAgg round), client compute 0\n",
+              plain, plain_cpu, survivors.size());
+          Summary s{
+              signed_round ? mode + "+sig" : mode, n,  f, rep.client_seconds, plain, plain_cpu,
+              rep.client_up_bytes / plain_up,      {}, {}};
+          for (std::size_t i = 0; i < rep.server_seconds.size(); ++i) {
+            const double keystream =
+                static_cast<double>(rep.finish_masks) * 4.0 * static_cast<double>(len);
+            std::printf(
+                "  server compute, %s: %.4f s wall = %.2fx plaintext; %.4f s CPU = %.2fx "
+                "plaintext CPU\n    (masked-input adds %.4f s wall; Finish %.4f s wall, %.4f s "
+                "CPU: %zu mask expansions of 4 L bytes, %.2f GB/s of keystream per wall second, "
+                "%.2f per CPU second)\n",
+                ThreadsName(rep.threads_flags[i]).c_str(), rep.server_seconds[i],
+                rep.server_seconds[i] / plain, rep.server_cpu[i], rep.server_cpu[i] / plain_cpu,
+                rep.server_masked[i], rep.server_finish[i], rep.server_finish_cpu[i],
+                rep.finish_masks, keystream / rep.server_finish[i] / 1e9,
+                keystream / rep.server_finish_cpu[i] / 1e9);
+            s.server_s.push_back(rep.server_seconds[i]);
+            s.server_cpu.push_back(rep.server_cpu[i]);
+          }
+          std::printf(
+              "  bytes per client up: %.0f (plaintext %.0f) -> expansion %.4fx  [Bonawitz "
+              "et al. 1.73x (2^10 clients, 2^20 entries)]\n",
+              rep.client_up_bytes, plain_up, rep.client_up_bytes / plain_up);
+          std::printf(
+              "  bytes per client down (protocol messages, beyond the model): %.0f; server "
+              "sent %.0f bytes in all (%.0f per client)\n",
+              rep.client_down_bytes, rep.server_sent_bytes, rep.server_sent_bytes / n);
+          std::printf("  (untimed: Encode/Decode %.3f s; wall time of the configuration %.1f s)\n",
+                      rep.codec_seconds, Seconds(t0, Clock::now()));
+          summaries.push_back(s);
         }
-        std::printf(
-            "  bytes per client up: %.0f (plaintext %.0f) -> expansion %.4fx  [Bonawitz "
-            "et al. 1.73x (2^10 clients, 2^20 entries)]\n",
-            rep.client_up_bytes, plain_up, rep.client_up_bytes / plain_up);
-        std::printf(
-            "  bytes per client down (protocol messages, beyond the model): %.0f; server "
-            "sent %.0f bytes in all (%.0f per client)\n",
-            rep.client_down_bytes, rep.server_sent_bytes, rep.server_sent_bytes / n);
-        std::printf("  (untimed: Encode/Decode %.3f s; wall time of the configuration %.1f s)\n",
-                    rep.codec_seconds, Seconds(t0, Clock::now()));
-        summaries.push_back(s);
       }
     }
   }

@@ -28,7 +28,7 @@ ClientManager::ClientManager(core::Communicator& comm, std::unique_ptr<ClientTra
       options_(std::move(options)),
       secure_(std::make_unique<secure::ClientProtocol>(
           options_.random_seed, options_.secure_dropout, options_.secure_journal,
-          options_.secure_limits)) {
+          options_.secure_limits, options_.secure_identity)) {
   handlers_[MessageType::kSyncModel] = [this](Message& m) { return HandleSync(m); };
   handlers_[MessageType::kTrainTask] = [this](Message& m) { return HandleTrain(m); };
   handlers_[MessageType::kEvalTask] = [this](Message& m) { return HandleEval(m); };

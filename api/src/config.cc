@@ -313,6 +313,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("security_args", "secagg_min_clients", &C::secagg_min_clients, AtLeast(2)));
     k.push_back(
         Key("security_args", "secagg_min_neighbours", &C::secagg_min_neighbours, AtLeast(0)));
+    k.push_back(Key("security_args", "secagg_signed_keys", &C::secagg_signed_keys));
     k.push_back(Key("security_args", "dropout_rate", &C::dropout_rate, InHalfOpen(0.0, 1.0)));
     k.push_back(
         Key("security_args", "dropout_stage", &C::dropout_stage, OneOf(SecureDropoutStageNames())));

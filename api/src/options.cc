@@ -74,9 +74,9 @@ WorkerOptions WorkerOptionsFrom(const Config& config) {
   WorkerOptions o;
   o.random_seed = config.random_seed;
   // Between two messages a worker may wait out a whole round plus the evaluation after it, and
-  // with secure aggregation its three stages.
+  // with secure aggregation its stages (four in a signed round).
   const double stages_s =
-      config.secure_aggregation == "none" ? 0.0 : 3.0 * config.secagg_stage_timeout_s;
+      config.secure_aggregation == "none" ? 0.0 : 4.0 * config.secagg_stage_timeout_s;
   o.idle_timeout = std::chrono::milliseconds(
       static_cast<std::int64_t>((config.round_timeout_s * 2.0 + stages_s) * 1000));
   o.secure_dropout = SecureDropoutFrom(config);

@@ -144,11 +144,14 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 }
 
 Status RunWorker(const Config& config, core::Communicator& comm,
-                 std::unique_ptr<ClientTrainer> trainer, std::optional<core::Bytes> noise_secret) {
+                 std::unique_ptr<ClientTrainer> trainer, std::optional<core::Bytes> noise_secret,
+                 const SecureIdentity& identity) {
   torch::set_num_threads(TorchThreadsPerWorker(config));
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> wrapped,
                          WrapClientTrainer(config, std::move(trainer), std::move(noise_secret)));
-  ClientManager manager(comm, std::move(wrapped), WorkerOptionsFrom(config));
+  WorkerOptions options = WorkerOptionsFrom(config);
+  options.secure_identity = identity;
+  ClientManager manager(comm, std::move(wrapped), std::move(options));
   return manager.Run();
 }
 

@@ -100,6 +100,7 @@ Result<SecureTask> SecureTaskForRound(const SecureAggregationOptions& options, i
   task.quantization = options.quantization;
   task.max_weight = options.max_weight;
   task.round_id = static_cast<std::uint64_t>(round) + 1;
+  task.signed_round = !options.signing_ca_pem.empty();
   FEDML_RETURN_IF_ERROR(algorithms::ValidateSecAggParams(task.params));
   return task;
 }
@@ -117,6 +118,7 @@ void PutSecureTaskAttrs(const SecureTask& task, std::map<std::string, std::strin
   attrs["secagg.qrange"] = std::to_string(task.quantization.quantization_range);
   attrs["secagg.max_weight"] = DoubleText(task.max_weight);
   attrs["secagg.index"] = std::to_string(task.index);
+  if (task.signed_round) attrs["secagg.signed"] = "1";
 }
 
 bool HasSecureTaskAttrs(const std::map<std::string, std::string>& attrs) {
@@ -212,6 +214,14 @@ Result<SecureTask> SecureTaskFromAttrs(const std::map<std::string, std::string>&
   task.quantization.modulus = task.params.modulus;
   FEDML_ASSIGN_OR_RETURN(task.max_weight, double_value("secagg.max_weight"));
   FEDML_ASSIGN_OR_RETURN(task.index, int_value("secagg.index"));
+  const auto signed_round = attrs.find("secagg.signed");
+  if (signed_round != attrs.end()) {
+    if (signed_round->second != "1") {
+      return Status::InvalidArgument("secure aggregation task: secagg.signed is not '1': '" +
+                                     signed_round->second + "'");
+    }
+    task.signed_round = true;
+  }
   FEDML_RETURN_IF_ERROR(algorithms::ValidateSecAggParams(task.params));
   FEDML_RETURN_IF_ERROR(
       core::security::ValidateQuantization(task.quantization, task.params.num_clients));

@@ -68,13 +68,39 @@ struct SecureRun {
   std::vector<Status> client_status;
 };
 
+/// Client `id`'s mutual-TLS credentials in dir/certs, as a deployed worker loads them for signed
+/// secure rounds.
+inline api::SecureIdentity IdentityOf(const TempDir& dir, int id) {
+  auto read = [](const std::string& path) {
+    auto text = core::security::ReadTextFile(path);
+    REQUIRE(text.ok());
+    return *text;
+  };
+  const std::string base = dir.File("certs/client-" + std::to_string(id));
+  return {read(base + ".key"), read(base + ".pem"), read(dir.File("certs/ca.pem"))};
+}
+
+/// The CA that signed rounds check against (dir/certs/ca.pem).
+inline std::string CaOf(const TempDir& dir) {
+  auto text = core::security::ReadTextFile(dir.File("certs/ca.pem"));
+  REQUIRE(text.ok());
+  return *text;
+}
+
+/// Puts a hostile layer between the server code and its transport: given the mTLS server's
+/// communicator, returns the one the RoundController uses (kept alive for the round).
+using ServerWrap = std::function<std::unique_ptr<core::Communicator>(core::Communicator&)>;
+
 /// One round of `secure` (max_weight 10, so every client's weight is 1; a 10 s stage timeout)
 /// by the real server code for `clients` clients on a fresh mTLS server with certificates from
 /// dir/certs, each client served by serve(comm, id) on its own thread; joined before returning.
+/// With `wrap`, the server code talks through what it returns.
 inline SecureRun RunSecureRound(const TempDir& dir, int clients,
                                 api::SecureAggregationOptions secure,
-                                std::function<Status(core::Communicator&, int id)> serve) {
+                                std::function<Status(core::Communicator&, int id)> serve,
+                                const ServerWrap& wrap = nullptr) {
   auto server = StartMtlsServer(dir, clients);
+  std::unique_ptr<core::Communicator> wrapped = wrap ? wrap(*server) : nullptr;
   SecureRun run;
   std::vector<std::thread> threads =
       StartMtlsClients(*server, dir, clients, std::move(serve), run.client_status);
@@ -89,7 +115,8 @@ inline SecureRun RunSecureRound(const TempDir& dir, int clients,
   options.secure.stage_timeout = std::chrono::seconds(10);
   auto aggregator = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(aggregator.ok());
-  api::RoundController controller(*server, std::move(aggregator).value(), options, {});
+  api::RoundController controller(wrapped ? *wrapped : *server, std::move(aggregator).value(),
+                                  options, {});
   run.model = controller.Run(Zeros());
   for (auto& t : threads) t.join();  // FINISH reached them; the server closes after
   run.history = controller.history();

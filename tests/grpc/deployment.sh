@@ -76,11 +76,13 @@ run_clients() {  # run_clients TAG EXTRA... ; waits for all four
 # Runs "${extra[@]}" (2 rounds) with a server and the four clients over TLS, then as a
 # simulation, and fails unless both give the same per-round test accuracy. TAG names the files
 # (TAG.log, TAG.jsonl, TAG_sim.jsonl); further arguments are the server's own flags.
+# "${transport[@]}" (empty: TLS with tokens) goes to the server and the clients only.
+transport=()
 grpc_equals_simulation() {
   local tag="$1"; shift
   start_server "$tag.log" --certs certs --metrics_file "$tag.jsonl" --model_file_cache_folder "" \
-    "$@" "${extra[@]}"
-  run_clients "$tag" "${extra[@]}"
+    "$@" "${extra[@]}" "${transport[@]}"
+  run_clients "$tag" "${extra[@]}" "${transport[@]}"
   wait "$server_pid" || fail "$tag: the server exited with $?"
   "$fedml" simulate "${common[@]}" "${extra[@]}" --worker_num 4 --metrics_file "${tag}_sim.jsonl" \
     --model_file_cache_folder "" > "${tag}_sim.log" 2>&1 || fail "$tag: the simulation failed"
@@ -253,6 +255,20 @@ extra=(--secure_aggregation secagg_plus --dropout_rate 0.25 --dropout_stage shar
 grpc_equals_simulation secagg --min_clients 3 --min_available_clients 4
 [[ $(grep -c '"clients":3,' secagg.jsonl) -eq 2 ]] || fail "secagg_plus: a round without 3 survivors"
 echo "SecAgg+ over TLS with a dropout each round: per-round test_accuracy equals the simulation's"
+
+# 10b. The same with SecAgg over mutual TLS: rounds are signed (secagg_signed_keys, on by default
+#      with --mtls): each client signs its keys with client-N.key and checks its peers' against
+#      ca.pem, and the consistency round runs before unmasking. The per-round test accuracy still
+#      equals the (unsigned) simulation's.
+extra=(--secure_aggregation secagg --dropout_rate 0.25 --dropout_stage share_keys --epochs 20
+       --comm_round 2)
+transport=(--mtls)
+grpc_equals_simulation secagg_signed --min_clients 3 --min_available_clients 4
+transport=()
+grep -q "secure aggregation rounds are signed" secagg_signed.log ||
+  fail "secagg over mTLS: the server did not run signed rounds"
+[[ $(grep -c '"clients":3,' secagg_signed.jsonl) -eq 2 ]] || fail "signed secagg: a round without 3 survivors"
+echo "signed SecAgg over mutual TLS with a dropout each round: per-round test_accuracy equals the simulation's"
 
 # 11. Verified work over TLS: every update is spot-checked (verify_probability 1) with a key the
 #     server draws at random; the one noise cheat among the four clients fails its check in both

@@ -3,6 +3,7 @@
 // each stage and the encodings they exchange are reviewed together; the cryptography itself is
 // in core/security.
 #include "fedml/algorithms/protocols/secagg.h"
+#include "fedml/algorithms/protocols/secagg_auth.h"
 
 #include <openssl/crypto.h>  // OPENSSL_cleanse: crypto.h offers no wipe helper
 
@@ -24,6 +25,7 @@
 #include "fedml/core/random.h"
 #include "fedml/core/security/crypto.h"
 #include "fedml/core/security/quantization.h"
+#include "fedml/core/security/signatures.h"
 
 namespace fedml::algorithms {
 namespace {
@@ -576,6 +578,129 @@ Result<SecAggUnmaskReply> DecodeSecAggUnmaskReply(const Bytes& bytes) {
           }
           s.kind = static_cast<SecAggShareKind>(kind);
           FEDML_RETURN_IF_ERROR(ReadShare(r, &s.share, "share"));
+        }
+        return Status::Ok();
+      });
+}
+
+// ---- Encoding of the authenticated round's messages (secagg_auth.h) ----
+
+namespace {
+
+void PutCredential(ByteWriter& w, const SecAggKeyCredential& c) {
+  PutId(w, c.id);
+  w.U64(static_cast<std::uint64_t>(c.client_id)).Blob(c.signature).String(c.certificate);
+}
+constexpr std::size_t kMinCredentialBytes = 4 + 8 + 4 + 4;
+Status ReadCredential(ByteReader& r, SecAggKeyCredential* c) {
+  FEDML_ASSIGN_OR_RETURN(c->id, ReadId(r, "credential id"));
+  FEDML_ASSIGN_OR_RETURN(const std::uint64_t client, r.U64("client_id"));
+  if (client > static_cast<std::uint64_t>(INT64_MAX)) return r.Error("client_id is negative");
+  c->client_id = static_cast<std::int64_t>(client);
+  FEDML_RETURN_IF_ERROR(r.Blob(&c->signature, "signature", sec::kMaxSignatureBytes));
+  FEDML_ASSIGN_OR_RETURN(c->certificate, r.String("certificate", sec::kMaxCertificatePemBytes));
+  return Status::Ok();
+}
+// A nested message: its encoding as a blob, decoded by `decode`.
+template <class T, class Decode>
+Status ReadNested(ByteReader& r, const char* field, Decode decode, T* out) {
+  Bytes inner;
+  FEDML_RETURN_IF_ERROR(r.Blob(&inner, field));
+  Result<T> m = decode(inner);
+  if (!m.ok()) return r.Error(std::string(field) + ": " + m.status().message());
+  *out = std::move(m).value();
+  return Status::Ok();
+}
+
+}  // namespace
+
+Bytes Encode(const SecAggSignedKeys& m) {
+  ByteWriter w = Header("FSAA");
+  w.Blob(Encode(m.keys));
+  PutCredential(w, m.credential);
+  return w.Take();
+}
+
+Result<SecAggSignedKeys> DecodeSecAggSignedKeys(const Bytes& bytes) {
+  return DecodeMessage<SecAggSignedKeys>(
+      bytes, "SecAggSignedKeys", "FSAA", [](ByteReader& r, SecAggSignedKeys* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadNested(r, "keys", DecodeSecAggKeys, &m->keys));
+        return ReadCredential(r, &m->credential);
+      });
+}
+
+Bytes Encode(const SecAggSignedKeyList& m) {
+  ByteWriter w = Header("FSAB");
+  w.Blob(Encode(m.list)).U32(static_cast<std::uint32_t>(m.credentials.size()));
+  for (const auto& c : m.credentials) PutCredential(w, c);
+  return w.Take();
+}
+
+Result<SecAggSignedKeyList> DecodeSecAggSignedKeyList(const Bytes& bytes) {
+  return DecodeMessage<SecAggSignedKeyList>(
+      bytes, "SecAggSignedKeyList", "FSAB", [](ByteReader& r, SecAggSignedKeyList* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadNested(r, "list", DecodeSecAggKeyList, &m->list));
+        FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count("credentials", kMinCredentialBytes));
+        m->credentials.resize(n);
+        for (auto& c : m->credentials) FEDML_RETURN_IF_ERROR(ReadCredential(r, &c));
+        return Status::Ok();
+      });
+}
+
+Bytes Encode(const SecAggConsistencyRequest& m) {
+  ByteWriter w = Begin("FSAC", m.round_id, m.id);
+  PutIds(w, m.survivors);
+  return w.Take();
+}
+
+Result<SecAggConsistencyRequest> DecodeSecAggConsistencyRequest(const Bytes& bytes) {
+  return DecodeMessage<SecAggConsistencyRequest>(
+      bytes, "SecAggConsistencyRequest", "FSAC",
+      [](ByteReader& r, SecAggConsistencyRequest* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        return ReadIds(r, &m->survivors, "survivors");
+      });
+}
+
+Bytes Encode(const SecAggSurvivorSignature& m) {
+  ByteWriter w = Begin("FSAG", m.round_id, m.id);
+  w.Blob(m.signature);
+  return w.Take();
+}
+
+Result<SecAggSurvivorSignature> DecodeSecAggSurvivorSignature(const Bytes& bytes) {
+  return DecodeMessage<SecAggSurvivorSignature>(
+      bytes, "SecAggSurvivorSignature", "FSAG",
+      [](ByteReader& r, SecAggSurvivorSignature* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadRoundAndId(r, &m->round_id, &m->id));
+        return r.Blob(&m->signature, "signature", sec::kMaxSignatureBytes);
+      });
+}
+
+Bytes Encode(const SecAggSignedUnmaskRequest& m) {
+  ByteWriter w = Header("FSAP");
+  w.Blob(Encode(m.request));
+  PutIds(w, m.survivors);
+  w.U32(static_cast<std::uint32_t>(m.signatures.size()));
+  for (const auto& s : m.signatures) {
+    PutId(w, s.id);
+    w.Blob(s.signature);
+  }
+  return w.Take();
+}
+
+Result<SecAggSignedUnmaskRequest> DecodeSecAggSignedUnmaskRequest(const Bytes& bytes) {
+  return DecodeMessage<SecAggSignedUnmaskRequest>(
+      bytes, "SecAggSignedUnmaskRequest", "FSAP",
+      [](ByteReader& r, SecAggSignedUnmaskRequest* m) -> Status {
+        FEDML_RETURN_IF_ERROR(ReadNested(r, "request", DecodeSecAggUnmaskRequest, &m->request));
+        FEDML_RETURN_IF_ERROR(ReadIds(r, &m->survivors, "survivors"));
+        FEDML_ASSIGN_OR_RETURN(const std::uint32_t n, r.Count("signatures", 4 + 4));
+        m->signatures.resize(n);
+        for (auto& s : m->signatures) {
+          s.round_id = m->request.round_id;
+          FEDML_ASSIGN_OR_RETURN(s.id, ReadId(r, "signature id"));
+          FEDML_RETURN_IF_ERROR(r.Blob(&s.signature, "signature", sec::kMaxSignatureBytes));
         }
         return Status::Ok();
       });

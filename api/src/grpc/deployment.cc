@@ -110,6 +110,17 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   // The clients know the run's seed, so the spot-check key must not come from it: the
   // controller draws a random one.
   options.verification.secret.clear();
+  const bool signed_rounds = config.secure_aggregation != "none" && config.secagg_signed_keys &&
+                             !args.security.insecure && args.security.mutual_tls;
+  if (signed_rounds) {
+    // The clients' certificates sign their keys (secagg_auth.h): the server checks each against
+    // the CA that admits them over TLS, and runs every secure round signed.
+    FEDML_ASSIGN_OR_RETURN(options.secure.signing_ca_pem,
+                           core::security::ReadTextFile(args.security.certs_dir + "/ca.pem"));
+    FEDML_LOG_INFO(
+        "secure aggregation rounds are signed: clients sign their keys with their TLS "
+        "certificates, and a consistency round runs before unmasking (secagg_signed_keys)");
+  }
   if (!config.ledger_file.empty() && !args.security.insecure) {
     // The ledger's heads are signed with the key of server.pem, which the clients can check.
     FEDML_ASSIGN_OR_RETURN(options.ledger_signing_key,
@@ -209,7 +220,18 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
                          core::grpc_comm::ConnectClient(options));
   // Local DP noise from a secret the server cannot know (the run's seed is in its config).
   FEDML_ASSIGN_OR_RETURN(core::Bytes noise_secret, core::security::SecureRandomBytes(32));
-  return RunWorker(config, *comm, std::move(trainer), std::move(noise_secret));
+  SecureIdentity identity;
+  if (config.secure_aggregation != "none" && config.secagg_signed_keys && !args.security.insecure &&
+      args.security.mutual_tls) {
+    // The mutual-TLS key and certificate sign this client's secure-aggregation keys; ca.pem
+    // checks its peers' (secagg_auth.h).
+    const std::string base = args.security.certs_dir + "/client-" + std::to_string(args.client_id);
+    FEDML_ASSIGN_OR_RETURN(identity.key_pem, core::security::ReadTextFile(base + ".key"));
+    FEDML_ASSIGN_OR_RETURN(identity.certificate_pem, core::security::ReadTextFile(base + ".pem"));
+    FEDML_ASSIGN_OR_RETURN(identity.ca_pem,
+                           core::security::ReadTextFile(args.security.certs_dir + "/ca.pem"));
+  }
+  return RunWorker(config, *comm, std::move(trainer), std::move(noise_secret), identity);
 }
 
 }  // namespace fedml::api

@@ -24,18 +24,44 @@ struct ClientProtocol::Client {
   std::int64_t round = -1;
   algorithms::SecAggClient protocol;
   std::vector<std::uint32_t> input;  // the ring vector [w, w (x - g)]
-  int last_stage = 3;                // the last stage it answers (a simulated dropout: fewer)
+  int last_stage = 4;                // the last stage it answers (a simulated dropout: fewer)
+  std::unique_ptr<algorithms::SecAggClientAuth> auth;  // signed rounds only
 };
 
 ClientProtocol::ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout,
-                               std::string journal, SecureClientLimits limits)
+                               std::string journal, SecureClientLimits limits,
+                               const SecureIdentity& identity)
     : random_seed_(random_seed),
       dropout_(std::move(dropout)),
       journal_(std::move(journal)),
-      limits_(limits) {}
+      limits_(limits) {
+  if (!identity.enabled()) return;
+  auto key = core::security::SigningKey::FromPem(identity.key_pem);
+  auto ca = core::security::CertificateAuthority::FromPem(identity.ca_pem);
+  if (!key.ok()) {
+    identity_status_ = key.status().WithContext("the client key for signed secure rounds");
+  } else if (!ca.ok()) {
+    identity_status_ = ca.status().WithContext("the CA for signed secure rounds");
+  }
+  if (identity_status_.ok()) {
+    identity_ = std::make_unique<algorithms::SecAggIdentity>(algorithms::SecAggIdentity{
+        std::move(key).value(), identity.certificate_pem, std::move(ca).value()});
+  }
+}
 
 Status ClientProtocol::Accept(const Message& task) const {
   FEDML_ASSIGN_OR_RETURN(const SecureTask secure, SecureTaskFromAttrs(task.attrs));
+  FEDML_RETURN_IF_ERROR(identity_status_);
+  if (identity_ && !secure.signed_round) {
+    return Status::PermissionDenied(
+        "refusing an unsigned secure round: this client has a certificate, so it takes part "
+        "only in rounds whose keys are signed (without signatures the server could substitute "
+        "its neighbours' keys and unmask its update)");
+  }
+  if (!identity_ && secure.signed_round) {
+    return Status::PermissionDenied(
+        "the secure round asks for signed keys and this worker has no client certificate");
+  }
   return CheckSecureTaskLimits(secure, limits_);
 }
 
@@ -96,7 +122,7 @@ ClientProtocol::~ClientProtocol() = default;
 
 const std::vector<std::string>& ClientProtocol::Stages() {
   static const std::vector<std::string> stages = {kSecureStageShareKeys, kSecureStageMaskInput,
-                                                  kSecureStageUnmask};
+                                                  kSecureStageConsistency, kSecureStageUnmask};
   return stages;
 }
 
@@ -122,7 +148,12 @@ Status ClientProtocol::Start(const Message& task, std::int64_t client,
                                     static_cast<std::uint64_t>(client)})));
   auto state = std::make_unique<Client>(
       Client{task.round, algorithms::SecAggClient(secure.index, secure.params, secure.round_id),
-             std::move(input.words), 3});
+             std::move(input.words), 4, nullptr});
+  if (secure.signed_round) {
+    if (!identity_) return Status::PermissionDenied("a signed secure round needs an identity");
+    state->auth = std::make_unique<algorithms::SecAggClientAuth>(secure.params, secure.round_id,
+                                                                 secure.index, client, *identity_);
+  }
   const std::vector<int> drops =
       SimulatedDropouts(random_seed_, task.round, secure.params.num_clients, dropout_.rate);
   if (std::binary_search(drops.begin(), drops.end(), secure.index)) {
@@ -131,7 +162,13 @@ Status ClientProtocol::Start(const Message& task, std::int64_t client,
         static_cast<int>(std::find(names.begin(), names.end(), dropout_.stage) - names.begin());
   }
   FEDML_ASSIGN_OR_RETURN(algorithms::SecAggKeys keys, state->protocol.AdvertiseKeys());
-  const core::Bytes encoded = algorithms::Encode(keys);
+  core::Bytes encoded;
+  if (state->auth) {
+    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggSignedKeys signed_keys, state->auth->SignKeys(keys));
+    encoded = algorithms::Encode(signed_keys);
+  } else {
+    encoded = algorithms::Encode(keys);
+  }
   reply.blob.assign(encoded.begin(), encoded.end());
   reply.metrics = std::move(update.metrics);
   clients_[client] = std::move(state);
@@ -158,36 +195,56 @@ ClientProtocol::Answer ClientProtocol::Handle(const Message& msg, Message& reply
     reply.attrs["dropped"] = "1";
     return {true, Status::Ok()};
   }
-  auto answer = [&]() -> Result<core::Bytes> {
-    Client& c = *it->second;
-    const core::Bytes in(msg.blob.begin(), msg.blob.end());
-    if (index == 1) {
-      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggKeyList m, algorithms::DecodeSecAggKeyList(in));
-      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggEncryptedShares out, c.protocol.ShareKeys(m));
-      return algorithms::Encode(out);
-    }
-    if (index == 2) {
-      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggSharesForYou m,
-                             algorithms::DecodeSecAggSharesForYou(in));
-      FEDML_ASSIGN_OR_RETURN(algorithms::SecAggMaskedInput out,
-                             c.protocol.MaskInput(m, c.input.data()));
-      return algorithms::Encode(out);
-    }
-    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggUnmaskRequest m,
-                           algorithms::DecodeSecAggUnmaskRequest(in));
-    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggUnmaskReply out, c.protocol.Unmask(m));
-    return algorithms::Encode(out);
-  };
   Answer result;
-  auto out = answer();
+  auto out = Respond(*it->second, index, core::Bytes(msg.blob.begin(), msg.blob.end()));
   if (out.ok()) {
     reply.blob.assign(out->begin(), out->end());
   } else {
     result.status = out.status();
   }
   // A client that answered the last stage, or failed one, has nothing left to do.
-  if (index == 3 || !result.status.ok()) clients_.erase(it);
+  if (index == static_cast<int>(stages.size()) || !result.status.ok()) clients_.erase(it);
   return result;
+}
+
+Result<core::Bytes> ClientProtocol::Respond(Client& c, int index, const core::Bytes& in) {
+  namespace alg = algorithms;
+  alg::SecAggClientAuth* auth = c.auth.get();
+  if (index == 1) {
+    alg::SecAggKeyList list;
+    if (auth) {
+      FEDML_ASSIGN_OR_RETURN(alg::SecAggSignedKeyList m, alg::DecodeSecAggSignedKeyList(in));
+      FEDML_RETURN_IF_ERROR(auth->CheckKeyList(m));
+      list = std::move(m.list);
+    } else {
+      FEDML_ASSIGN_OR_RETURN(list, alg::DecodeSecAggKeyList(in));
+    }
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggEncryptedShares out, c.protocol.ShareKeys(list));
+    return alg::Encode(out);
+  }
+  if (index == 2) {
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggSharesForYou m, alg::DecodeSecAggSharesForYou(in));
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggMaskedInput out, c.protocol.MaskInput(m, c.input.data()));
+    if (auth) auth->NoteSurvivors(std::move(m.survivors));
+    return alg::Encode(out);
+  }
+  if (index == 3) {
+    if (!auth) return Status::FailedPrecondition("a consistency round in an unsigned round");
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggConsistencyRequest m,
+                           alg::DecodeSecAggConsistencyRequest(in));
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggSurvivorSignature out, auth->SignSurvivors(m));
+    return alg::Encode(out);
+  }
+  alg::SecAggUnmaskRequest request;
+  if (auth) {
+    FEDML_ASSIGN_OR_RETURN(alg::SecAggSignedUnmaskRequest m,
+                           alg::DecodeSecAggSignedUnmaskRequest(in));
+    FEDML_ASSIGN_OR_RETURN(request, auth->CheckUnmaskRequest(m));
+  } else {
+    FEDML_ASSIGN_OR_RETURN(request, alg::DecodeSecAggUnmaskRequest(in));
+  }
+  FEDML_ASSIGN_OR_RETURN(alg::SecAggUnmaskReply out, c.protocol.Unmask(request));
+  return alg::Encode(out);
 }
 
 }  // namespace fedml::api::secure

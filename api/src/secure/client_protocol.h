@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "fedml/algorithms/protocols/secagg_auth.h"
 #include "fedml/api/client_trainer.h"
 #include "fedml/api/secure_aggregation.h"
 #include "fedml/core/message.h"
@@ -24,8 +25,10 @@ class ClientProtocol {
   /// journal: the file where this worker records each (seed, client, round) it took part in, so
   /// that the guard of Admit holds across its restarts; "" keeps the record in memory only.
   /// limits: the weakest round parameters a task may carry (Accept).
+  /// identity: the worker's mutual-TLS credentials; when enabled every round must be signed
+  /// (fedml/algorithms/protocols/secagg_auth.h), and unsigned ones are refused in Accept.
   ClientProtocol(std::uint64_t random_seed, SecureDropoutOptions dropout, std::string journal,
-                 SecureClientLimits limits = {});
+                 SecureClientLimits limits = {}, const SecureIdentity& identity = {});
   ~ClientProtocol();
 
   /// Whether client `client` may take part in secure round `round`, and if so records that it
@@ -38,7 +41,9 @@ class ClientProtocol {
   Status Admit(std::int64_t round, std::int64_t client);
 
   /// Whether the secure task `task` is one to take part in: its parameters parse and meet the
-  /// limits (CheckSecureTaskLimits: PERMISSION_DENIED). Called before training and Admit.
+  /// limits (CheckSecureTaskLimits: PERMISSION_DENIED), and it is signed exactly when this worker
+  /// has an identity (PERMISSION_DENIED otherwise; the identity's own error when its PEMs do not
+  /// parse). Called before training and Admit.
   Status Accept(const core::Message& task) const;
 
   /// The protocol stages (kProtocol attr "stage") this half answers, in order.
@@ -55,17 +60,25 @@ class ClientProtocol {
     bool send = true;  // false: a silent simulated dropout says nothing at all
     Status status;     // not OK: the reply goes as an ERROR
   };
-  /// Answers the stage request `msg` into `reply` (already addressed, with its stage attr).
+  /// Answers the stage request `msg` into `reply` (already addressed, with its stage attr). In a
+  /// signed round a request that fails its checks (a peer's key credential, the consistency of
+  /// the survivors) is answered with an ERROR naming why, and the client's state for the round
+  /// is dropped: nothing more leaves it for that round.
   Answer Handle(const core::Message& msg, core::Message& reply);
 
  private:
   struct Client;  // a client's protocol object and ring vector, until its round ends
   Status LoadJournal();
+  /// The answer to stage `index` (1-based in Stages()) of client `c`'s round.
+  Result<core::Bytes> Respond(Client& c, int index, const core::Bytes& request);
 
   std::uint64_t random_seed_;
   SecureDropoutOptions dropout_;
   std::string journal_;
   SecureClientLimits limits_;
+  // The parsed identity, or why it does not parse (refused at Accept); absent without one.
+  std::unique_ptr<algorithms::SecAggIdentity> identity_;
+  Status identity_status_;
   bool journal_loaded_ = false;
   std::set<std::pair<std::int64_t, std::int64_t>> taken_part_;  // (client, round)
   std::map<std::int64_t, std::unique_ptr<Client>> clients_;     // by client id

@@ -3,8 +3,10 @@
 #include <algorithm>
 
 #include "fedml/algorithms/protocols/secagg.h"
+#include "fedml/algorithms/protocols/secagg_auth.h"
 #include "fedml/core/log.h"
 #include "fedml/core/security/crypto.h"
+#include "fedml/core/security/signatures.h"
 
 namespace fedml::api::secure {
 
@@ -124,6 +126,7 @@ struct SecureFit::Round {
   std::vector<int> rank_of;                  // by participant: the rank that trained it
   std::map<int, std::string> masked_sha256;  // what the server saw of each survivor
   std::map<int, std::string> refused;        // participants whose protocol message was refused
+  std::unique_ptr<algorithms::SecAggServerAuth> auth;  // signed rounds only
 };
 
 void SecureFit::ReportBlame(const Round& r, RoundMetrics& metrics) const {
@@ -144,6 +147,55 @@ void SecureFit::ReportBlame(const Round& r, RoundMetrics& metrics) const {
                       static_cast<long long>(r.round) + 1, static_cast<long long>(client),
                       why.c_str());
   }
+}
+
+Status SecureFit::AddKeys(Round& r, int pos, const core::Bytes& blob) {
+  algorithms::SecAggKeys keys;
+  if (r.auth) {
+    FEDML_ASSIGN_OR_RETURN(algorithms::SecAggSignedKeys signed_keys,
+                           algorithms::DecodeSecAggSignedKeys(blob));
+    keys = signed_keys.keys;
+    if (keys.id == pos) {
+      FEDML_RETURN_IF_ERROR(r.auth->AddKeys(signed_keys, r.sampled[static_cast<std::size_t>(pos)]));
+    }
+  } else {
+    FEDML_ASSIGN_OR_RETURN(keys, algorithms::DecodeSecAggKeys(blob));
+  }
+  if (keys.id != pos) {
+    return Status::InvalidArgument("the keys name participant " + std::to_string(keys.id) +
+                                   ", not " + std::to_string(pos));
+  }
+  return r.server.AddKeys(keys);
+}
+
+Status SecureFit::Consistency(Round& r, std::map<int, algorithms::SecAggUnmaskRequest>& requests,
+                              RoundMetrics& metrics) {
+  r.auth->BeginConsistency(r.server.survivors());
+  std::map<int, core::Bytes> out;
+  std::map<int, core::Bytes> in;
+  for (const auto& entry : requests) {
+    out[entry.first] = algorithms::Encode(r.auth->ConsistencyRequest(entry.first));
+  }
+  FEDML_RETURN_IF_ERROR(
+      Exchange(r.round, kSecureStageConsistency, r.sampled, r.rank_of, out, in, metrics));
+  for (auto& [index, bytes] : in) {
+    auto m = algorithms::DecodeSecAggSurvivorSignature(bytes);
+    Status st = m.ok() && m->id != index ? Status::InvalidArgument("another client's signature")
+                                         : m.status();
+    if (st.ok()) st = r.auth->AddSignature(*m);
+    if (!st.ok()) {
+      ctx_.Refuse(r.round, r.sampled[static_cast<std::size_t>(index)], "survivor signature", st,
+                  metrics);
+      r.refused[index] = st.message();
+    }
+  }
+  // Only the signers are asked to unmask: the others are dropouts of this stage.
+  const std::vector<int> signers = r.auth->signers();
+  for (auto it = requests.begin(); it != requests.end();) {
+    it = std::binary_search(signers.begin(), signers.end(), it->first) ? std::next(it)
+                                                                       : requests.erase(it);
+  }
+  return Status::Ok();
 }
 
 Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMetrics& metrics) {
@@ -178,13 +230,7 @@ Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMet
     } else if (!msg.model.empty()) {
       st = Status::InvalidArgument("a model in the clear where secure aggregation was asked");
     } else {
-      auto keys = algorithms::DecodeSecAggKeys(core::Bytes(msg.blob.begin(), msg.blob.end()));
-      st = keys.status();
-      if (st.ok() && keys->id != pos) {
-        st = Status::InvalidArgument("the keys name participant " + std::to_string(keys->id) +
-                                     ", not " + std::to_string(pos));
-      }
-      if (st.ok()) st = r.server.AddKeys(*keys);
+      st = AddKeys(r, pos, core::Bytes(msg.blob.begin(), msg.blob.end()));
     }
     if (st.ok()) {
       r.rank_of[static_cast<std::size_t>(pos)] = msg.sender;
@@ -220,7 +266,9 @@ Status SecureFit::RunStages(Round& r, RoundMetrics& metrics, Status& abort,
   if (!key_lists.ok()) return stop(key_lists.status());
   std::map<int, core::Bytes> out;
   std::map<int, core::Bytes> in;
-  for (const auto& [index, list] : *key_lists) out[index] = ToBytes(list);
+  for (auto& [index, list] : *key_lists) {
+    out[index] = r.auth ? ToBytes(r.auth->SignedList(std::move(list))) : ToBytes(list);
+  }
   FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageShareKeys, sampled, rank_of, out, in, metrics));
   auto refuse = [&](int index, const Status& st) {
     ctx_.Refuse(round, sampled[static_cast<std::size_t>(index)], "secure aggregation message", st,
@@ -258,9 +306,12 @@ Status SecureFit::RunStages(Round& r, RoundMetrics& metrics, Status& abort,
   }
   auto requests = server.EndMasking();
   if (!requests.ok()) return stop(requests.status());
+  if (r.auth) FEDML_RETURN_IF_ERROR(Consistency(r, *requests, metrics));
   out.clear();
   in.clear();
-  for (const auto& [index, request] : *requests) out[index] = ToBytes(request);
+  for (auto& [index, request] : *requests) {
+    out[index] = r.auth ? ToBytes(r.auth->SignedRequest(std::move(request))) : ToBytes(request);
+  }
   FEDML_RETURN_IF_ERROR(Exchange(round, kSecureStageUnmask, sampled, rank_of, out, in, metrics));
   for (auto& [index, bytes] : in) {
     auto m = algorithms::DecodeSecAggUnmaskReply(bytes);
@@ -309,7 +360,14 @@ Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampl
           algorithms::SecAggServer(task_or->params, task_or->round_id, /*threads=*/0),
           std::vector<int>(static_cast<std::size_t>(n), -1),
           {},
-          {}};
+          {},
+          nullptr};
+  if (r.task.signed_round) {
+    auto ca = core::security::CertificateAuthority::FromPem(ctx_.options.secure.signing_ca_pem);
+    if (!ca.ok()) return ca.status().WithContext("secagg signing CA");
+    r.auth = std::make_unique<algorithms::SecAggServerAuth>(r.task.params, r.task.round_id,
+                                                            std::move(ca).value());
+  }
   // Stage 0 rides on training: each client answers its task with its public keys.
   FEDML_RETURN_IF_ERROR(CollectKeys(r, global, metrics));
   Status abort;

@@ -12,6 +12,7 @@
 #include <map>
 #include <vector>
 
+#include "fedml/algorithms/protocols/secagg.h"
 #include "server/sync_rounds.h"
 
 namespace fedml::api::secure {
@@ -32,6 +33,13 @@ class SecureFit final : public server::FitStage {
                   std::map<int, core::Bytes>& in, RoundMetrics& metrics);
 
   struct Round;
+  /// One client's stage-0 answer (participant `pos`): its keys, and in a signed round their
+  /// credential, checked before the server object takes the keys.
+  Status AddKeys(Round& r, int pos, const core::Bytes& blob);
+  /// Signed rounds: the consistency round over U3 (fedml/algorithms/protocols/secagg_auth.h),
+  /// leaving in `requests` only the clients whose valid signature arrived.
+  Status Consistency(Round& r, std::map<int, algorithms::SecAggUnmaskRequest>& requests,
+                     RoundMetrics& metrics);
   /// Stage 0, riding on training: each client answers its task with its public keys.
   Status CollectKeys(Round& r, const core::ModelState& global, RoundMetrics& metrics);
   /// Stages 1 to 3 and the unmasking: the survivors' sum into `sum`, or the reason the protocol

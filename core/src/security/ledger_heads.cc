@@ -1,17 +1,11 @@
 #include "fedml/core/security/ledger_heads.h"
 
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <charconv>
-#include <memory>
 
 #include "fedml/core/bytes.h"
 #include "fedml/core/security/crypto.h"
+#include "fedml/core/security/signatures.h"
 #include "fedml/core/text.h"
-#include "openssl_util.h"
 
 namespace fedml::core::security {
 namespace {
@@ -33,34 +27,18 @@ Status CheckHead(std::int64_t seq, const std::string& hash) {
   return Status::Ok();
 }
 
-BioPtr MemoryBio(const std::string& pem) {
-  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
 }  // namespace
 
 Result<SignedLedgerHead> SignLedgerHead(std::int64_t seq, const std::string& hash,
                                         const std::string& key_pem) {
   FEDML_RETURN_IF_ERROR(CheckHead(seq, hash));
-  BioPtr bio = MemoryBio(key_pem);
-  PkeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!key) {
-    ERR_clear_error();  // its reasons could quote the key's bytes: never pass them on
+  auto key = SigningKey::FromPem(key_pem);
+  if (!key.ok()) {
     return Status::InvalidArgument("the ledger signing key is not a PEM private key");
   }
-  const Bytes message = SignedBytes(seq, hash);
-  MdCtxPtr ctx(EVP_MD_CTX_new());
-  std::size_t size = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &size, message.data(), message.size()) != 1) {
-    return OpensslError("cannot sign the ledger head");
-  }
-  Bytes signature(size);
-  if (EVP_DigestSign(ctx.get(), signature.data(), &size, message.data(), message.size()) != 1) {
-    return OpensslError("cannot sign the ledger head");
-  }
-  signature.resize(size);
-  return SignedLedgerHead{seq, hash, HexEncode(signature)};
+  auto signature = key->Sign(SignedBytes(seq, hash));
+  if (!signature.ok()) return signature.status().WithContext("the ledger head");
+  return SignedLedgerHead{seq, hash, HexEncode(*signature)};
 }
 
 Status VerifyLedgerHead(const SignedLedgerHead& head, const std::string& cert_pem) {
@@ -69,26 +47,17 @@ Status VerifyLedgerHead(const SignedLedgerHead& head, const std::string& cert_pe
   if (!signature.ok() || signature->empty()) {
     return Status::InvalidArgument("a ledger head's signature must be lowercase hex");
   }
-  BioPtr bio = MemoryBio(cert_pem);
-  X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  PkeyPtr key(cert ? X509_get_pubkey(cert.get()) : nullptr);
-  if (!key) {
-    ERR_clear_error();
+  auto key = VerifyingKey::FromCertificate(cert_pem);
+  if (!key.ok()) {
     return Status::InvalidArgument("the server certificate is not a PEM certificate");
   }
-  const Bytes message = SignedBytes(head.seq, head.hash);
-  MdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1) {
-    return OpensslError("cannot verify the ledger head");
-  }
-  const int ok = EVP_DigestVerify(ctx.get(), signature->data(), signature->size(), message.data(),
-                                  message.size());
-  ERR_clear_error();  // a bad signature leaves reasons behind
-  if (ok != 1) {
+  const Status verified = key->Verify(SignedBytes(head.seq, head.hash), *signature);
+  if (verified.code() == StatusCode::kPermissionDenied ||
+      verified.code() == StatusCode::kInvalidArgument) {
     return Status::PermissionDenied("the head of record " + std::to_string(head.seq) +
                                     " is not signed by this server");
   }
-  return Status::Ok();
+  return verified;
 }
 
 std::string LedgerHeadLine(const SignedLedgerHead& head) {

@@ -39,6 +39,10 @@ struct WorkerOptions {
   std::string ledger_heads_file;
   /// The weakest secure-round parameters (n, t, k) the worker's clients accept from a task.
   SecureClientLimits secure_limits;
+  /// A deployed client's mutual-TLS credentials: with them its secure rounds are signed (keys
+  /// and the consistency round) and unsigned ones refused; without them (simulation, MPI)
+  /// rounds run unsigned.
+  SecureIdentity secure_identity;
 };
 
 /// Runs on a worker rank (1..world_size-1): receives the global model, trains each client it is

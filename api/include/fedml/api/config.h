@@ -106,6 +106,11 @@ struct Config {
   // threshold of at most half the neighbourhood is always refused.
   int secagg_min_clients = 3;
   int secagg_min_neighbours = 0;
+  // Deployment with mutual TLS (`--mtls`): secure rounds are signed (each client signs its keys
+  // with its certificate's key and checks its peers', and a consistency round runs before
+  // unmasking) and a client refuses an unsigned round. false turns both off (server and client
+  // must agree). Without mutual TLS, and in simulation, rounds are never signed.
+  bool secagg_signed_keys = true;
   // Simulated dropouts: this fraction of each round's clients vanish after dropout_stage
   // (advertise_keys | share_keys | mask_input).
   double dropout_rate = 0.0;

@@ -52,10 +52,12 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 /// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
 /// LibTorch thread count (torch_threads, 1 by default). Wraps `trainer` with the config's local
 /// DP and simulated attack (fedml/api/client_pipeline.h).
-/// `noise_secret` as WrapClientTrainer's (deployed clients pass one).
+/// `noise_secret` as WrapClientTrainer's (deployed clients pass one). `identity`: a deployed
+/// client's mutual-TLS credentials, which sign its secure rounds (WorkerOptions::secure_identity).
 Status RunWorker(const Config& config, core::Communicator& comm,
                  std::unique_ptr<ClientTrainer> trainer,
-                 std::optional<core::Bytes> noise_secret = std::nullopt);
+                 std::optional<core::Bytes> noise_secret = std::nullopt,
+                 const SecureIdentity& identity = {});
 
 /// LibTorch threads each worker uses: torch_threads, or 1 so that workers share the cores
 /// without oversubscription and a client's result does not depend on worker_num.

@@ -55,6 +55,13 @@ struct SecureAggregationOptions {
   double max_weight = 1000.0;
   /// The longest the server waits for one stage's answers.
   std::chrono::milliseconds stage_timeout{60000};
+  /// Signed rounds (fedml/algorithms/protocols/secagg_auth.h): the PEM of the CA that issued the
+  /// clients' certificates (a deployment's ca.pem). When set, every round is signed: a client's
+  /// keys count only with a valid signature by its certificate (otherwise it is refused and
+  /// blamed), the server forwards the signatures, and a consistency round runs before unmasking.
+  /// Empty (simulation, MPI, deployment without mutual TLS): rounds run unsigned, as they always
+  /// did.
+  std::string signing_ca_pem;
 
   bool enabled() const { return !protocol.empty(); }
 };
@@ -88,9 +95,22 @@ struct SecureClientLimits {
   int min_neighbours = 0;
 };
 
+/// A deployed client's credentials for signed rounds (WorkerOptions::secure_identity): its
+/// mutual-TLS key and certificate and the CA it trusts, all PEM. A worker with an identity signs
+/// its clients' keys, verifies every peer's, runs the consistency round, and refuses a round that
+/// is not signed (a server that drops the signatures drops the defence).
+struct SecureIdentity {
+  std::string key_pem;
+  std::string certificate_pem;
+  std::string ca_pem;
+  bool enabled() const { return !key_pem.empty(); }
+};
+
 /// Stage names, as task attributes and messages carry them.
 inline constexpr const char* kSecureStageShareKeys = "share_keys";
 inline constexpr const char* kSecureStageMaskInput = "mask_input";
+/// Signed rounds only: U3 goes out, each survivor's signature over it comes back.
+inline constexpr const char* kSecureStageConsistency = "consistency";
 inline constexpr const char* kSecureStageUnmask = "unmask";
 /// The dropout_stage values, in protocol order.
 const std::vector<std::string>& SecureDropoutStageNames();
@@ -102,6 +122,9 @@ struct SecureTask {
   double max_weight = 1000.0;
   std::uint64_t round_id = 0;
   int index = -1;  // this participant, 0..n-1
+  /// Keys signed and a consistency round (SecureAggregationOptions::signing_ca_pem). Travels as
+  /// the attr "secagg.signed" = "1", absent from unsigned tasks.
+  bool signed_round = false;
 };
 
 /// OK when `task` meets `limits` and its threshold is a strict majority of the neighbourhood

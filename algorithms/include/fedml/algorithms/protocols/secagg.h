@@ -1,6 +1,7 @@
 // Secure aggregation without a transport: SecAgg (Bonawitz et al., CCS 2017, "Practical Secure
-// Aggregation for Privacy-Preserving Machine Learning", the semi-honest server variant without
-// the consistency-check round) and SecAgg+ (Bell et al., CCS 2020, "Secure Single-Server
+// Aggregation for Privacy-Preserving Machine Learning", the semi-honest server variant; signed
+// keys and the consistency round of the malicious-server variant are secagg_auth.h, layered on
+// these objects) and SecAgg+ (Bell et al., CCS 2020, "Secure Single-Server
 // Aggregation with (Poly)Logarithmic Overhead": each client masks with only k neighbours on a
 // random k-regular graph), as client and server state machines that exchange plain message
 // structs. Each struct has a binary encoding (Encode / Decode...) so that any transport can carry
