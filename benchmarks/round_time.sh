@@ -17,13 +17,5 @@ build/bin/fedml simulate --cf "$cfg" --comm_round "$rounds" --metrics_file "$wor
 echo "plain PyTorch FedAvg loop (PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), $(nproc) threads), $rounds rounds:"
 /usr/bin/python3 benchmarks/pytorch_fedavg_baseline.py --plan "$work/plan.json" --rounds "$rounds" \
   --out "$work/torch.jsonl" | sed 's/^/  /'
-/usr/bin/python3 - "$work/fedml.jsonl" "$work/torch.jsonl" <<'PY'
-import json, sys
-def mean_round(path):
-    rows = [json.loads(l) for l in open(path)]
-    return sum(r["wall_seconds"] for r in rows) / len(rows)
-f, t = mean_round(sys.argv[1]), mean_round(sys.argv[2])
-ratio = f / t
-print(f"round time: fedml {f:.2f} s, PyTorch loop {t:.2f} s, ratio {ratio:.3f} "
-      f"(goal <= 0.60: {'PASS' if ratio <= 0.60 else 'MISS'})")
-PY
+/usr/bin/python3 benchmarks/round_time_ratio.py "round time" 0.6 "$work/fedml.jsonl" \
+  "$work/torch.jsonl"

@@ -19,8 +19,7 @@ constexpr std::uint64_t kAttackTag = 0x61747461636bULL;  // "attack"
 class PipelineTrainer final : public ForwardingClientTrainer {
  public:
   PipelineTrainer(std::unique_ptr<ClientTrainer> inner, AttackOptions attack,
-                  std::optional<algorithms::DpOptions> ldp, std::optional<core::Bytes> secret,
-                  core::ModelState initial)
+                  std::optional<algorithms::DpOptions> ldp, core::ModelState initial)
       : ForwardingClientTrainer(std::move(inner)),
         attack_(std::move(attack)),
         ldp_(std::move(ldp)),
@@ -293,8 +292,8 @@ Result<std::unique_ptr<ClientTrainer>> WrapClientTrainer(const Config& config,
   if (attack.enabled && attack.type == "replay") {
     FEDML_ASSIGN_OR_RETURN(initial, trainer->GetState());
   }
-  return std::unique_ptr<ClientTrainer>(std::make_unique<PipelineTrainer>(
-      std::move(trainer), attack, ldp, noise_secret, std::move(initial)));
+  return std::unique_ptr<ClientTrainer>(
+      std::make_unique<PipelineTrainer>(std::move(trainer), attack, ldp, std::move(initial)));
 }
 
 }  // namespace fedml::api

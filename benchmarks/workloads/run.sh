@@ -66,15 +66,5 @@ for shape in "${shapes[@]}"; do
   model=$(printf '%s\n' "${args[@]}" | grep -A1 -- --model | tail -1)
   "$py" benchmarks/pytorch_fedavg_baseline.py --plan "$work/plan.json" --rounds "$rounds" \
     --model "$model" --lr "$lr" --batch_size "$bs" "${base[@]}" --out "$work/torch.jsonl" >/dev/null
-  "$py" - "$shape" "$goal" "$work/fedml.jsonl" "$work/torch.jsonl" <<'PY'
-import json, sys
-shape, goal = sys.argv[1], float(sys.argv[2])
-def mean_round(path):
-    rows = [json.loads(l) for l in open(path)]
-    return sum(r["wall_seconds"] for r in rows) / len(rows)
-f, t = mean_round(sys.argv[3]), mean_round(sys.argv[4])
-ratio = f / t
-print(f"{shape:15s} per round: fedml {f:7.3f} s, PyTorch loop {t:7.3f} s, ratio {ratio:.3f} "
-      f"(goal <= {goal:.1f}: {'PASS' if ratio <= goal else 'MISS'})", flush=True)
-PY
+  "$py" benchmarks/round_time_ratio.py "$shape" "$goal" "$work/fedml.jsonl" "$work/torch.jsonl"
 done
