@@ -17,8 +17,9 @@ namespace fedml::testing {
 inline std::vector<std::uint8_t> Npy(const std::string& descr, const std::string& shape,
                                      const std::vector<std::uint8_t>& data, bool fortran = false,
                                      int major = 1) {
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': " +
-                       (fortran ? "True" : "False") + ", 'shape': " + shape + ", }";
+  std::string header = "{'descr': '" + descr +
+                       "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shape + ", }";
   const std::size_t preamble = 6 + 2 + (major == 1 ? 2 : 4);
   while ((preamble + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';

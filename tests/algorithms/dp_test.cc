@@ -1,5 +1,10 @@
 // Differential privacy: the RDP accountant against figures published by TensorFlow Privacy,
-// Opacus and Abadi et al., the clipping and noise primitives, and the central / local DP paths.
+// Opacus and Abadi et al., the clipping and noise primitives (the discrete Gaussian sampler, its
+// grid and keys), and the central / local DP paths.
+//
+// Why one file of this size: the noise, central and local tests share the fixtures (models of
+// awkward shapes, updates of a given norm, the moment checks), and each part checks the others'
+// assumptions (the accountant's sensitivity is what the noise plan covers).
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
