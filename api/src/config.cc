@@ -353,6 +353,9 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("comm_args", "min_clients", &C::min_clients, AtLeast(1)));
     k.push_back(Key("comm_args", "min_available_clients", &C::min_available_clients, AtLeast(0)));
     k.push_back(Key("comm_args", "max_update_mb", &C::max_update_mb, AtLeast(0)));
+    k.push_back(Key("comm_args", "push_idle_timeout_s", &C::push_idle_timeout_s, GreaterThan(0.0)));
+    k.push_back(Key("comm_args", "push_timeout_s", &C::push_timeout_s, GreaterThan(0.0)));
+    k.push_back(Key("comm_args", "max_queued_updates", &C::max_queued_updates, AtLeast(1)));
     k.push_back(Key("comm_args", "max_claimed_samples", &C::max_claimed_samples, AtLeast(0)));
     // tracking_args
     k.push_back(PathKey("tracking_args", "metrics_file", &C::metrics_file));

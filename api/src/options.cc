@@ -18,6 +18,7 @@
 #include "fedml/api/system_model.h"
 #include "fedml/api/torch_trainer.h"
 #include "fedml/api/verification.h"
+#include "fedml/core/comm/grpc.h"
 #include "fedml/core/train/local_trainer.h"
 
 namespace fedml::api {
@@ -159,6 +160,16 @@ SecureDropoutOptions SecureDropoutFrom(const Config& config) {
   SecureDropoutOptions o;
   o.rate = config.dropout_rate;
   o.stage = config.dropout_stage;
+  return o;
+}
+
+core::grpc_comm::ServerOptions GrpcServerOptionsFrom(const Config& config) {
+  core::grpc_comm::ServerOptions o;
+  o.push_idle_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.push_idle_timeout_s * 1000.0));
+  o.push_timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.push_timeout_s * 1000.0));
+  o.max_queued_frames = static_cast<std::size_t>(config.max_queued_updates);
   return o;
 }
 

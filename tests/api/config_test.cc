@@ -11,6 +11,9 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include "fedml/api/options.h"
+#include "fedml/core/comm/grpc.h"
+
 // Failed comparisons of two Configs print both as YAML.
 namespace Catch {
 template <>
@@ -513,11 +516,28 @@ TEST_CASE("backend aliases normalise", "[config]") {
   CHECK(NormalizedBackend(r->backend) == "inproc");
 }
 
+TEST_CASE("a deployed server's push limits come from the config", "[config]") {
+  auto c = Build(
+      {{"push_idle_timeout_s", "0.5"}, {"push_timeout_s", "90"}, {"max_queued_updates", "2"}});
+  REQUIRE(c.ok());
+  const core::grpc_comm::ServerOptions o = GrpcServerOptionsFrom(*c);
+  CHECK(o.push_idle_timeout == std::chrono::milliseconds(500));
+  CHECK(o.push_timeout == std::chrono::milliseconds(90000));
+  CHECK(o.max_queued_frames == 2);
+  const core::grpc_comm::ServerOptions d = GrpcServerOptionsFrom(*Build({}));
+  CHECK(d.push_idle_timeout == core::grpc_comm::ServerOptions{}.push_idle_timeout);
+  CHECK(d.max_queued_frames == core::grpc_comm::ServerOptions{}.max_queued_frames);
+  CHECK_THAT(BuildError({{"max_queued_updates", "0"}}),
+             Contains("max_queued_updates must be >= 1"));
+  CHECK_THAT(BuildError({{"push_idle_timeout_s", "0"}}),
+             Contains("push_idle_timeout_s must be > 0"));
+}
+
 TEST_CASE("KnownKeys lists every key once, sorted, and no ignored key", "[config]") {
   const std::vector<std::string> keys = KnownKeys();
   CHECK(std::is_sorted(keys.begin(), keys.end()));
   CHECK(std::adjacent_find(keys.begin(), keys.end()) == keys.end());
-  CHECK(keys.size() == 101);
+  CHECK(keys.size() == 104);
   for (const std::string& k : keys) {
     CAPTURE(k);
     CHECK(IsKnownKey(k));

@@ -165,7 +165,7 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                    static_cast<unsigned long long>(options.decode.max_frame_bytes),
                    static_cast<unsigned long long>(ModelWireBytes(*initial)));
   }
-  core::grpc_comm::ServerOptions comm_options;
+  core::grpc_comm::ServerOptions comm_options = GrpcServerOptionsFrom(config);
   comm_options.address = args.address;
   comm_options.num_clients = config.client_num_in_total;
   comm_options.security = args.security;

@@ -160,6 +160,12 @@ struct Config {
   // is refused before it is read. 0: `fedml server` derives it from the model
   // (UpdateLimitForModel); the in-process and MPI servers then keep DecodeLimits' 16 GiB.
   int max_update_mb = 0;
+  // A deployed server's push limits (core::grpc_comm::ServerOptions): a PushUpdate stream that
+  // brings no chunk for push_idle_timeout_s, or lasts longer than push_timeout_s, is cancelled;
+  // a client with max_queued_updates frames waiting for the server is refused another push.
+  double push_idle_timeout_s = 30.0;
+  double push_timeout_s = 1800.0;
+  int max_queued_updates = 4;
   // The most samples one update may claim where the server cannot know the client's count (a
   // deployed client with its own data); 0: 4 x the mean partition of the server's copy of the
   // data set. Where the server's copy is the clients' data, a claim must equal the partition.

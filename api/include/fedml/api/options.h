@@ -11,7 +11,10 @@
 
 namespace fedml::core {
 struct LocalTrainOptions;
+namespace grpc_comm {
+struct ServerOptions;
 }
+}  // namespace fedml::core
 namespace fedml::algorithms {
 struct AggregatorOptions;
 struct DpOptions;
@@ -35,6 +38,10 @@ ServerOptions ServerOptionsFrom(const Config& config);
 /// A worker's options (fedml/api/client_manager.h): its idle deadline covers a round, the
 /// evaluation after it and, with secure aggregation, its three stages.
 WorkerOptions WorkerOptionsFrom(const Config& config);
+/// A deployed server's transport limits (fedml/core/comm/grpc.h): push_idle_timeout_s,
+/// push_timeout_s and max_queued_updates. The caller sets the address, the client count, the
+/// credentials and the update limit.
+core::grpc_comm::ServerOptions GrpcServerOptionsFrom(const Config& config);
 /// The simulated devices of the virtual clock (heterogeneity, speed_sigma, ... trace_file).
 Result<std::shared_ptr<const SystemModel>> SystemModelFrom(const Config& config);
 /// The server's strategy pipeline settings (fedml/algorithms/registry.h) from train_args,
