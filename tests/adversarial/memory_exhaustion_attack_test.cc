@@ -1,11 +1,11 @@
 // Red team, attack 5: an authenticated client exhausts the server's memory. The hostile client
 // holds a real client certificate and speaks the real protocol (the generated gRPC stub of
 // fedml_service.proto over mutual TLS, frames made by the wire encoder), but it announces a
-// frame far larger than it sends, trickles an endless stream, opens many PushUpdate streams at
-// once, floods frames the server has not asked for, and sends a header whose maps and lists
-// are huge for its size (decode amplification). Each test asserts that the server refuses the
-// attack with a status naming the limit, holds no more memory for the attacker than the limit
-// allows, and still serves an honest client.
+// frame far larger than it sends, trickles an endless stream, opens many PushUpdate streams (or
+// FetchTask calls) at once, floods frames the server has not asked for, and sends a header whose
+// maps and lists are huge for its size (decode amplification). Each test asserts that the server
+// refuses the attack with a status naming the limit, holds no more memory for the attacker than the
+// limit allows, and still serves an honest client.
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
@@ -230,6 +230,55 @@ TEST_CASE("a client may hold one PushUpdate stream; more are refused at once", "
   CHECK(refused >= kStreams - 1);  // every stream but the one being read
   CHECK(other <= 1);               // that one ends at push_idle_timeout
   CHECK(Clock::now() - start < std::chrono::seconds(10));
+  HonestClientIsServed(*server, dir);
+}
+
+TEST_CASE("a client may hold one FetchTask call; more are refused at once", "[adversarial]") {
+  // Each long poll holds a server thread for up to fetch_wait: a client with many at once would
+  // take the threads the other clients need.
+  const testing::TempDir dir("fedml_attack_fetches");
+  testing::MakeCredentials(dir, kClients);
+  auto server = StartServer(dir);
+  auto stub = HostileStub(dir, server->bound_port(), kAttacker);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(std::chrono::seconds(10)));
+    fedml::service::RegisterRequest req;
+    req.set_client_id(kAttacker);
+    req.set_wire_version(kWireVersion);
+    fedml::service::RegisterReply reply;
+    const grpc::Status st = stub->Register(&ctx, req, &reply);
+    REQUIRE(st.ok());
+  }
+  constexpr int kCalls = 16;
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctx;
+  std::vector<std::unique_ptr<grpc::ClientReader<FrameChunk>>> readers;
+  fedml::service::FetchRequest req;
+  req.set_wait_ms(60000);  // as long as the server allows (fetch_wait, 500 ms here)
+  for (int i = 0; i < kCalls; ++i) {
+    ctx.push_back(std::make_unique<grpc::ClientContext>());
+    ctx.back()->set_deadline(In(std::chrono::seconds(15)));
+    readers.push_back(stub->FetchTask(ctx.back().get(), req));
+  }
+  int refused = 0;
+  int served = 0;
+  for (auto& r : readers) {
+    FrameChunk chunk;
+    while (r->Read(&chunk)) {
+    }
+    const grpc::Status st = r->Finish();
+    if (st.error_code() == grpc::StatusCode::ABORTED) {
+      CHECK_THAT(st.error_message(), Catch::Contains("one at a time per client"));
+      ++refused;
+    } else {
+      INFO(st.error_code() << ": " << st.error_message());
+      CHECK(st.ok());  // an empty answer after fetch_wait
+      ++served;
+    }
+  }
+  // Calls that arrive after the held one returned may be held in turn; most are refused.
+  CHECK(served >= 1);
+  CHECK(refused >= kCalls / 2);
   HonestClientIsServed(*server, dir);
 }
 

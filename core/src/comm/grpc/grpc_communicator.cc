@@ -404,6 +404,16 @@ class GrpcServer final : public ServerCommunicator {
     if (!c.live) {
       return {grpc::StatusCode::FAILED_PRECONDITION, "register first (the server lost track)"};
     }
+    // One long poll per client: each holds a server thread for up to fetch_wait, so a client
+    // with many at once could take the threads every other client needs. An honest client
+    // fetches one at a time (a reconnecting one retries after its backoff).
+    if (c.fetching) {
+      LogRefusal(ctx, "client " + std::to_string(id) + " opened a second FetchTask call");
+      return {grpc::StatusCode::ABORTED, "client " + std::to_string(id) +
+                                             " already has a FetchTask call in flight; one at a "
+                                             "time per client"};
+    }
+    c.fetching = true;
     ++c.calls;
     c.last_seen = Clock::now();
     const auto until =
@@ -429,6 +439,7 @@ class GrpcServer final : public ServerCommunicator {
       }
     }
     --c.calls;
+    c.fetching = false;
     c.last_seen = Clock::now();
     cv_.notify_all();
     return result;
@@ -509,7 +520,8 @@ class GrpcServer final : public ServerCommunicator {
  private:
   struct ClientSlot {
     bool live = false;
-    int calls = 0;  // RPCs in flight
+    int calls = 0;          // RPCs in flight
+    bool fetching = false;  // a FetchTask call in flight (at most one)
     Clock::time_point last_seen{};
     std::deque<Bytes> outbox;
     // The client's push in flight (at most one): its context, for the monitor to cancel, when
