@@ -62,11 +62,15 @@ class LeafReader {
     if (user_data == nullptr || user_data->kind != json::Value::Kind::kObject) {
       return fail("\"user_data\" is missing or not an object");
     }
+    // Users by name, indexed once: a Shakespeare file lists about a thousand of them.
+    std::map<std::string, const json::Value*> data_of;
+    for (const auto& [key, value] : user_data->members) data_of.emplace(key, &value);
     for (std::size_t u = 0; u < user_list->items.size(); ++u) {
       const json::Value& name = user_list->items[u];
       if (name.kind != json::Value::Kind::kString)
         return fail("user " + std::to_string(u) + " is not a string");
-      const json::Value* data = Member(*user_data, name.text);
+      const auto found = data_of.find(name.text);
+      const json::Value* data = found == data_of.end() ? nullptr : found->second;
       const std::string who = "user " + json::DescribeBytes(name.text);
       if (data == nullptr || data->kind != json::Value::Kind::kObject) {
         return fail(who + " has no object in \"user_data\"");
