@@ -42,28 +42,28 @@ PY
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores;" \
      "PyTorch $("$py" -c 'import torch; print(torch.__version__)')"
 for shape in "${shapes[@]}"; do
+  # Each shape: its data (fedml's flags and the loop's), model, clients, batch and rate.
+  bs=10
   case "$shape" in
-    cifar_pfl) args=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural
-                     --model cnn_cifar --client_num_in_total 1000 --client_num_per_round 50
-                     --batch_size 10 --learning_rate 0.01); goal=0.5; base=(--npy_dir "$work/cifar") ;;
-    mnist_lr_flute) args=(--dataset fashion_mnist --partition_method homo --model lr
-                     --client_num_in_total 1000 --client_num_per_round 10 --batch_size 10
-                     --learning_rate 0.05); goal=0.5; base=() ;;
-    lstm) args=(--dataset npy --data_cache_dir "$work/text" --partition_method natural
-                --model lstm_shakespeare --client_num_in_total 100 --client_num_per_round 10
-                --batch_size 10 --learning_rate 0.5); goal=1.0; base=(--npy_dir "$work/text") ;;
-    resnet20) args=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural
-                    --model resnet20 --client_num_in_total 1000 --client_num_per_round 10
-                    --batch_size 10 --learning_rate 0.05); goal=1.0; base=(--npy_dir "$work/cifar") ;;
+    cifar_pfl) data=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural)
+               base=(--npy_dir "$work/cifar"); model=cnn_cifar; total=1000; per=50; lr=0.01
+               goal=0.5 ;;
+    mnist_lr_flute) data=(--dataset fashion_mnist --partition_method homo); base=()
+                    model=lr; total=1000; per=10; lr=0.05; goal=0.5 ;;
+    lstm) data=(--dataset npy --data_cache_dir "$work/text" --partition_method natural)
+          base=(--npy_dir "$work/text"); model=lstm_shakespeare; total=100; per=10; lr=0.5
+          goal=1.0 ;;
+    resnet20) data=(--dataset npy --data_cache_dir "$work/cifar" --partition_method natural)
+              base=(--npy_dir "$work/cifar"); model=resnet20; total=1000; per=10; lr=0.05
+              goal=1.0 ;;
     *) echo "unknown shape $shape"; exit 2 ;;
   esac
-  common=("${args[@]}" --epochs 1 --comm_round "$rounds" --random_seed 1)
+  common=("${data[@]}" --model "$model" --client_num_in_total "$total"
+          --client_num_per_round "$per" --batch_size "$bs" --learning_rate "$lr" --epochs 1
+          --comm_round "$rounds" --random_seed 1)
   build/bin/fedml partition "${common[@]}" --plan_file "$work/plan.json" >/dev/null
   build/bin/fedml simulate "${common[@]}" --metrics_file "$work/fedml.jsonl" \
     --model_file_cache_folder "" >/dev/null
-  lr=$(printf '%s\n' "${args[@]}" | grep -A1 -- --learning_rate | tail -1)
-  bs=$(printf '%s\n' "${args[@]}" | grep -A1 -- --batch_size | tail -1)
-  model=$(printf '%s\n' "${args[@]}" | grep -A1 -- --model | tail -1)
   "$py" benchmarks/pytorch_fedavg_baseline.py --plan "$work/plan.json" --rounds "$rounds" \
     --model "$model" --lr "$lr" --batch_size "$bs" "${base[@]}" --out "$work/torch.jsonl" >/dev/null
   "$py" benchmarks/round_time_ratio.py "$shape" "$goal" "$work/fedml.jsonl" "$work/torch.jsonl"
