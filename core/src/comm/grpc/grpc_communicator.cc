@@ -3,6 +3,7 @@
 // offsets, size limits, reassembly) and their shared frame reader are checked against each other
 // here.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "comm/mailbox.h"
 #include "fedml/core/comm/grpc.h"
@@ -71,18 +73,25 @@ Status CheckChunkBytes(std::size_t chunk_bytes) {
   return Status::Ok();
 }
 
-// Writes `frame` as FrameChunks through `write` (a ServerWriter's or ClientWriter's Write).
+// The next chunk of `frame` from *offset into *chunk; advances *offset. A frame of 0 bytes is one
+// empty chunk (the client's reader needs frame_bytes to finish it).
+void FillChunk(const Bytes& frame, std::size_t chunk_bytes, std::size_t* offset,
+               FrameChunk* chunk) {
+  const std::size_t len = std::min(chunk_bytes, frame.size() - *offset);
+  chunk->set_offset(*offset);
+  chunk->set_frame_bytes(frame.size());
+  chunk->set_data(reinterpret_cast<const char*>(frame.data()) + *offset, len);
+  *offset += len;
+}
+
+// Writes `frame` as FrameChunks through `write` (a ClientWriter's Write).
 template <class WriteFn>
 bool WriteFrame(const Bytes& frame, std::size_t chunk_bytes, WriteFn&& write) {
   FrameChunk chunk;
   std::size_t offset = 0;
   do {
-    const std::size_t len = std::min(chunk_bytes, frame.size() - offset);
-    chunk.set_offset(offset);
-    chunk.set_frame_bytes(frame.size());
-    chunk.set_data(reinterpret_cast<const char*>(frame.data()) + offset, len);
+    FillChunk(frame, chunk_bytes, &offset, &chunk);
     if (!write(chunk)) return false;
-    offset += len;
   } while (offset < frame.size());
   return true;
 }
@@ -172,24 +181,104 @@ Bytes FinishFrameFrom(int rank) {
 }
 
 // ---- Server ------------------------------------------------------------------------------
+//
+// The service runs on gRPC's callback API: a waiting FetchTask is a parked reactor in its
+// client's slot (a few hundred bytes), not a blocked thread, so the server's threads do not grow
+// with the clients connected. Who ends a call: exactly one party calls Finish on each reactor,
+// the one that took it out of its slot under mu_ (a Send that hands it a frame, the monitor at
+// its wait's end, OnCancel) or the reactor itself once its frame is written; Finish is never
+// called with mu_ held, because gRPC may run OnDone (which takes mu_) inline.
 
 class GrpcServer;
 
-class ServiceImpl final : public FederatedLearning::Service {
+// One FetchTask call: parked in its client's slot until a frame is sent to the client or its wait
+// ends, then writes the frame as chunks (or nothing) and finishes.
+class FetchCall final : public grpc::ServerWriteReactor<FrameChunk> {
+ public:
+  FetchCall(GrpcServer& server, grpc::CallbackServerContext* ctx) : server_(server), ctx_(ctx) {}
+  /// Writes `frame` and finishes; called once, by the party that took the call from its slot.
+  void Deliver(Bytes frame, std::size_t chunk_bytes) {
+    frame_ = std::move(frame);
+    chunk_bytes_ = chunk_bytes;
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  grpc::CallbackServerContext* ctx() const { return ctx_; }
+  std::size_t rank = 0;     // the client's rank once identified and counted (0: never counted)
+  Clock::time_point until;  // when a parked call returns empty
+
+ private:
+  void WriteNext() {
+    FillChunk(frame_, chunk_bytes_, &offset_, &chunk_);
+    StartWrite(&chunk_);
+  }
+
+  GrpcServer& server_;
+  grpc::CallbackServerContext* ctx_;
+  Bytes frame_;
+  std::size_t chunk_bytes_ = 1;
+  std::size_t offset_ = 0;
+  FrameChunk chunk_;
+};
+
+// One PushUpdate stream: reads chunks into a frame until the client closes its side, then hands
+// the frame (or a refusal notice) to the server's mailbox and finishes.
+class PushCall final : public grpc::ServerReadReactor<FrameChunk> {
+ public:
+  PushCall(GrpcServer& server, grpc::CallbackServerContext* ctx, std::uint64_t max_frame_bytes)
+      : server_(server), ctx_(ctx), frame_(max_frame_bytes) {}
+  void Begin(int id);
+  void OnReadDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  GrpcServer& server_;
+  grpc::CallbackServerContext* ctx_;
+  int id_ = -1;
+  FrameReader frame_;
+  FrameChunk chunk_;
+};
+
+class ServiceImpl final : public FederatedLearning::CallbackService {
  public:
   explicit ServiceImpl(GrpcServer& server) : server_(server) {}
-  grpc::Status Register(grpc::ServerContext* ctx, const fedml::service::RegisterRequest* req,
-                        fedml::service::RegisterReply* reply) override;
-  grpc::Status Heartbeat(grpc::ServerContext* ctx, const fedml::service::HeartbeatRequest*,
-                         fedml::service::HeartbeatReply*) override;
-  grpc::Status FetchTask(grpc::ServerContext* ctx, const FetchRequest* req,
-                         grpc::ServerWriter<FrameChunk>* writer) override;
-  grpc::Status PushUpdate(grpc::ServerContext* ctx, grpc::ServerReader<FrameChunk>* reader,
-                          fedml::service::PushReply*) override;
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
+                                     const fedml::service::RegisterRequest* req,
+                                     fedml::service::RegisterReply* reply) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const fedml::service::HeartbeatRequest*,
+                                      fedml::service::HeartbeatReply*) override;
+  grpc::ServerWriteReactor<FrameChunk>* FetchTask(grpc::CallbackServerContext* ctx,
+                                                  const FetchRequest* req) override;
+  grpc::ServerReadReactor<FrameChunk>* PushUpdate(grpc::CallbackServerContext* ctx,
+                                                  fedml::service::PushReply*) override;
 
  private:
   GrpcServer& server_;
 };
+
+// Lets this process hold one socket per connected client: the soft limit on open files (1024 on
+// many systems) is raised to the hard one, which only an administrator can raise further.
+void RaiseOpenFileLimit(int clients) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  }
+  // A connection is a socket; files, the listener and gRPC's own pipes need some more.
+  const rlim_t needed = static_cast<rlim_t>(clients) + 256;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+    FEDML_LOG_WARNING(
+        "this process may open %llu files, fewer than the %llu that %d connected clients need; "
+        "raise the hard limit (ulimit -Hn, LimitNOFILE=) or clients past it will be refused",
+        static_cast<unsigned long long>(lim.rlim_cur), static_cast<unsigned long long>(needed),
+        clients);
+  }
+}
 
 class GrpcServer final : public ServerCommunicator {
  public:
@@ -217,11 +306,20 @@ class GrpcServer final : public ServerCommunicator {
       ssl.pem_key_cert_pairs.push_back({key, cert});
       creds = grpc::SslServerCredentials(ssl);
     }
+    RaiseOpenFileLimit(options_.num_clients);
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options_.address, creds, &port_);
     builder.RegisterService(&service_);
     builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
     builder.SetMaxSendMessageSize(kMaxGrpcMessage);
+    // Dead connections (a host that vanished without a FIN) are found by keepalive pings and
+    // closed, which cancels their calls (OnCancel: the client is marked gone). Clients ping every
+    // 10 s even between calls; the server must not count that as abuse (its default minimum
+    // interval is 5 minutes, and strikes close the connection).
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
     server_ = builder.BuildAndStart();
     if (!server_ || port_ == 0) {
       return Status::Unavailable("cannot listen on " + options_.address +
@@ -233,17 +331,25 @@ class GrpcServer final : public ServerCommunicator {
 
   ~GrpcServer() override {
     // Let connected clients fetch what is queued for them (FINISH), within flush_timeout.
+    std::vector<FetchCall*> parked;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_until(lock, Clock::now() + options_.flush_timeout, [this] {
         for (std::size_t r = 1; r < clients_.size(); ++r) {
-          if (clients_[r].live && !clients_[r].outbox.empty()) return false;
+          if (clients_[r].live && (!clients_[r].outbox.empty() || clients_[r].writing())) {
+            return false;
+          }
         }
         return true;
       });
       stopping_ = true;
+      for (ClientSlot& c : clients_) {
+        if (c.poll != nullptr) parked.push_back(ReleaseFetchLocked(c.poll));
+      }
     }
     cv_.notify_all();
+    for (FetchCall* call : parked) call->Finish(grpc::Status::OK);
+    // Calls still open after 2 s are cancelled; Shutdown returns when every reactor is done.
     if (server_) server_->Shutdown(SystemDeadline(Clock::now() + std::chrono::seconds(2)));
     if (monitor_.joinable()) monitor_.join();
     mailbox_.Abort(Status::Aborted("server stopped"));
@@ -261,14 +367,20 @@ class GrpcServer final : public ServerCommunicator {
                                      "]");
     }
     FEDML_RETURN_IF_ERROR(mailbox_.aborted());
+    FetchCall* waiting = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!clients_[dst].live) {
+      ClientSlot& c = clients_[static_cast<std::size_t>(dst)];
+      if (!c.live) {
         return Status::Unavailable("client " + std::to_string(dst - 1) + " is not connected");
       }
-      clients_[dst].outbox.push_back(std::move(payload));
+      if (c.poll != nullptr && c.outbox.empty()) {
+        waiting = std::exchange(c.poll, nullptr);
+      } else {
+        c.outbox.push_back(std::move(payload));
+      }
     }
-    cv_.notify_all();
+    if (waiting != nullptr) waiting->Deliver(std::move(payload), options_.chunk_bytes);
     return Status::Ok();
   }
 
@@ -301,10 +413,10 @@ class GrpcServer final : public ServerCommunicator {
            clients_[static_cast<std::size_t>(rank)].live;
   }
 
-  // ---- called by ServiceImpl on gRPC threads ----
+  // ---- called by the reactors on gRPC threads ----
 
   // The client id the call's credentials prove, or PERMISSION_DENIED/UNAUTHENTICATED.
-  grpc::Status Identify(grpc::ServerContext* ctx, int* id) {
+  grpc::Status Identify(grpc::ServerContextBase* ctx, int* id) {
     Result<int> who = Status::PermissionDenied("no credentials");
     std::string serial_hex;  // of the client certificate, under mutual TLS
     const auto& md = ctx->client_metadata();
@@ -374,17 +486,24 @@ class GrpcServer final : public ServerCommunicator {
               "client speaks wire version " + std::to_string(wire_version) + ", server " +
                   std::to_string(kWireVersion)};
     }
+    FetchCall* stale_poll = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ClientSlot& c = clients_[static_cast<std::size_t>(id) + 1];
       c.live = true;
       c.outbox.clear();  // a reconnecting client starts afresh; what was queued is stale
+      if (c.poll != nullptr) {
+        // A fetch of the connection this one replaces (whose end the server has not seen yet)
+        // ends now, so the new connection's first fetch is not refused as a second one.
+        stale_poll = ReleaseFetchLocked(c.poll);
+      }
       c.last_seen = Clock::now();
       // A "lost" notice the controller has not read yet is stale now: it would drop the task
       // this new connection is about to get.
       const Bytes lost = FinishFrameFrom(id + 1);
       mailbox_.EraseIf([&](const Envelope& e) { return e.source == id + 1 && e.payload == lost; });
     }
+    if (stale_poll != nullptr) stale_poll->Finish(grpc::Status::OK);
     cv_.notify_all();
     reply->set_rank(id + 1);
     reply->set_world_size(world_size());
@@ -396,94 +515,136 @@ class GrpcServer final : public ServerCommunicator {
     clients_[static_cast<std::size_t>(id) + 1].last_seen = Clock::now();
   }
 
-  grpc::Status OnFetch(grpc::ServerContext* ctx, int id, std::uint32_t wait_ms,
-                       grpc::ServerWriter<FrameChunk>* writer) {
+  // A FetchTask call from client `id`: refused, answered at once with a queued frame, or parked
+  // until a frame is sent or its wait ends. The call is counted as the client's one fetch.
+  void OnFetch(FetchCall* call, int id, std::uint32_t wait_ms) {
     const std::size_t rank = static_cast<std::size_t>(id) + 1;
-    std::unique_lock<std::mutex> lock(mu_);
-    ClientSlot& c = clients_[rank];
-    if (!c.live) {
-      return {grpc::StatusCode::FAILED_PRECONDITION, "register first (the server lost track)"};
-    }
-    // One long poll per client: each holds a server thread for up to fetch_wait, so a client
-    // with many at once could take the threads every other client needs. An honest client
-    // fetches one at a time (a reconnecting one retries after its backoff).
-    if (c.fetching) {
-      LogRefusal(ctx, "client " + std::to_string(id) + " opened a second FetchTask call");
-      return {grpc::StatusCode::ABORTED, "client " + std::to_string(id) +
-                                             " already has a FetchTask call in flight; one at a "
-                                             "time per client"};
-    }
-    c.fetching = true;
-    ++c.calls;
-    c.last_seen = Clock::now();
-    const auto until =
-        Clock::now() + std::min(options_.fetch_wait, std::chrono::milliseconds(wait_ms));
-    // Wakes every 100 ms as well, to notice a client that hung up (ctx->IsCancelled()).
-    while (c.outbox.empty() && !stopping_ && c.live && Clock::now() < until &&
-           !ctx->IsCancelled()) {
-      cv_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(100)));
-    }
-    grpc::Status result = grpc::Status::OK;
-    if (ctx->IsCancelled()) {
-      MarkGoneLocked(rank, "its connection closed");
-    } else if (!c.outbox.empty() && c.live) {
-      Bytes frame = std::move(c.outbox.front());
-      c.outbox.pop_front();
-      lock.unlock();
-      const bool sent = WriteFrame(frame, options_.chunk_bytes,
-                                   [&](const FrameChunk& chunk) { return writer->Write(chunk); });
-      lock.lock();
-      if (!sent) {
-        c.outbox.push_front(std::move(frame));  // not delivered: kept for the next fetch
-        MarkGoneLocked(rank, "the connection broke while a frame was sent");
-      }
-    }
-    --c.calls;
-    c.fetching = false;
-    c.last_seen = Clock::now();
-    cv_.notify_all();
-    return result;
-  }
-
-  // One push stream per client, refused before it is read while the client's queue is full; the
-  // monitor thread cancels it at push_idle_timeout / push_timeout (see ServerOptions).
-  grpc::Status OnPush(grpc::ServerContext* ctx, int id, grpc::ServerReader<FrameChunk>* reader) {
-    const std::size_t rank = static_cast<std::size_t>(id) + 1;
-    const std::string who = "client " + std::to_string(id);
+    enum class Then { kRefuse, kDeliver, kPark, kEmpty } then = Then::kPark;
+    grpc::Status refused;
+    Bytes frame;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ClientSlot& c = clients_[rank];
-      if (c.push_ctx != nullptr) {
-        LogRefusal(ctx, who + " opened a second PushUpdate stream");
-        return {grpc::StatusCode::ABORTED,
-                who + " already has a PushUpdate stream open; one push at a time per client"};
+      if (!c.live) {
+        then = Then::kRefuse;
+        refused = {grpc::StatusCode::FAILED_PRECONDITION, "register first (the server lost track)"};
+      } else if (c.fetch != nullptr) {
+        // One long poll per client: each parked call holds memory and, on the way out, a
+        // write; an honest client fetches one at a time (a reconnecting one retries after its
+        // backoff).
+        LogRefusal(call->ctx(), "client " + std::to_string(id) + " opened a second FetchTask call");
+        then = Then::kRefuse;
+        refused = {grpc::StatusCode::ABORTED, "client " + std::to_string(id) +
+                                                  " already has a FetchTask call in flight; one "
+                                                  "at a time per client"};
+      } else {
+        call->rank = rank;
+        c.fetch = call;
+        ++c.calls;
+        c.last_seen = Clock::now();
+        if (!c.outbox.empty()) {
+          then = Then::kDeliver;
+          frame = std::move(c.outbox.front());
+          c.outbox.pop_front();
+        } else if (stopping_) {
+          then = Then::kEmpty;
+        } else {
+          call->until =
+              Clock::now() + std::min(options_.fetch_wait, std::chrono::milliseconds(wait_ms));
+          c.poll = call;
+        }
       }
-      const std::size_t queued = mailbox_.queued_from(static_cast<int>(rank));
-      if (queued >= options_.max_queued_frames) {
-        LogRefusal(ctx, who + " pushed with a full queue");
-        return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-                who + " has " + std::to_string(queued) +
-                    " frames the server has not read yet (max_queued_frames " +
-                    std::to_string(options_.max_queued_frames) + "); push again later"};
-      }
-      c.push_ctx = ctx;
-      c.push_started = c.push_last_chunk = Clock::now();
-      c.push_cut.clear();
-      ++c.calls;
     }
-    FrameReader frame(options_.max_frame_bytes);
-    FrameChunk chunk;
-    grpc::Status st = grpc::Status::OK;
-    while (st.ok() && reader->Read(&chunk)) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        clients_[rank].push_last_chunk = Clock::now();
-      }
-      st = frame.Add(chunk);
+    switch (then) {
+      case Then::kRefuse:
+        call->Finish(refused);
+        break;
+      case Then::kDeliver:
+        cv_.notify_all();  // an outbox shrank (the destructor's flush waits on it)
+        call->Deliver(std::move(frame), options_.chunk_bytes);
+        break;
+      case Then::kEmpty:
+        EndFetch(call, grpc::Status::OK);
+        break;
+      case Then::kPark:
+        break;  // Send, the monitor or OnCancel takes it from the slot and finishes it
     }
+  }
+
+  // The client hung up (or its connection died) while its call was parked: it is gone.
+  void OnFetchCancelled(FetchCall* call) {
+    bool mine = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (call->rank != 0 && clients_[call->rank].poll == call) {
+        ReleaseFetchLocked(call);
+        MarkGoneLocked(call->rank, "its connection closed");
+        mine = true;
+      }
+    }
+    if (mine) call->Finish(grpc::Status::CANCELLED);
+  }
+
+  // A frame could not be written: the client is taken for gone (the round controller sees it
+  // leave) until it registers again.
+  void OnFetchBroken(FetchCall* call) {
+    std::lock_guard<std::mutex> lock(mu_);
+    MarkGoneLocked(call->rank, "the connection broke while a frame was sent");
+  }
+
+  // Ends a counted fetch: the client may open its next one as soon as it sees this call's end,
+  // which can be before gRPC runs the call's OnDone, so the slot lets go of it first.
+  void EndFetch(FetchCall* call, const grpc::Status& st) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ReleaseFetchLocked(call);
+    }
+    cv_.notify_all();
+    call->Finish(st);
+  }
+
+  // A PushUpdate stream from client `id` may begin: OK, or why not. One push stream per client,
+  // refused before it is read while the client's queue is full; the monitor thread cancels it at
+  // push_idle_timeout / push_timeout (see ServerOptions).
+  grpc::Status BeginPush(grpc::CallbackServerContext* ctx, int id) {
+    const std::size_t rank = static_cast<std::size_t>(id) + 1;
+    const std::string who = "client " + std::to_string(id);
+    std::lock_guard<std::mutex> lock(mu_);
+    ClientSlot& c = clients_[rank];
+    if (c.push_ctx != nullptr) {
+      LogRefusal(ctx, who + " opened a second PushUpdate stream");
+      return {grpc::StatusCode::ABORTED,
+              who + " already has a PushUpdate stream open; one push at a time per client"};
+    }
+    const std::size_t queued = mailbox_.queued_from(static_cast<int>(rank));
+    if (queued >= options_.max_queued_frames) {
+      LogRefusal(ctx, who + " pushed with a full queue");
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              who + " has " + std::to_string(queued) +
+                  " frames the server has not read yet (max_queued_frames " +
+                  std::to_string(options_.max_queued_frames) + "); push again later"};
+    }
+    c.push_ctx = ctx;
+    c.push_started = c.push_last_chunk = Clock::now();
+    c.push_cut.clear();
+    ++c.calls;
+    return grpc::Status::OK;
+  }
+
+  void PushChunkArrived(int id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    clients_[static_cast<std::size_t>(id) + 1].push_last_chunk = Clock::now();
+  }
+
+  // The push stream of client `id` is over (`st`: the reader's verdict so far): the frame goes to
+  // the mailbox, or a refusal notice does; returns the status the client is told.
+  grpc::Status EndPush(int id, grpc::Status st, FrameReader& frame) {
+    const std::size_t rank = static_cast<std::size_t>(id) + 1;
+    const std::string who = "client " + std::to_string(id);
     std::string cut;
     {
-      // Cleared before returning: the monitor may call TryCancel on push_ctx only meanwhile.
+      // Cleared before the call finishes: the monitor may call TryCancel on push_ctx only
+      // meanwhile.
       std::lock_guard<std::mutex> lock(mu_);
       ClientSlot& c = clients_[rank];
       cut = std::move(c.push_cut);
@@ -509,7 +670,7 @@ class GrpcServer final : public ServerCommunicator {
     }
     if (!mailbox_.PushIfBelow(Envelope{static_cast<int>(rank), frame.Take()},
                               options_.max_queued_frames)) {
-      // Only refusal notices could have filled the queue since the check above.
+      // Only refusal notices could have filled the queue since BeginPush.
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
               who + "'s queue filled while it pushed (max_queued_frames " +
                   std::to_string(options_.max_queued_frames) + ")"};
@@ -517,20 +678,35 @@ class GrpcServer final : public ServerCommunicator {
     return grpc::Status::OK;
   }
 
+  std::uint64_t max_frame_bytes() const { return options_.max_frame_bytes; }
+
  private:
   struct ClientSlot {
     bool live = false;
-    int calls = 0;          // RPCs in flight
-    bool fetching = false;  // a FetchTask call in flight (at most one)
+    int calls = 0;               // RPCs in flight
+    FetchCall* fetch = nullptr;  // the client's FetchTask call in flight (at most one)
+    FetchCall* poll = nullptr;   // ... while parked, waiting for a frame (owned by gRPC)
+    bool writing() const { return fetch != nullptr && poll == nullptr; }
     Clock::time_point last_seen{};
     std::deque<Bytes> outbox;
     // The client's push in flight (at most one): its context, for the monitor to cancel, when
     // it began and when its last chunk came; push_cut says why the monitor cancelled it.
-    grpc::ServerContext* push_ctx = nullptr;
+    grpc::CallbackServerContext* push_ctx = nullptr;
     Clock::time_point push_started{};
     Clock::time_point push_last_chunk{};
     std::string push_cut;
   };
+
+  // The slot forgets `call` (parked or writing) and stops counting it; returns it, for the
+  // caller to Finish once mu_ is released.
+  FetchCall* ReleaseFetchLocked(FetchCall* call) {
+    ClientSlot& c = clients_[call->rank];
+    --c.calls;
+    if (c.fetch == call) c.fetch = nullptr;
+    if (c.poll == call) c.poll = nullptr;
+    c.last_seen = Clock::now();
+    return call;
+  }
 
   int LiveLocked() const {
     return static_cast<int>(std::count_if(clients_.begin(), clients_.end(),
@@ -549,16 +725,21 @@ class GrpcServer final : public ServerCommunicator {
 
   void MonitorLiveness() {
     std::unique_lock<std::mutex> lock(mu_);
-    // Often enough to cut a push within a quarter of its deadlines past them.
+    // Often enough to cut a push within a quarter of its deadlines past them, and to end a
+    // parked fetch within 100 ms of its wait.
     const auto tick =
         std::max(std::chrono::milliseconds(10),
-                 std::min({std::chrono::milliseconds(500), options_.push_idle_timeout / 4,
+                 std::min({std::chrono::milliseconds(100), options_.push_idle_timeout / 4,
                            options_.push_timeout / 4}));
+    std::vector<FetchCall*> expired;
     while (!stopping_) {
       cv_.wait_for(lock, tick);
       const auto now = Clock::now();
       for (std::size_t r = 1; r < clients_.size(); ++r) {
         ClientSlot& c = clients_[r];
+        if (c.poll != nullptr && now >= c.poll->until) {
+          expired.push_back(ReleaseFetchLocked(c.poll));
+        }
         if (c.push_ctx != nullptr && c.push_cut.empty()) {
           if (now - c.push_last_chunk > options_.push_idle_timeout) {
             c.push_cut = "no chunk for " + std::to_string(options_.push_idle_timeout.count()) +
@@ -576,10 +757,16 @@ class GrpcServer final : public ServerCommunicator {
           MarkGoneLocked(r, "no call within liveness_timeout");
         }
       }
+      if (!expired.empty()) {
+        lock.unlock();
+        for (FetchCall* call : expired) call->Finish(grpc::Status::OK);  // nothing this time
+        expired.clear();
+        lock.lock();
+      }
     }
   }
 
-  static void LogRefusal(grpc::ServerContext* ctx, const std::string& why) {
+  static void LogRefusal(grpc::ServerContextBase* ctx, const std::string& why) {
     FEDML_LOG_WARNING("refused a call from %s: %s", ctx->peer().c_str(), why.c_str());
   }
 
@@ -596,39 +783,92 @@ class GrpcServer final : public ServerCommunicator {
   std::thread monitor_;
 };
 
-grpc::Status ServiceImpl::Register(grpc::ServerContext* ctx,
-                                   const fedml::service::RegisterRequest* req,
-                                   fedml::service::RegisterReply* reply) {
-  int id = -1;
-  grpc::Status st = server_.Identify(ctx, &id);
-  if (!st.ok()) return st;
-  return server_.OnRegister(id, req->wire_version(), req->client_id(), reply);
+void FetchCall::OnWriteDone(bool ok) {
+  if (!ok) {
+    server_.OnFetchBroken(this);
+    server_.EndFetch(this, grpc::Status::CANCELLED);
+  } else if (offset_ < frame_.size()) {
+    WriteNext();
+  } else {
+    server_.EndFetch(this, grpc::Status::OK);
+  }
 }
 
-grpc::Status ServiceImpl::Heartbeat(grpc::ServerContext* ctx,
-                                    const fedml::service::HeartbeatRequest*,
-                                    fedml::service::HeartbeatReply*) {
+void FetchCall::OnCancel() { server_.OnFetchCancelled(this); }
+
+void FetchCall::OnDone() { delete this; }
+
+void PushCall::Begin(int id) {
+  id_ = id;
+  const grpc::Status st = server_.BeginPush(ctx_, id);
+  if (!st.ok()) {
+    id_ = -1;
+    Finish(st);
+    return;
+  }
+  StartRead(&chunk_);
+}
+
+void PushCall::OnReadDone(bool ok) {
+  // !ok: the client closed its side (the frame should be whole) or the call was cancelled.
+  grpc::Status st = grpc::Status::OK;
+  if (ok) {
+    server_.PushChunkArrived(id_);
+    st = frame_.Add(chunk_);
+    if (st.ok()) {
+      StartRead(&chunk_);
+      return;
+    }
+  }
+  Finish(server_.EndPush(id_, st, frame_));
+}
+
+grpc::ServerUnaryReactor* ServiceImpl::Register(grpc::CallbackServerContext* ctx,
+                                                const fedml::service::RegisterRequest* req,
+                                                fedml::service::RegisterReply* reply) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int id = -1;
   grpc::Status st = server_.Identify(ctx, &id);
+  if (st.ok()) st = server_.OnRegister(id, req->wire_version(), req->client_id(), reply);
+  reactor->Finish(st);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                 const fedml::service::HeartbeatRequest*,
+                                                 fedml::service::HeartbeatReply*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  int id = -1;
+  const grpc::Status st = server_.Identify(ctx, &id);
   if (st.ok()) server_.Touch(id);
-  return st;
+  reactor->Finish(st);
+  return reactor;
 }
 
-grpc::Status ServiceImpl::FetchTask(grpc::ServerContext* ctx, const FetchRequest* req,
-                                    grpc::ServerWriter<FrameChunk>* writer) {
+grpc::ServerWriteReactor<FrameChunk>* ServiceImpl::FetchTask(grpc::CallbackServerContext* ctx,
+                                                             const FetchRequest* req) {
+  auto* call = new FetchCall(server_, ctx);  // deleted by its OnDone
   int id = -1;
-  grpc::Status st = server_.Identify(ctx, &id);
-  if (!st.ok()) return st;
-  return server_.OnFetch(ctx, id, req->wait_ms(), writer);
+  const grpc::Status st = server_.Identify(ctx, &id);
+  if (!st.ok()) {
+    call->Finish(st);
+  } else {
+    server_.OnFetch(call, id, req->wait_ms());
+  }
+  return call;
 }
 
-grpc::Status ServiceImpl::PushUpdate(grpc::ServerContext* ctx,
-                                     grpc::ServerReader<FrameChunk>* reader,
-                                     fedml::service::PushReply*) {
+grpc::ServerReadReactor<FrameChunk>* ServiceImpl::PushUpdate(grpc::CallbackServerContext* ctx,
+                                                             fedml::service::PushReply*) {
+  auto* call = new PushCall(server_, ctx, server_.max_frame_bytes());  // deleted by its OnDone
   int id = -1;
-  grpc::Status st = server_.Identify(ctx, &id);
-  if (!st.ok()) return st;
-  return server_.OnPush(ctx, id, reader);
+  const grpc::Status st = server_.Identify(ctx, &id);
+  if (!st.ok()) {
+    call->Finish(st);
+  } else {
+    call->Begin(id);
+  }
+  return call;
 }
 
 // ---- Client ------------------------------------------------------------------------------

@@ -58,6 +58,14 @@ struct ServerOptions {
 
 /// Rank 0 of a deployment. Thread safety as Communicator; the gRPC threads it owns are stopped
 /// by the destructor (after flushing queued frames for at most flush_timeout).
+///
+/// The service runs on gRPC's callback API: a connected client waiting in FetchTask is a parked
+/// call (a few hundred bytes beside its connection's buffers), not a thread, so the server's
+/// threads stay the same from 1 to thousands of connected clients (docs/deployment.md gives the
+/// measured memory per client). Keepalive pings (every 30 s, 10 s to answer) close connections
+/// whose host vanished; their calls end and the client is taken for gone. At start the process's
+/// soft limit on open files is raised to its hard limit (one socket per client), with a warning
+/// when even that is below num_clients.
 class ServerCommunicator : public Communicator {
  public:
   /// The TCP port the server listens on (useful with port 0).
