@@ -91,6 +91,15 @@ Status CheckCompatible(const RunFeatures& f) {
           what);
     }
   }
+  if (f.over_selection > 1.0 && (f.asynchronous || !f.secure.empty())) {
+    return Status::InvalidArgument(
+        "over_selection closes a synchronous round when client_num_per_round updates are in; " +
+        (f.asynchronous ? opt + " has no rounds to close (it takes updates as they come)"
+                        : "secure_aggregation " + f.secure +
+                              " needs every selected client's masking keys and handles dropouts "
+                              "itself") +
+        "; leave over_selection at 1");
+  }
   if (opt == "SCAFFOLD" && f.client_optimizer != "sgd") {
     return Status::InvalidArgument(
         "SCAFFOLD's control variates assume local SGD; client_optimizer is '" + f.client_optimizer +

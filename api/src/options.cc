@@ -40,6 +40,7 @@ ServerOptions ServerOptionsFrom(const Config& config) {
     o.decode.max_frame_bytes = static_cast<std::uint64_t>(config.max_update_mb) << 20;
   }
   o.max_claimed_samples = config.max_claimed_samples;
+  o.over_selection = config.over_selection;
   o.async.enabled = algorithms::IsAsynchronous(config.federated_optimizer);
   o.async.buffer_size = config.federated_optimizer == "FedBuff" ? config.buffer_size : 1;
   o.async.max_concurrency =
@@ -230,6 +231,7 @@ RunFeatures RunFeaturesOf(const Config& c) {
   f.client_optimizer = c.client_optimizer;
   f.client_momentum = c.momentum;
   f.server_optimizer = c.server_optimizer;
+  f.over_selection = c.over_selection;
   return f;
 }
 

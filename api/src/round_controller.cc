@@ -110,6 +110,14 @@ Status RoundController::Impl::CheckOptions() const {
     return Status::InvalidArgument("the server needs at least one worker rank (world size " +
                                    std::to_string(comm.world_size()) + ")");
   }
+  if (options.over_selection > 1.0 && !options.fixed_clients) {
+    // Which clients reply first is a matter of timing, which a simulation's result must not
+    // depend on (the same config and seed give the same model on every backend).
+    return Status::InvalidArgument(
+        "over_selection " + std::to_string(options.over_selection) +
+        " applies to a deployed server's rounds (fedml server); simulation and MPI runs wait for "
+        "every sampled client, so leave it at 1 there");
+  }
   return Status::Ok();
 }
 
@@ -124,6 +132,7 @@ RunFeatures FeaturesOf(const ServerOptions& options, const algorithms::Aggregato
   f.linear = agg.is_linear();
   f.secure = options.secure.protocol;
   f.verification = options.verification.enabled;
+  f.over_selection = options.over_selection;
   return f;
 }
 

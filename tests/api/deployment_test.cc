@@ -1,8 +1,10 @@
 // The round controller with fixed clients over a real gRPC server on loopback: clients whose
 // updates are bad (a tensor of the wrong shape, non-finite values) or who fail are refused or
-// dropped with a reason, and the round goes on with the others.
+// dropped with a reason, and the round goes on with the others; cross-device selection (among
+// the connected clients, over-selection closing a round at its target).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <limits>
@@ -11,6 +13,7 @@
 
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
+#include "fedml/api/compatibility.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
 #include "scripted_trainer.h"
@@ -270,4 +273,118 @@ TEST_CASE("secure aggregation over gRPC survives a client that goes silent mid-p
   auto result = refused.Run(Model(3, 0.0f));
   REQUIRE_FALSE(result.ok());
   CHECK(result.status().message().find("needs a linear aggregator") != std::string::npos);
+}
+
+TEST_CASE("over-selection closes a round at its target; the slowest selected clients cost nothing",
+          "[deployment][cross_device]") {
+  auto server = StartLoopbackServer(4);
+  std::vector<StalledTrainer*> stalled;
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  for (int i = 0; i < 2; ++i) {  // clients 2 and 3 hold every task until released
+    auto owner = std::make_unique<StalledTrainer>();
+    stalled.push_back(owner.get());
+    trainers.push_back(std::move(owner));
+  }
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
+
+  ServerOptions options;
+  options.client_num_in_total = 4;
+  options.client_num_per_round = 2;
+  options.over_selection = 2.0;  // selects all 4, closes at 2 replies
+  options.comm_round = 3;
+  // Longer than the stalled clients hold a task: a round that waited for them would end with
+  // them dropped at this deadline (dropped == 2), not cut (over_selected_cut == 2).
+  options.round_timeout = std::chrono::seconds(50);
+  options.fixed_clients = true;
+  core::grpc_comm::ServerCommunicator* comm = server.get();
+  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  auto final_model = controller.Run(Model(3, 0.0f));
+  for (StalledTrainer* s : stalled) s->Release();  // their late replies find the run over
+  for (auto& t : clients) t.join();
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+
+  const auto& rounds = controller.history();
+  REQUIRE(rounds.size() == 3);
+  for (const RoundMetrics& m : rounds) {
+    CHECK(m.clients == 2);
+    CHECK(m.dropped == 0);
+    CHECK(m.extra.at("selected") == 4);
+    CHECK(m.extra.at("over_selected_cut") == 2);
+  }
+  // Each round's two good updates add 1 each (weighted mean +1): three rounds, +3.
+  for (std::size_t i = 0; i < final_model->numel(); ++i) CHECK(final_model->data()[i] == 3.0f);
+  for (const Status& st : client_status) CHECK(st.ok());
+}
+
+TEST_CASE("a deployed round selects among the connected clients only",
+          "[deployment][cross_device]") {
+  const std::uint64_t seed = 0;
+  // The draw among all four clients picks client 3 in round 1, so a server that selected
+  // among every client would drop it there; client 3 never connects.
+  const std::vector<std::int64_t> among_all = SampleClients(seed, 0, 4, 3);
+  REQUIRE(std::find(among_all.begin(), among_all.end(), 3) != among_all.end());
+
+  auto server = StartLoopbackServer(4);
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  for (int i = 0; i < 3; ++i) {
+    trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  }
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
+
+  ServerOptions options;
+  options.random_seed = seed;
+  options.client_num_in_total = 4;
+  options.client_num_per_round = 3;
+  options.comm_round = 3;
+  options.round_timeout = std::chrono::seconds(30);
+  options.fixed_clients = true;
+  core::grpc_comm::ServerCommunicator* comm = server.get();
+  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  auto final_model = controller.Run(Model(3, 0.0f));
+  for (auto& t : clients) t.join();
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+  for (const RoundMetrics& m : controller.history()) {
+    CHECK(m.clients == 3);
+    CHECK(m.dropped == 0);
+  }
+  for (const Status& st : client_status) CHECK(st.ok());
+}
+
+TEST_CASE("over-selection is refused where the result would depend on timing",
+          "[deployment][cross_device]") {
+  auto server = StartLoopbackServer(2);
+  ServerOptions options;
+  options.client_num_in_total = 2;
+  options.client_num_per_round = 1;
+  options.over_selection = 1.5;
+  options.fixed_clients = false;  // a simulation's sample waits for every client
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  auto result = controller.Run(Model(3, 0.0f));
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(result.status().message(), Catch::Contains("over_selection"));
+
+  RunFeatures secure;
+  secure.strategy = "FedAvg";
+  secure.secure = "secagg";
+  secure.over_selection = 1.5;
+  const Status refused = CheckCompatible(secure);
+  CHECK(refused.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(refused.message(), Catch::Contains("over_selection"));
+  secure.over_selection = 1.0;
+  CHECK(CheckCompatible(secure).ok());
 }

@@ -1,6 +1,7 @@
 #include "server/server_context.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "fedml/core/log.h"
 #include "verification/server_gate.h"
@@ -14,9 +15,15 @@ double ServerContext::ClientWork(std::int64_t id) const {
   return options.client_work ? options.client_work(id) : 1.0;
 }
 
+int ServerContext::SelectionSize() const {
+  // The product is rounded up: 100 x 1.3 selects 130, never 129 through float error.
+  const double wanted = std::ceil(options.client_num_per_round * options.over_selection - 1e-9);
+  return static_cast<int>(std::min<double>(wanted, options.client_num_in_total));
+}
+
 Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round) {
   const int total = options.client_num_in_total;
-  const int per_round = options.client_num_per_round;
+  const int per_round = SelectionSize();
   // Clients whose accounts are excluded (verification) are not sampled again.
   const bool excludes = gate && gate->any_excluded();
   // Central DP in deployment draws from OpenSSL, not from the seed every client knows.
@@ -25,14 +32,34 @@ Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round)
                                    : Result<std::vector<std::int64_t>>(SampleClientsAmong(
                                          options.random_seed, round, candidates, per_round));
   };
-  const auto eligible = [&](std::int64_t c) { return !excludes || !gate->excluded(c); };
+  // Deployment: a round selects among the clients connected now (cross-device selection), so a
+  // client that is offline is not picked only to be dropped. With all of them connected the
+  // candidates are every client and the sample is the one a simulation draws.
+  std::vector<bool> offline(static_cast<std::size_t>(total), false);
+  bool any_offline = false;
+  if (options.fixed_clients && options.is_connected) {
+    for (std::int64_t c = 0; c < total; ++c) {
+      offline[static_cast<std::size_t>(c)] = !options.is_connected(static_cast<int>(c) + 1);
+      any_offline = any_offline || offline[static_cast<std::size_t>(c)];
+    }
+  }
+  const auto eligible = [&](std::int64_t c) {
+    return (!excludes || !gate->excluded(c)) && !offline[static_cast<std::size_t>(c)];
+  };
   if (!options.system || !options.system->has_offline_periods()) {
-    if (!excludes && !options.secret_sampling) {
+    if (!excludes && !options.secret_sampling && !any_offline) {
       return SampleClients(options.random_seed, round, total, per_round);
     }
     std::vector<std::int64_t> candidates;
     for (std::int64_t c = 0; c < total; ++c) {
       if (eligible(c)) candidates.push_back(c);
+    }
+    if (candidates.empty() && any_offline) {
+      // Nobody to select now: the round runs empty and keeps the model (min_clients), and the
+      // next one waits for clients (wait_for_clients) before selecting again.
+      FEDML_LOG_WARNING("round %lld: no connected client to select",
+                        static_cast<long long>(round) + 1);
+      return std::vector<std::int64_t>();
     }
     if (candidates.empty()) {
       return Status::FailedPrecondition("round " + std::to_string(round + 1) +
@@ -167,12 +194,22 @@ Result<Evaluation> ServerContext::EvaluateOnWorkers(std::int64_t round,
                                                     const core::ModelState& global,
                                                     RoundMetrics& metrics) {
   FEDML_RETURN_IF_ERROR(pool.SyncModel(round, model_version, global, &metrics.bytes_down));
-  const int shards = pool.alive_count();
+  int shards = pool.alive_count();
   if (shards == 0) return Status::Unavailable("no worker is connected to evaluate the model");
+  WorkerPool::Batch batch;
+  if (pool.placement().survives_failures()) {
+    // Deployment: as many shards as a round selects clients, not one per connected client (with
+    // thousands connected, sending each the model would dwarf the round), and with
+    // over-selection the evaluation closes at client_num_per_round answers too.
+    shards = std::min(shards, SelectionSize());
+    if (options.over_selection > 1.0) {
+      batch.target = std::min(shards, options.client_num_per_round);
+      batch.cut_metric = "eval_over_selected_cut";
+    }
+  }
   double loss_sum = 0.0;
   double correct = 0.0;
   std::int64_t samples = 0;
-  WorkerPool::Batch batch;
   batch.round = round;
   batch.model_version = model_version;
   batch.n = shards;

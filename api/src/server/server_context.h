@@ -37,9 +37,14 @@ struct ServerContext {
   std::int64_t model_version = 0;
   double virtual_now = 0.0;  // the virtual clock (seconds), with a system model
 
-  /// The clients sampled for `round`: the seeded draw, among the online ones with a system model
-  /// (advancing the clock to the next online time when nobody is online), never an excluded one.
+  /// The clients sampled for `round`: the seeded draw of SelectionSize() clients, among the
+  /// online ones with a system model (advancing the clock to the next online time when nobody is
+  /// online) and among the connected ones in deployment (none: an empty round), never an
+  /// excluded one.
   Result<std::vector<std::int64_t>> SampleRound(std::int64_t round);
+  /// How many clients a round selects: client_num_per_round x over_selection, rounded up, at
+  /// most client_num_in_total.
+  int SelectionSize() const;
   /// The samples client `id` trains in one task, for the virtual clock (1 without client_work).
   double ClientWork(std::int64_t id) const;
   /// The aggregator's view of client `client_id`'s reply (its model, metrics and extras moved).

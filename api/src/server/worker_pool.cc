@@ -132,6 +132,8 @@ class DispatchRun {
   Status FeedIdle();
   Status LoseWorker(int rank, const std::string& why);
   Status OnDeadline();
+  /// Over-selection: the batch has its target of replies; the tasks still out are abandoned.
+  void CloseAtTarget();
   /// Files one inbound frame; kOk with nothing filed for frames that answer nothing.
   Status OnInbound(Inbound&& in);
 
@@ -146,7 +148,8 @@ class DispatchRun {
   std::map<int, Message> ready_;                 // finished tasks waiting for an earlier one
   std::set<int> dropped_;                        // tasks given up for this round (own ranks)
   int next_ = 0;
-  bool stop_ = false;  // deployment: the deadline passed, the stragglers are dropped
+  int replied_ = 0;    // replies of reply_type filed (toward batch.target)
+  bool stop_ = false;  // deployment: the deadline passed or the target was met
 };
 
 // A task with an owner that cannot run it is dropped: nobody else holds that client's data.
@@ -226,8 +229,20 @@ void DispatchRun::DropOrphans() {
 }
 
 Status DispatchRun::FeedIdle() {
-  for (int r = 1; r < pool_.world_size(); ++r) {
-    if (pool_.alive(r) && !in_flight_.count(r)) FEDML_RETURN_IF_ERROR(Feed(r));
+  const bool all_owned =
+      std::all_of(queue_.begin(), queue_.end(), [&](int task) { return b_.owner(task) >= 0; });
+  if (all_owned) {
+    // Only a queued task's owner can take it: asking those (not every rank) keeps a round's cost
+    // in its tasks, not in the thousands of connected clients it did not select.
+    const std::vector<int> waiting(queue_.begin(), queue_.end());
+    for (int task : waiting) {
+      const int r = b_.owner(task);
+      if (pool_.alive(r) && !in_flight_.count(r)) FEDML_RETURN_IF_ERROR(Feed(r));
+    }
+  } else {
+    for (int r = 1; r < pool_.world_size(); ++r) {
+      if (pool_.alive(r) && !in_flight_.count(r)) FEDML_RETURN_IF_ERROR(Feed(r));
+    }
   }
   DropOrphans();
   return Status::Ok();
@@ -275,6 +290,20 @@ Status DispatchRun::OnDeadline() {
   return Status::DeadlineExceeded(
       "round " + std::to_string(b_.round + 1) + ": replies missing after round_timeout_s=" +
       std::to_string(static_cast<double>(round_timeout_.count()) / 1000.0) + ": " + missing);
+}
+
+void DispatchRun::CloseAtTarget() {
+  const auto cut = static_cast<double>(in_flight_.size() + queue_.size());
+  for (const auto& [rank, task] : in_flight_) dropped_.insert(task);
+  for (int task : queue_) dropped_.insert(task);
+  in_flight_.clear();
+  task_deadline_.clear();
+  queue_.clear();
+  metrics_.extra[b_.cut_metric] += cut;
+  FEDML_LOG_INFO("round %lld: %d replies in (the round's target); %.0f selected client(s) cut",
+                 static_cast<long long>(b_.round) + 1, replied_, cut);
+  Drain();
+  stop_ = true;
 }
 
 Status DispatchRun::OnInbound(Inbound&& in) {
@@ -330,6 +359,10 @@ Status DispatchRun::OnInbound(Inbound&& in) {
   in_flight_.erase(it);
   task_deadline_.erase(src);
   ready_.emplace(task, std::move(msg));
+  if (!refused_reply && b_.target > 0 && ++replied_ >= b_.target) {
+    CloseAtTarget();
+    return Status::Ok();
+  }
   FEDML_RETURN_IF_ERROR(Feed(src));
   if (Drain()) FEDML_RETURN_IF_ERROR(FeedIdle());  // workers idled by a full buffer
   return Status::Ok();

@@ -101,6 +101,13 @@ class WorkerPool {
     std::int64_t round = 0;
     std::int64_t model_version = 0;  // stamped on every task
     int n = 0;
+    /// Close the batch as soon as this many replies of reply_type are in (0: wait for all n,
+    /// up to the deadline): the tasks still out are abandoned, counted in
+    /// metrics.extra[cut_metric], and their late replies ignored. Deployment only (which
+    /// tasks make the cut is a matter of timing).
+    int target = 0;
+    /// The metrics.extra entry that counts the tasks a target cut.
+    std::string cut_metric = "over_selected_cut";
     core::MessageType reply_type = core::MessageType::kClientUpdate;
     core::Deadline deadline;
     /// The only rank that may take task i, or -1 for any rank.

@@ -24,6 +24,8 @@ struct RunFeatures {
   std::string client_optimizer = "sgd";
   double client_momentum = 0.0;
   std::string server_optimizer = "sgd";
+  /// ServerOptions::over_selection (1 = none).
+  double over_selection = 1.0;
 };
 
 /// OK, or INVALID_ARGUMENT naming the first two features that cannot run together and what

@@ -155,6 +155,9 @@ struct Config {
   // before its deadline, and starts once min_available_clients clients are connected
   // (0 = client_num_per_round before the first round, min_clients before later ones).
   int min_clients = 1;
+  // Deployment, synchronous rounds: select ceil(client_num_per_round x over_selection) of the
+  // connected clients and close the round when client_num_per_round have replied (>= 1).
+  double over_selection = 1.0;
   int min_available_clients = 0;
   // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push
   // is refused before it is read. 0: `fedml server` derives it from the model

@@ -65,7 +65,17 @@ struct ServerOptions {
   std::function<Status(core::Deadline)> wait_for_clients;
   /// With fixed_clients: which ranks are connected now (asked before a round's tasks and before
   /// its evaluation, so evaluation shards go to connected clients only). Empty: every rank.
+  /// A synchronous round samples its clients among the connected ones (cross-device selection:
+  /// a client that is offline is not picked only to be dropped); with every client connected
+  /// that is the same sample as among all clients.
   std::function<bool(int rank)> is_connected;
+  /// With fixed_clients, synchronous rounds: how many clients a round selects per client it
+  /// needs (Bonawitz et al. 2019). A round selects ceil(client_num_per_round x over_selection)
+  /// connected clients and closes as soon as client_num_per_round of them have replied (or at
+  /// its deadline); the others' tasks are abandoned and their late replies ignored, so the
+  /// slowest selected clients cost nothing. 1 = wait for every selected client. Which clients
+  /// make the cut depends on timing, so a run with over_selection > 1 is not reproducible.
+  double over_selection = 1.0;
   /// Resume: the first round to run (0-based) and the version of `initial` given to Run.
   std::int64_t start_round = 0;
   std::int64_t start_model_version = 0;
