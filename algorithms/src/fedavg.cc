@@ -16,6 +16,9 @@
 #ifdef FEDML_AVX2_DISPATCH
 #include <immintrin.h>
 #endif
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace fedml::algorithms {
 namespace {
@@ -236,6 +239,27 @@ std::uint32_t FoldRange(const float* mean, float* out, const float* const* x, co
   return FoldBlocks<false>(mean, out, x, w, k, keep, n);
 }
 
+// n zero floats. The round's result is a new buffer every round, and where the allocator maps
+// fresh pages for it, first touching 4 KB pages cost up to 6 ms of a 31 ms round (32 x 4M floats,
+// one thread: a fifth of it; ~0.6 ms where it reuses memory). Asking for transparent huge pages
+// before the zero fill cuts those faults 512-fold where the kernel grants them on request (THP
+// "madvise" or "always"); elsewhere the advice is ignored and nothing changes.
+std::vector<float> ModelBuffer(std::size_t n) {
+  std::vector<float> v;
+  v.reserve(n);
+#ifdef __linux__
+  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+  const auto first = reinterpret_cast<std::uintptr_t>(v.data());
+  const std::uintptr_t begin = (first + kHuge - 1) & ~(kHuge - 1);
+  const std::uintptr_t end = (first + n * sizeof(float)) & ~(kHuge - 1);
+  if (end > begin) {
+    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
+  }
+#endif
+  v.resize(n);
+  return v;
+}
+
 std::string ClientName(const ClientUpdate& u) {
   return "update from client " + std::to_string(u.client_id);
 }
@@ -249,10 +273,17 @@ FedAvg::FedAvg(FedAvgOptions options) : options_(options) {
 
 Status FedAvg::Begin(const core::ModelState& global, const RoundInfo& /*info*/) {
   if (global.empty()) return Status::InvalidArgument("FedAvg: the global model has no tensors");
-  // mean_ carries the layout and becomes the result; scratch_ keeps its capacity across rounds
-  // of one model so that a long-running server does not re-fault model-sized pages every round.
-  mean_ = core::ModelState::ZerosLike(global);
-  scratch_.resize(global.numel());
+  // mean_ carries the layout and becomes the result, so each round needs one new model-sized
+  // buffer; scratch_ keeps its capacity across rounds of one model. The layout is copied from
+  // layout_ (names and shapes, no values) rather than made by ZerosLike, so that the new buffer
+  // can be asked for huge pages before it is first touched (ModelBuffer).
+  if (layout_.specs() != global.specs()) {
+    layout_ = core::ModelState::ZerosLike(global);
+    std::vector<float>().swap(layout_.flat());
+  }
+  mean_ = layout_;
+  mean_.flat() = ModelBuffer(global.numel());
+  if (scratch_.size() != global.numel()) scratch_ = ModelBuffer(global.numel());
   pending_.clear();
   folded_weight_ = 0.0;
   mean_initialised_ = false;

@@ -87,6 +87,7 @@ class FedAvg final : public Aggregator {
   bool begun_ = false;
   core::ModelState mean_;          // the global layout; values: weighted mean of folded updates
   std::vector<float> scratch_;     // the fold's output, swapped into mean_ on commit
+  core::ModelState layout_;        // the global layout with no values, copied into mean_
   double folded_weight_ = 0.0;     // W: total samples behind mean_
   bool mean_initialised_ = false;  // false until the first fold (which writes without reading)
   std::vector<ClientUpdate> pending_;
