@@ -260,6 +260,8 @@ std::vector<float> ModelBuffer(std::size_t n) {
   return v;
 }
 
+bool ByClientId(const ClientUpdate& a, const ClientUpdate& b) { return a.client_id < b.client_id; }
+
 std::string ClientName(const ClientUpdate& u) {
   return "update from client " + std::to_string(u.client_id);
 }
@@ -304,22 +306,25 @@ Status FedAvg::Accumulate(ClientUpdate update) {
   }
   pending_.push_back(std::move(update));
   ++accepted_;
-  if (static_cast<int>(pending_.size()) < options_.fold_width) return Status::Ok();
+  if (options_.order_independent || static_cast<int>(pending_.size()) < options_.fold_width) {
+    return Status::Ok();
+  }
   return Fold();
 }
 
 Status FedAvg::Fold() {
-  const int k = static_cast<int>(pending_.size());
+  // The first fold_width queued updates (all of them when streaming; with order_independent,
+  // Finalize has sorted the whole queue).
+  const int k = std::min(static_cast<int>(pending_.size()), options_.fold_width);
   if (k == 0) return Status::Ok();
+  const auto batch_end = pending_.begin() + k;
   // A fold's sum runs in client-id order, not arrival order, so the updates that share a fold
   // give the same bits however they arrived (stable: equal ids keep their arrival order). At most
   // kMaxFoldWidth moves of small structs per fold.
-  std::stable_sort(
-      pending_.begin(), pending_.end(),
-      [](const ClientUpdate& a, const ClientUpdate& b) { return a.client_id < b.client_id; });
+  std::stable_sort(pending_.begin(), batch_end, ByClientId);
   // Weights relative to the new total, so the stored state is a mean (bounded by the inputs).
   double added = 0.0;
-  for (const ClientUpdate& u : pending_) added += static_cast<double>(u.num_samples);
+  for (auto u = pending_.begin(); u != batch_end; ++u) added += static_cast<double>(u->num_samples);
   const double total = folded_weight_ + added;
   const float* x[kMaxFoldWidth];
   double w[kMaxFoldWidth];
@@ -347,7 +352,7 @@ Status FedAvg::Fold() {
     mean_.flat().swap(scratch_);
     mean_initialised_ = true;
     folded_weight_ = total;
-    pending_.clear();
+    pending_.erase(pending_.begin(), batch_end);
     return Status::Ok();
   }
   // Rare path: mean_ is untouched. Find the offenders (the fold only knows that one exists),
@@ -355,7 +360,12 @@ Status FedAvg::Fold() {
   std::string message = "FedAvg: dropped";
   std::vector<ClientUpdate> kept;
   kept.reserve(pending_.capacity());
-  for (ClientUpdate& u : pending_) {
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    ClientUpdate& u = *it;
+    if (it >= batch_end) {  // not in this fold: kept as it is
+      kept.push_back(std::move(u));
+      continue;
+    }
     Status finite = u.state.CheckFinite();
     if (finite.ok()) {
       kept.push_back(std::move(u));
@@ -377,7 +387,15 @@ Result<core::ModelState> FedAvg::Finalize() {
   if (accepted_ == 0) {
     return Status::FailedPrecondition("FedAvg: no update was accepted this round");
   }
-  FEDML_RETURN_IF_ERROR(Fold());
+  if (options_.order_independent) {
+    // Every update of the round is here: fold them in client-id order, fold_width at a time. After
+    // an error (a dropped update, the rest still queued) the next Finalize sorts again, so the
+    // folds are those of a round in which the dropped update never arrived.
+    std::stable_sort(pending_.begin(), pending_.end(), ByClientId);
+    while (!pending_.empty()) FEDML_RETURN_IF_ERROR(Fold());
+  } else {
+    FEDML_RETURN_IF_ERROR(Fold());
+  }
   begun_ = false;
   return std::move(mean_);
 }

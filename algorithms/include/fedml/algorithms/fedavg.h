@@ -11,7 +11,8 @@ namespace fedml::algorithms {
 struct FedAvgOptions {
   /// Updates held back and folded into the running mean in one pass over memory. A wider fold
   /// reads and writes the running mean fewer times per input (the aggregation is memory-bound);
-  /// memory is (fold_width + 2) model copies at most, independent of the number of clients.
+  /// memory is (fold_width + 2) model copies at most, independent of the number of clients
+  /// (unless order_independent).
   /// In [1, kMaxFoldWidth]; the constructor clamps other values (CreateAggregator refuses them).
   /// 8 keeps the held-back memory small and is within ~10% of the read loop on one thread; where
   /// the fold is bandwidth-bound (every core) width 8 is capped near 8 / 10 of it by the mean's
@@ -23,6 +24,15 @@ struct FedAvgOptions {
   /// count. 1 (the default) suits a simulation, whose workers train on the other cores while
   /// the server folds; a deployed server or MPI rank 0 has its cores to itself.
   int threads = 1;
+  /// Hold every update until Finalize and fold them there in client-id order, fold_width at a
+  /// time: the result is then the same bits in any arrival order (updates sharing a client id
+  /// keep their arrival order among themselves). Costs memory, not speed: the round holds all
+  /// its updates, O(clients x model) instead of O(fold_width x model), and the folds run at
+  /// Finalize instead of as updates arrive (the same passes, so the same throughput: 32 x 1M
+  /// floats, width 8, within run-to-run noise of the streaming fold on 1 and 2 threads). A server
+  /// whose updates already arrive in a fixed order (the simulation's reorder buffer) does not
+  /// need it.
+  bool order_independent = false;
 };
 
 /// Widest fold. Any width runs as passes of at most 8 updates over an L1-sized block (fedavg.cc
@@ -42,13 +52,13 @@ inline constexpr int kMaxFoldWidth = 32;
 /// arithmetic does not depend on which thread folds it) and on any x86-64 (the AVX2 and portable
 /// kernels do the same float64 operations in the same order, no fused multiply-add). Within one
 /// fold the updates are summed in client-id order, so a round of at most fold_width updates gives
-/// the same bits in any arrival order. A longer round does not: which updates share a fold
-/// depends on arrival order, and each fold rounds the mean to float32, so two arrival orders
+/// the same bits in any arrival order. A longer round does not by default: which updates share a
+/// fold depends on arrival order, and each fold rounds the mean to float32, so two arrival orders
 /// differ by up to a float32 epsilon of the largest input per fold. That is a chosen trade-off:
 /// order-independent bits need either every update held until Finalize (memory O(clients x
-/// model) instead of O(fold_width x model)) or an exact (wide fixed-point or binned) running sum,
-/// whose state is two to three times the float32 mean's and is read and written on every fold,
-/// which by the traffic count below would cost a third or more of the throughput.
+/// model); FedAvgOptions::order_independent does that) or an exact (wide fixed-point or binned)
+/// running sum, whose state is two to three times the float32 mean's and is read and written on
+/// every fold, which by the traffic count below would cost a third or more of the throughput.
 ///
 /// Throughput. Each fold reads fold_width updates and the mean and writes the mean (streaming
 /// stores, no read-for-ownership), so per input byte it moves (fold_width + 2) / fold_width
@@ -59,12 +69,13 @@ inline constexpr int kMaxFoldWidth = 32;
 /// Finiteness is checked inside the fold pass, not on arrival: a separate scan would read every
 /// update twice and roughly halve throughput (the fold is bound by memory read bandwidth). So an
 /// update with NaN or Inf is found when its fold runs, which is the Accumulate that fills the
-/// queue to fold_width, or Finalize. The fold writes into a second buffer and commits only when
-/// all its outputs are finite, so such an update never touches the round's state: the call that
-/// ran the fold drops it (accepted() stops counting it), keeps the other queued updates and
-/// returns INVALID_ARGUMENT naming the dropped client(s). The round then goes on as if the dropped
-/// updates had never been given; after such an error from Finalize, call Finalize again to
-/// aggregate the rest. Layout and sample-count errors are reported by the Accumulate call itself.
+/// queue to fold_width, or Finalize (always Finalize with order_independent). The fold writes into
+/// a second buffer and commits only when all its outputs are finite, so such an update never
+/// touches the round's state: the call that ran the fold drops it (accepted() stops counting it),
+/// keeps the other queued updates and returns INVALID_ARGUMENT naming the dropped client(s). The
+/// round then goes on as if the dropped updates had never been given; after such an error from
+/// Finalize, call Finalize again to aggregate the rest. Layout and sample-count errors are reported
+/// by the Accumulate call itself.
 class FedAvg final : public Aggregator {
  public:
   explicit FedAvg(FedAvgOptions options = {});
