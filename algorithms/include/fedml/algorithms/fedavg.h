@@ -14,9 +14,10 @@ struct FedAvgOptions {
   /// memory is (fold_width + 2) model copies at most, independent of the number of clients
   /// (unless order_independent).
   /// In [1, kMaxFoldWidth]; the constructor clamps other values (CreateAggregator refuses them).
-  /// 8 keeps the held-back memory small and is within ~10% of the read loop on one thread; where
-  /// the fold is bandwidth-bound (every core) width 8 is capped near 8 / 10 of it by the mean's
-  /// traffic, and 32 reaches 0.93-0.99 (README, aggregation_bench) for four times the memory.
+  /// 8 keeps the held-back memory small; on one thread it measured 0.79-0.94 of the read loop
+  /// (aggregation_bench, README). Where the fold is bandwidth-bound (every core) width 8 is capped
+  /// near 8 / 10 of the read loop by the mean's own traffic (measured 0.77-0.86); 32 lifts the
+  /// cap to 32 / 34 (measured 0.87-1.03 on 1 and 2 threads) for four times the held memory.
   int fold_width = 8;
   /// Threads a fold is split over, by ranges of parameters (at least 64K each), the caller's
   /// thread included; <= 0: every core (std::thread::hardware_concurrency). Each parameter's
