@@ -163,7 +163,10 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const std::string& name,
 
   std::unique_ptr<Aggregator> averaging;
   if (options.enable_defense) {
-    FEDML_ASSIGN_OR_RETURN(averaging, CreateRobustAggregator(options.defense));
+    // The defense runs on the threads the server gives aggregation, as FedAvg's fold does.
+    RobustOptions defense = options.defense;
+    defense.threads = options.aggregation_threads;
+    FEDML_ASSIGN_OR_RETURN(averaging, CreateRobustAggregator(defense));
   } else if (options.central_dp) {
     FEDML_ASSIGN_OR_RETURN(averaging, CreateCentralDpAggregator(options.dp));
   } else if (entry->averaging == Averaging::kFedNova) {

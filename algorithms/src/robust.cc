@@ -12,10 +12,12 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "fedml/core/cpu.h"
+#include "fedml/core/parallel.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -552,41 +554,80 @@ std::size_t SortBlockFor(std::size_t n) {
   return std::clamp<std::size_t>((kSortBudgetFloats / n) & ~std::size_t{7}, 64, kMaxSortBlock);
 }
 
-// Copies coordinates [b, b + len) of every row into `buf` (row r at r * stride), sorts each
-// coordinate's values across rows, and calls reduce(sorted, stride, b, len) once per block, with
-// len <= kMaxSortBlock.
+// Ranges of parameters below this length stay on one thread: a thread costs ~0.1 ms to start,
+// and this much work per thread costs more than that for every rule.
+constexpr std::size_t kMinRange = std::size_t{1} << 16;
+
+// Copies coordinates [b, b + len) of every row into a buffer (row r at r * stride), sorts each
+// coordinate's values across rows, and calls reduce(sorted, stride, b, len, scratch) once per
+// block, with len <= kMaxSortBlock and `scratch` 3 * kMaxSortBlock float64s of the calling
+// thread's own. Split over up to `threads` threads by ranges of whole blocks: the blocks, and so
+// every coordinate's arithmetic, are the same for any thread count; reduce must only write the
+// coordinates of its block.
 template <class Reduce>
 void ForEachSortedBlock(const std::vector<const float*>& rows, std::size_t dim,
-                        const std::vector<Comparator>& net, std::vector<float>& buf,
-                        Reduce&& reduce) {
+                        const std::vector<Comparator>& net, int threads, Reduce&& reduce) {
   const std::size_t n = rows.size();
   const std::size_t stride = SortBlockFor(n);
-  buf.resize(n * stride);
-  for (std::size_t b = 0; b < dim; b += stride) {
-    const std::size_t len = std::min(stride, dim - b);
-    for (std::size_t r = 0; r < n; ++r) {
-      std::memcpy(buf.data() + r * stride, rows[r] + b, len * sizeof(float));
+  // The slices cannot fail; ParallelRanges' status is always OK.
+  (void)core::ParallelRanges(dim, threads, kMinRange, stride, [&](std::size_t lo, std::size_t hi) {
+    std::vector<float> buf(n * stride);
+    std::vector<double> scratch(3 * kMaxSortBlock);
+    for (std::size_t b = lo; b < hi; b += stride) {
+      const std::size_t len = std::min(stride, hi - b);
+      for (std::size_t r = 0; r < n; ++r) {
+        std::memcpy(buf.data() + r * stride, rows[r] + b, len * sizeof(float));
+      }
+      PrefetchBlock(rows.data(), n, b + stride, stride, hi);
+      SortColumns(buf.data(), stride, len, net.data(), net.size());
+      reduce(static_cast<const float*>(buf.data()), stride, b, len, scratch.data());
     }
-    PrefetchBlock(rows.data(), n, b + stride, stride, dim);
-    SortColumns(buf.data(), stride, len, net.data(), net.size());
-    reduce(static_cast<const float*>(buf.data()), stride, b, len);
-  }
+    return Status::Ok();
+  });
 }
 
 // Coordinates per pairwise-distance block: 50 updates x 2048 floats = 400 KB, within L2, and long
 // enough that the per-pair overhead (a few dozen cycles) is small against 2048 elements.
 constexpr std::size_t kDistBlock = 2048;
 
-// Symmetric n x n matrix of squared L2 distances, each pair computed once; zero diagonal.
-std::vector<double> PairwiseSquaredDistances(const std::vector<const float*>& x, std::size_t dim) {
+// Coordinates per chunk of the pairwise distances: each chunk's n x n partial sums are formed
+// from zero (block by block), then the partials are added to the matrix in chunk order. Threads
+// take whole chunks, so the sums, and the bits, are the same for any thread count.
+constexpr std::size_t kDistChunk = 32 * kDistBlock;
+
+// Symmetric n x n matrix of squared L2 distances, each pair computed once; zero diagonal. Split
+// over up to `threads` threads by chunks, a wave of up to 2 chunks per thread at a time so that
+// the partial matrices held stay a few per thread whatever the model size.
+std::vector<double> PairwiseSquaredDistances(const std::vector<const float*>& x, std::size_t dim,
+                                             int threads) {
   const std::size_t n = x.size();
   std::vector<double> d(n * n, 0.0);
-  std::vector<const float*> block(n);
-  for (std::size_t b = 0; b < dim; b += kDistBlock) {
-    const std::size_t len = std::min(kDistBlock, dim - b);
-    for (std::size_t i = 0; i < n; ++i) block[i] = x[i] + b;
-    PrefetchBlock(x.data(), n, b + kDistBlock, kDistBlock, dim);
-    PairwiseBlock(block.data(), n, len, d.data());
+  const std::size_t chunks = (dim + kDistChunk - 1) / kDistChunk;
+  const std::size_t workers = static_cast<std::size_t>(std::max(threads, 1));
+  const std::size_t wave = std::min(chunks, 2 * workers);
+  std::vector<double> partial(wave * n * n);
+  for (std::size_t c0 = 0; c0 < chunks; c0 += wave) {
+    const std::size_t count = std::min(wave, chunks - c0);
+    std::fill(partial.begin(), partial.end(), 0.0);
+    (void)core::ParallelRanges(count, threads, 1, 1, [&](std::size_t lo, std::size_t hi) {
+      std::vector<const float*> block(n);
+      for (std::size_t c = lo; c < hi; ++c) {
+        const std::size_t begin = (c0 + c) * kDistChunk;
+        const std::size_t end = std::min(dim, begin + kDistChunk);
+        double* part = partial.data() + c * n * n;
+        for (std::size_t b = begin; b < end; b += kDistBlock) {
+          const std::size_t len = std::min(kDistBlock, end - b);
+          for (std::size_t i = 0; i < n; ++i) block[i] = x[i] + b;
+          PrefetchBlock(x.data(), n, b + kDistBlock, kDistBlock, end);
+          PairwiseBlock(block.data(), n, len, part);
+        }
+      }
+      return Status::Ok();
+    });
+    for (std::size_t c = 0; c < count; ++c) {
+      const double* part = partial.data() + c * n * n;
+      for (std::size_t k = 0; k < n * n; ++k) d[k] += part[k];
+    }
   }
   for (std::size_t i = 0; i < n; ++i) {
     for (std::size_t j = i + 1; j < n; ++j) d[j * n + i] = d[i * n + j];
@@ -657,6 +698,11 @@ class RobustBase : public Aggregator {
   bool is_linear() const override { return false; }
   int accepted() const override { return accepted_; }
   std::map<std::string, double> RoundFigures() const override { return figures_; }
+  /// RobustOptions::threads, resolved: <= 0 becomes every core.
+  void set_threads(int threads) {
+    threads_ =
+        threads > 0 ? threads : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  }
 
   Status Begin(const core::ModelState& global, const RoundInfo& /*info*/) override {
     if (global.empty()) return Status::InvalidArgument(rule_ + ": the global model has no tensors");
@@ -725,6 +771,7 @@ class RobustBase : public Aggregator {
   int accepted_ = 0;
   bool begun_ = false;
   std::map<std::string, double> figures_;
+  int threads_ = 1;
 };
 
 // Rules that see every update at once: they keep the updates (moved in) until Finalize.
@@ -770,8 +817,9 @@ class WiseMedian final : public AllUpdatesRule {
     }
     core::ModelState out = std::move(global_);  // the result: g's layout, values overwritten
     float* o = out.data();
-    ForEachSortedBlock(rows, out.numel(), net_, buf_,
-                       [&](const float* s, std::size_t stride, std::size_t b, std::size_t len) {
+    ForEachSortedBlock(rows, out.numel(), net_, threads_,
+                       [&](const float* s, std::size_t stride, std::size_t b, std::size_t len,
+                           double* /*scratch*/) {
                          if (n % 2 == 1) {
                            std::memcpy(o + b, s + (n / 2) * stride, len * sizeof(float));
                          } else {
@@ -789,7 +837,6 @@ class WiseMedian final : public AllUpdatesRule {
  private:
   std::vector<Comparator> net_;  // for net_n_ rows, kept across rounds of the same size
   std::size_t net_n_ = 0;
-  std::vector<float> buf_;
 };
 
 class TrimmedMean final : public AllUpdatesRule {
@@ -809,11 +856,11 @@ class TrimmedMean final : public AllUpdatesRule {
     }
     core::ModelState out = std::move(global_);  // the result: g's layout, values overwritten
     float* o = out.data();
-    double acc[kMaxSortBlock];
-    ForEachSortedBlock(rows, out.numel(), net_, buf_,
-                       [&](const float* s, std::size_t stride, std::size_t b, std::size_t len) {
-                         MeanOfRows(s, stride, trim, n - trim, len, acc, o + b);
-                       });
+    ForEachSortedBlock(
+        rows, out.numel(), net_, threads_,
+        [&](const float* s, std::size_t stride, std::size_t b, std::size_t len, double* scratch) {
+          MeanOfRows(s, stride, trim, n - trim, len, scratch, o + b);
+        });
     figures_["trimmed_mean_trimmed_per_side"] = static_cast<double>(trim);
     return out;
   }
@@ -822,7 +869,6 @@ class TrimmedMean final : public AllUpdatesRule {
   double beta_;
   std::vector<Comparator> net_;
   std::size_t net_n_ = 0;
-  std::vector<float> buf_;
 };
 
 // krum (m = 1, the chosen update itself) and multikrum (the mean of the m best-scored).
@@ -844,7 +890,7 @@ class KrumRule final : public AllUpdatesRule {
   Result<core::ModelState> Aggregate() override {
     const std::vector<const float*> rows = Rows();
     const std::size_t n = rows.size();
-    FEDML_ASSIGN_OR_RETURN(std::vector<double> scores, KrumScores(rows, dim(), f_));
+    FEDML_ASSIGN_OR_RETURN(std::vector<double> scores, KrumScores(rows, dim(), f_, threads_));
     if (!multi_) {
       const std::size_t best = ArgMin(scores);
       figures_["krum_selected_client"] = static_cast<double>(updates_[best].client_id);
@@ -861,7 +907,15 @@ class KrumRule final : public AllUpdatesRule {
     chosen.reserve(order.size());
     for (std::size_t i : order) chosen.push_back(rows[i]);
     core::ModelState out = std::move(global_);  // the result: g's layout, values overwritten
-    MeanOfUpdates(chosen.data(), chosen.size(), out.numel(), out.data());
+    // Per coordinate, so split over threads by ranges of whole blocks: the same bits.
+    float* o = out.data();
+    (void)core::ParallelRanges(out.numel(), threads_, kMinRange, kMeanBlock,
+                               [&](std::size_t lo, std::size_t hi) {
+                                 std::vector<const float*> at(chosen.size());
+                                 for (std::size_t i = 0; i < at.size(); ++i) at[i] = chosen[i] + lo;
+                                 MeanOfUpdates(at.data(), at.size(), hi - lo, o + lo);
+                                 return Status::Ok();
+                               });
     figures_["multikrum_selected"] = static_cast<double>(m);
     return out;
   }
@@ -889,7 +943,7 @@ class Bulyan final : public AllUpdatesRule {
     // Selection: Krum over the remaining set, theta times, on one distance matrix. A remaining
     // set of r scores with max(r - f - 2, 0) neighbours: the last rounds have r < 2f + 3, where
     // Krum's own guarantee no longer holds but the selection is still well defined.
-    const std::vector<double> d = PairwiseSquaredDistances(rows, dim());
+    const std::vector<double> d = PairwiseSquaredDistances(rows, dim(), threads_);
     std::vector<std::size_t> remaining(n);
     std::iota(remaining.begin(), remaining.end(), std::size_t{0});
     std::vector<const float*> selected;
@@ -910,11 +964,11 @@ class Bulyan final : public AllUpdatesRule {
     }
     core::ModelState out = std::move(global_);  // the result: g's layout, values overwritten
     float* o = out.data();
-    scratch_.resize(3 * kMaxSortBlock);
-    ForEachSortedBlock(selected, out.numel(), net_, buf_,
-                       [&](const float* s, std::size_t stride, std::size_t b, std::size_t len) {
-                         BulyanWindowMean(s, stride, theta, keep, len, scratch_.data(), o + b);
-                       });
+    ForEachSortedBlock(
+        selected, out.numel(), net_, threads_,
+        [&](const float* s, std::size_t stride, std::size_t b, std::size_t len, double* scratch) {
+          BulyanWindowMean(s, stride, theta, keep, len, scratch, o + b);
+        });
     figures_["bulyan_selected"] = static_cast<double>(theta);
     return out;
   }
@@ -923,8 +977,6 @@ class Bulyan final : public AllUpdatesRule {
   int f_;
   std::vector<Comparator> net_;
   std::size_t net_n_ = 0;
-  std::vector<float> buf_;
-  std::vector<double> scratch_;
 };
 
 class GeoMedian final : public AllUpdatesRule {
@@ -1155,7 +1207,12 @@ constexpr Entry kRules[] = {
 
 Result<std::unique_ptr<Aggregator>> CreateRobustAggregator(const RobustOptions& options) {
   for (const Entry& e : kRules) {
-    if (options.defense_type == e.name) return e.factory(options);
+    if (options.defense_type == e.name) {
+      Result<std::unique_ptr<Aggregator>> made = e.factory(options);
+      // Every rule derives from RobustBase.
+      if (made.ok()) static_cast<RobustBase*>(made->get())->set_threads(options.threads);
+      return made;
+    }
   }
   std::string allowed;
   for (const std::string& n : DefenseTypeNames()) allowed += (allowed.empty() ? "" : ", ") + n;
@@ -1170,11 +1227,11 @@ std::vector<std::string> DefenseTypeNames() {
 }
 
 Result<std::vector<double>> KrumScores(const std::vector<const float*>& updates, std::size_t dim,
-                                       int f) {
+                                       int f, int threads) {
   if (f < 0) return OptionError("krum", "f", Str(f), ">= 0");
   const std::size_t n = updates.size();
   FEDML_RETURN_IF_ERROR(NeedAtLeast("krum", n, f, 2));
-  const std::vector<double> d = PairwiseSquaredDistances(updates, dim);
+  const std::vector<double> d = PairwiseSquaredDistances(updates, dim, threads);
   std::vector<std::size_t> all(n);
   std::iota(all.begin(), all.end(), std::size_t{0});
   return ScoresAmong(d, n, all, n - static_cast<std::size_t>(f) - 2);

@@ -887,6 +887,40 @@ TEST_CASE("norm_diff_clipping bounds each delta and passes small ones unchanged"
 
 // ---- refused updates and the lifecycle -----------------------------------------------------
 
+TEST_CASE("Robust rules give the same bits for any thread count", "[robust][threads]") {
+  // 300007 coordinates: parameter ranges of at least 64K give up to 4 threads work, and the
+  // pairwise distances have 5 chunks of 64K; 15 updates with 2 duplicates (f = 2 fits bulyan's
+  // n >= 4f + 3).
+  const Shapes shapes = {{300000}, {7}};
+  core::Rng rng(123);
+  const std::vector<ClientUpdate> ups = RandomUpdates(rng, shapes, 15, false, 2);
+  const ModelState global = ModelState::ZerosLike(ups[0].state);
+  for (const std::string& rule : DefenseTypeNames()) {
+    RobustOptions options;
+    options.defense_type = rule;
+    options.byzantine_client_num = 2;
+    options.threads = 1;
+    Result<ModelState> want = RunRound(*Make(options), global, ups);
+    REQUIRE(want.ok());
+    for (int threads : {2, 3, 4, 0}) {
+      INFO(rule << " on " << threads << " threads");
+      options.threads = threads;
+      Result<ModelState> got = RunRound(*Make(options), global, ups);
+      REQUIRE(got.ok());
+      CHECK(*got == *want);
+    }
+  }
+  std::vector<const float*> rows;
+  for (const ClientUpdate& u : ups) rows.push_back(u.state.data());
+  Result<std::vector<double>> one = KrumScores(rows, ups[0].state.numel(), 2, 1);
+  REQUIRE(one.ok());
+  for (int threads : {2, 5}) {
+    Result<std::vector<double>> many = KrumScores(rows, ups[0].state.numel(), 2, threads);
+    REQUIRE(many.ok());
+    CHECK(*many == *one);
+  }
+}
+
 TEST_CASE("Every rule refuses a bad update, leaves the round as it was and goes on", "[robust]") {
   core::Rng rng(1201);
   const std::vector<ClientUpdate> good = RandomUpdates(rng, kSmall, 11);

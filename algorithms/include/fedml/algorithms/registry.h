@@ -34,7 +34,8 @@ namespace fedml::algorithms {
 struct AggregatorOptions {
   /// FedAvg-style streaming fold width, in [1, kMaxFoldWidth].
   int fold_width = FedAvgOptions{}.fold_width;
-  /// FedAvg's fold threads (FedAvgOptions::threads; <= 0: every core).
+  /// FedAvg's fold threads (FedAvgOptions::threads; <= 0: every core); a defense's too
+  /// (RobustOptions::threads, which this overrides).
   int aggregation_threads = FedAvgOptions{}.threads;
   /// N, for SCAFFOLD's server control variate.
   int client_num_in_total = 1;

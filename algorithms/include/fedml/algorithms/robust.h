@@ -76,6 +76,14 @@ struct RobustOptions {
   int geo_median_max_iterations = 100;
   double geo_median_tolerance = 1e-6;
   double geo_median_nu = 1e-6;
+  /// Threads a round's work is split over, the caller's included; <= 0: every core. Split by
+  /// ranges of parameters (at least 64K each) or by fixed chunks of them whose partial sums are
+  /// added in chunk order, so the result is the same bits for any count. Used by wise_median,
+  /// trimmed_mean, bulyan's coordinate stage, the pairwise distances of krum, multikrum and
+  /// bulyan, and multikrum's mean; geo_median and norm_diff_clipping run on the caller's thread.
+  /// The arrival checks (one scan of each update for NaN and Inf) run in Accumulate, on the
+  /// caller's thread.
+  int threads = 1;
 };
 
 /// The rule named by options.defense_type. INVALID_ARGUMENT for an unknown name (the message
@@ -91,8 +99,10 @@ std::vector<std::string> DefenseTypeNames();
 /// Krum scores (Blanchard et al. 2017): for each update, the sum of squared L2 distances to its
 /// n - f - 2 nearest other updates. Exposed for tests and for Bulyan. `updates` are flat vectors
 /// of length `dim` (finite values). FAILED_PRECONDITION unless n >= 2f + 3; INVALID_ARGUMENT for
-/// f < 0. Duplicated updates get bit-identical scores.
+/// f < 0. Duplicated updates get bit-identical scores. The distances are split over up to
+/// `threads` threads (<= 0: one) by fixed chunks of coordinates whose partial sums are added in
+/// chunk order, so the scores are the same bits for any thread count.
 Result<std::vector<double>> KrumScores(const std::vector<const float*>& updates, std::size_t dim,
-                                       int f);
+                                       int f, int threads = 1);
 
 }  // namespace fedml::algorithms
