@@ -114,6 +114,16 @@ Check<T> AtLeast(T lo) {
   };
 }
 
+// lo <= v <= hi, for integer keys (InClosed is the floating-point one).
+template <class T>
+Check<T> InRange(T lo, T hi) {
+  return [lo, hi](const std::string& name, const T& v) {
+    if (v >= lo && v <= hi) return Status::Ok();
+    return Status::InvalidArgument(name + " must be in [" + ValueText(lo) + ", " + ValueText(hi) +
+                                   "], got " + ValueText(v));
+  };
+}
+
 Check<double> GreaterThan(double lo) {
   return [lo](const std::string& name, const double& v) {
     if (v > lo) return Status::Ok();
@@ -335,6 +345,8 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key<std::string>("device_args", "device", &C::device, CheckDevice));
     k.push_back(Key("device_args", "torch_threads", &C::torch_threads, AtLeast(0)));
     k.push_back(Key("device_args", "aggregation_threads", &C::aggregation_threads, AtLeast(0)));
+    k.push_back(Key("device_args", "aggregation_fold_width", &C::aggregation_fold_width,
+                    InRange(0, algorithms::kMaxFoldWidth)));
     k.push_back(Key("device_args", "heterogeneity", &C::heterogeneity,
                     OneOf({"none", "lognormal", "trace"})));
     k.push_back(Key("device_args", "speed_sigma", &C::speed_sigma, AtLeast(0.0)));

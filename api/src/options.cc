@@ -93,7 +93,7 @@ Result<algorithms::AggregatorOptions> AggregatorOptionsFrom(const Config& config
   algorithms::AggregatorOptions o;
   // A simulation aggregates a few updates per round while training dominates, so the fold that
   // buys aggregation bandwidth (FedAvgOptions) is kept narrow here to save model copies.
-  o.fold_width = 2;
+  o.fold_width = config.aggregation_fold_width > 0 ? config.aggregation_fold_width : 2;
   // 0 (auto) is one thread here; RunServer gives a deployed server every core.
   o.aggregation_threads = config.aggregation_threads > 0 ? config.aggregation_threads : 1;
   o.client_num_in_total = config.client_num_in_total;

@@ -188,6 +188,9 @@ struct Config {
   // threads the server's FedAvg fold uses (0 = every core on a deployed server, whose cores are
   // its own; one in simulation and under MPI, where workers train beside the server)
   int aggregation_threads = 0;
+  // updates FedAvg folds per pass over memory (FedAvgOptions::fold_width, 1..32; 0 = 2 in
+  // simulation and under MPI, 8 on a deployed server): wider is faster and holds more copies
+  int aggregation_fold_width = 0;
 };
 
 /// Values as text, keyed by FedML key name; what the YAML file or `--KEY VALUE` gave.
