@@ -2,11 +2,14 @@
 // in this process, each with its own credentials, channel and TCP+TLS connection, against a real
 // `fedml server` process on loopback. A client registers, long-polls FetchTask, "trains" for
 // --train_ms (a timer, jittered) and pushes an update of the model it got (slightly changed), as
-// a `fedml client` does; with --dropout it hangs up mid-round without replying, with --churn it
-// goes offline and comes back (new connection, Register again) in exponential windows.
+// a `fedml client` does; with --dropout it hangs up mid-round without replying (and comes back
+// after an offline window), with --churn it goes offline and comes back (new connection, Register
+// again) in exponential windows. Credentials come from GenerateCredentials (what `fedml certs`
+// runs), one token (or certificate, --mtls) per client.
 //
 // One run, phase by phase, each against a fresh server (100 clients per round, --rounds rounds,
-// an mlp of 1,000,010 parameters on an npy data set written here):
+// an mlp of 1,000,010 parameters on an npy data set written here; the server is stopped after
+// the rounds measured, before its last round, which would evaluate on every connected client):
 //   1. the first --clients entry (100): server RSS and threads, mean round wall time;
 //   2. each further entry (1000, 5000, ...): the same figures, the server RSS per connected idle
 //      client over phase 1 and the round time as a ratio to phase 1 (goal <= --max_ratio: idle
@@ -15,7 +18,7 @@
 //      completed out of --rounds;
 //   4. in every phase, RPCs refused that should have been served (must be 0).
 // --soak instead runs the bounded churn test registered in ctest as grpc_soak: 200 clients
-// churning and dropping for 40 rounds; the server's RSS growth after round 5, its thread count,
+// churning and dropping for 40 rounds; the server's RSS growth over the second half, its threads,
 // every round's wall time against its deadline, and the server's exit status are checked.
 //
 //   build/bin/loadgen_bench [--clients 100,1000,5000] [--rounds 5] [--train_ms 500]
