@@ -1,7 +1,7 @@
 // The gRPC communicators (fedml/core/comm/grpc.h): the server's FederatedLearning service and the
 // edge client. Why one file of this size: both ends of the chunked frame protocol (FrameChunk
-// offsets, size limits, reassembly) and their shared frame reader are checked against each other
-// here.
+// offsets, size limits, reassembly) are checked against each other here (their shared frame
+// reader and writer are in frames.h).
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
@@ -16,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include "comm/grpc/frames.h"
 #include "comm/mailbox.h"
 #include "fedml/core/comm/grpc.h"
 #include "fedml/core/log.h"
@@ -32,11 +33,7 @@ using fedml::service::FederatedLearning;
 using fedml::service::FetchRequest;
 using fedml::service::FrameChunk;
 
-constexpr const char* kTokenKey = "x-fedml-token";
 constexpr const char* kClientIdKey = "x-fedml-client-id";
-// gRPC refuses messages over 4 MiB unless told otherwise; our chunks stay far below this.
-constexpr int kMaxGrpcMessage = 64 << 20;
-constexpr std::size_t kMaxChunkBytes = std::size_t{32} << 20;
 
 Status FromGrpc(const grpc::Status& st, const std::string& what) {
   const std::string msg = what + ": " + st.error_message();
@@ -72,92 +69,6 @@ Status CheckChunkBytes(std::size_t chunk_bytes) {
   }
   return Status::Ok();
 }
-
-// The next chunk of `frame` from *offset into *chunk; advances *offset. A frame of 0 bytes is one
-// empty chunk (the client's reader needs frame_bytes to finish it).
-void FillChunk(const Bytes& frame, std::size_t chunk_bytes, std::size_t* offset,
-               FrameChunk* chunk) {
-  const std::size_t len = std::min(chunk_bytes, frame.size() - *offset);
-  chunk->set_offset(*offset);
-  chunk->set_frame_bytes(frame.size());
-  chunk->set_data(reinterpret_cast<const char*>(frame.data()) + *offset, len);
-  *offset += len;
-}
-
-// Writes `frame` as FrameChunks through `write` (a ClientWriter's Write).
-template <class WriteFn>
-bool WriteFrame(const Bytes& frame, std::size_t chunk_bytes, WriteFn&& write) {
-  FrameChunk chunk;
-  std::size_t offset = 0;
-  do {
-    FillChunk(frame, chunk_bytes, &offset, &chunk);
-    if (!write(chunk)) return false;
-  } while (offset < frame.size());
-  return true;
-}
-
-// Rebuilds one frame from FrameChunks, refusing gaps, overlaps, overruns and oversize frames.
-class FrameReader {
- public:
-  explicit FrameReader(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
-
-  /// OK while the chunk fits; the frame is done() when every announced byte arrived.
-  grpc::Status Add(const FrameChunk& c) {
-    if (!started_) {
-      if (c.offset() != 0) {
-        return {grpc::StatusCode::INVALID_ARGUMENT, "the first chunk starts at offset " +
-                                                        std::to_string(c.offset()) +
-                                                        "; a frame's chunks must start at 0"};
-      }
-      if (c.frame_bytes() > max_bytes_) {
-        return {grpc::StatusCode::RESOURCE_EXHAUSTED, "a " + std::to_string(c.frame_bytes()) +
-                                                          "-byte frame is over the limit of " +
-                                                          std::to_string(max_bytes_) + " bytes"};
-      }
-      // At most kReserveAhead is reserved before bytes arrive; beyond it memory follows the bytes
-      // that do, so a client that announces max_frame_bytes and sends nothing holds at most that.
-      // (Reserving ahead keeps the copies of geometric growth off a typical model's push: with a
-      // 1 MiB start a 100 MB push was copied 7 times and ran at 0.6 of its former speed.)
-      total_ = c.frame_bytes();
-      started_ = true;
-    } else if (c.frame_bytes() != total_) {
-      return {grpc::StatusCode::INVALID_ARGUMENT,
-              "a chunk announces " + std::to_string(c.frame_bytes()) +
-                  " bytes where the frame has " + std::to_string(total_)};
-    }
-    if (c.offset() != frame_.size()) {
-      return {grpc::StatusCode::INVALID_ARGUMENT,
-              "a chunk at offset " + std::to_string(c.offset()) + " where " +
-                  std::to_string(frame_.size()) + " was expected (a gap or a repeat)"};
-    }
-    if (c.data().size() > total_ - frame_.size()) {
-      return {grpc::StatusCode::INVALID_ARGUMENT,
-              "chunks run past the announced " + std::to_string(total_) + " bytes"};
-    }
-    const std::uint64_t needed = frame_.size() + c.data().size();
-    if (needed > frame_.capacity()) {
-      // Geometric growth (amortised copies), never past the announced size.
-      const std::uint64_t want =
-          std::max<std::uint64_t>({std::uint64_t{frame_.capacity()} * 2, needed, kReserveAhead});
-      frame_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(want, total_)));
-    }
-    frame_.insert(frame_.end(), c.data().begin(), c.data().end());
-    return grpc::Status::OK;
-  }
-  bool started() const { return started_; }
-  bool done() const { return started_ && frame_.size() == total_; }
-  std::string progress() const {
-    return std::to_string(frame_.size()) + " of " + std::to_string(total_) + " bytes";
-  }
-  Bytes Take() { return std::move(frame_); }
-
- private:
-  static constexpr std::uint64_t kReserveAhead = std::uint64_t{64} << 20;
-  std::uint64_t max_bytes_;
-  bool started_ = false;
-  std::uint64_t total_ = 0;
-  Bytes frame_;
-};
 
 // What the round controller reads when a client's push was refused: an ERROR from its rank, so
 // the client's task ends now (with the reason) instead of at the round deadline.
