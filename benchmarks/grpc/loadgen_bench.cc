@@ -95,7 +95,7 @@ struct Options {
   double online_s = 20;
   double offline_s = 2;
   bool mtls = false;
-  int fetch_wait_ms = 5000;   // what GrpcClient asks for
+  int fetch_wait_ms = 30000;  // what GrpcClient asks for
   double connect_rate = 400;  // new connections per second: a herd of handshakes times out
   double round_timeout_s = 60;
   int dim = 4788;  // mlp input: 4788*200+200 + 200*200+200 + 200*10+10 = 1,000,010 parameters
@@ -207,7 +207,7 @@ struct LoadOptions {
   double dropout = 0;
   bool churn = false;
   double online_s = 20, offline_s = 2;
-  int fetch_wait_ms = 5000;
+  int fetch_wait_ms = 30000;
   double connect_rate = 400;
   bool soft_refusals_fail = true;  // false where clients reconnect (drops, churn)
 };
@@ -294,7 +294,7 @@ class LoadGen {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(fedml::core::grpc_comm::kMaxGrpcMessage);
     args.SetMaxSendMessageSize(fedml::core::grpc_comm::kMaxGrpcMessage);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);  // as GrpcClient
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);  // as GrpcClient
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = o_.ca_pem;
     if (o_.mtls) {

@@ -234,8 +234,8 @@ TEST_CASE("a client may hold one PushUpdate stream; more are refused at once", "
 }
 
 TEST_CASE("a client may hold one FetchTask call; more are refused at once", "[adversarial]") {
-  // Each long poll holds a server thread for up to fetch_wait: a client with many at once would
-  // take the threads the other clients need.
+  // Each long poll holds a parked call (memory, and a write on its way out) for up to
+  // fetch_wait: a client with many at once would multiply what one client may hold.
   const testing::TempDir dir("fedml_attack_fetches");
   testing::MakeCredentials(dir, kClients);
   auto server = StartServer(dir);

@@ -2,6 +2,8 @@
 // updates are bad (a tensor of the wrong shape, non-finite values) or who fail are refused or
 // dropped with a reason, and the round goes on with the others; cross-device selection (among
 // the connected clients, over-selection closing a round at its target).
+#include <grpcpp/grpcpp.h>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <condition_variable>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "fedml/algorithms/registry.h"
@@ -16,6 +19,8 @@
 #include "fedml/api/compatibility.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
+#include "fedml/core/wire.h"
+#include "fedml_service.grpc.pb.h"
 #include "scripted_trainer.h"
 
 using namespace fedml;
@@ -387,4 +392,154 @@ TEST_CASE("over-selection is refused where the result would depend on timing",
   CHECK_THAT(refused.message(), Catch::Contains("over_selection"));
   secure.over_selection = 1.0;
   CHECK(CheckCompatible(secure).ok());
+}
+
+namespace {
+
+// A client spoken for with the raw generated stub (insecure: its id in metadata), so a test can
+// do what fedml's client would not: fetch a task, then register again as if restarted.
+class RawClient {
+ public:
+  RawClient(int port, int id)
+      : id_(id),
+        stub_(fedml::service::FederatedLearning::NewStub(grpc::CreateChannel(
+            "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()))) {}
+
+  grpc::Status Register() {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    fedml::service::RegisterRequest req;
+    req.set_client_id(id_);
+    req.set_wire_version(core::kWireVersion);
+    fedml::service::RegisterReply reply;
+    return stub_->Register(&ctx, req, &reply);
+  }
+
+  // The next frame the server has for this client, polling until `deadline` (nullopt then).
+  std::optional<core::Message> Fetch(core::Deadline deadline) {
+    while (core::Clock::now() < deadline) {
+      grpc::ClientContext ctx;
+      Prepare(ctx);
+      fedml::service::FetchRequest req;
+      req.set_wait_ms(1000);
+      auto reader = stub_->FetchTask(&ctx, req);
+      std::string frame;
+      fedml::service::FrameChunk chunk;
+      while (reader->Read(&chunk)) frame += chunk.data();
+      if (!reader->Finish().ok() || frame.empty()) continue;
+      auto msg = core::Decode(core::Bytes(frame.begin(), frame.end()));
+      REQUIRE(msg.ok());
+      return std::move(msg).value();
+    }
+    return std::nullopt;
+  }
+
+  grpc::Status Push(const core::Message& msg) {
+    auto frame = core::Encode(msg);
+    REQUIRE(frame.ok());
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    fedml::service::PushReply reply;
+    auto writer = stub_->PushUpdate(&ctx, &reply);
+    fedml::service::FrameChunk chunk;
+    chunk.set_offset(0);
+    chunk.set_frame_bytes(frame->size());
+    chunk.set_data(reinterpret_cast<const char*>(frame->data()), frame->size());
+    writer->Write(chunk);
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+ private:
+  void Prepare(grpc::ClientContext& ctx) const {
+    ctx.AddMetadata("x-fedml-client-id", std::to_string(id_));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  int id_;
+  std::unique_ptr<fedml::service::FederatedLearning::Stub> stub_;
+};
+
+}  // namespace
+
+TEST_CASE("a client that registers again mid-round is sent its task again (not waited for)",
+          "[deployment][cross_device]") {
+  auto server = StartLoopbackServer(2);
+  RawClient restarted(server->bound_port(), 1);
+  REQUIRE(restarted.Register().ok());
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
+
+  ServerOptions options;
+  options.client_num_in_total = 2;
+  options.client_num_per_round = 2;
+  options.comm_round = 1;
+  // Far past the test's own waits: a round that waited for the lost task would fail them.
+  options.round_timeout = std::chrono::seconds(120);
+  options.fixed_clients = true;
+  core::grpc_comm::ServerCommunicator* comm = server.get();
+  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
+  options.wait_for_clients = [comm](core::Deadline d) { return comm->WaitForClients(2, d); };
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  Result<core::ModelState> final_model = Status::FailedPrecondition("not run");
+  std::thread run([&] { final_model = controller.Run(Model(3, 0.0f)); });
+
+  // Client 1 gets its task, then "restarts" before answering: it registers again, and what the
+  // server sent its old connection is gone.
+  const auto first = restarted.Fetch(core::DeadlineAfter(std::chrono::seconds(30)));
+  REQUIRE(first.has_value());
+  CHECK(first->type == core::MessageType::kTrainTask);
+  REQUIRE(restarted.Register().ok());
+  // The task comes again (without the notice the round would wait its 120 s deadline for it).
+  const auto again = restarted.Fetch(core::DeadlineAfter(std::chrono::seconds(30)));
+  REQUIRE(again.has_value());
+  CHECK(again->type == core::MessageType::kTrainTask);
+  CHECK(again->round == first->round);
+  CHECK(again->client_ids == std::vector<std::int64_t>{1});
+  core::Message update;
+  update.type = core::MessageType::kClientUpdate;
+  update.sender = 2;
+  update.receiver = 0;
+  update.round = again->round;
+  update.model_version = again->model_version;
+  update.client_ids = {1};
+  update.num_samples = 10;
+  update.model = again->model;
+  for (std::size_t i = 0; i < update.model.numel(); ++i) update.model.data()[i] += 3.0f;
+  CHECK(restarted.Push(update).ok());
+  // Then the evaluation task (answered) and FINISH, so the run ends without waiting on it.
+  std::optional<core::Message> finish;
+  for (int i = 0; i < 4 && !finish; ++i) {
+    auto next = restarted.Fetch(core::DeadlineAfter(std::chrono::seconds(30)));
+    if (!next || next->type == core::MessageType::kFinish) {
+      finish = next;
+      break;
+    }
+    if (next->type != core::MessageType::kEvalTask) continue;
+    core::Message eval;
+    eval.type = core::MessageType::kEvalResult;
+    eval.sender = 2;
+    eval.round = next->round;
+    eval.model_version = next->model_version;
+    eval.num_samples = 10;
+    eval.metrics["test_loss"] = 0.5;
+    eval.metrics["test_accuracy"] = 0.5;
+    CHECK(restarted.Push(eval).ok());
+  }
+  run.join();
+  for (auto& t : clients) t.join();
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+  CHECK((finish.has_value() && finish->type == core::MessageType::kFinish));
+  const auto& rounds = controller.history();
+  REQUIRE(rounds.size() == 1);
+  CHECK(rounds[0].clients == 2);
+  CHECK(rounds[0].dropped == 0);
+  // The mean of the good client's +1 and the restarted client's +3 (equal weights).
+  for (std::size_t i = 0; i < final_model->numel(); ++i) CHECK(final_model->data()[i] == 2.0f);
+  CHECK(client_status[0].ok());
 }

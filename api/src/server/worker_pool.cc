@@ -85,7 +85,8 @@ void WorkerPool::Finish() {
   }
 }
 
-Result<Inbound> WorkerPool::Receive(core::Deadline deadline, std::uint64_t* bytes_up) {
+Result<Inbound> WorkerPool::Receive(core::Deadline deadline, std::uint64_t* bytes_up,
+                                    bool return_on_rejoin) {
   for (;;) {
     FEDML_ASSIGN_OR_RETURN(core::Envelope env, comm_.Recv(core::kAnySource, deadline));
     if (bytes_up) *bytes_up += env.payload.size();
@@ -97,6 +98,14 @@ Result<Inbound> WorkerPool::Receive(core::Deadline deadline, std::uint64_t* byte
       return in;
     }
     if (decoded->type == MessageType::kHeartbeat) continue;
+    if (decoded->type == MessageType::kRegister) {  // the transport: it registered again
+      if (std::find(rejoined_.begin(), rejoined_.end(), in.source) == rejoined_.end()) {
+        rejoined_.push_back(in.source);
+      }
+      if (!return_on_rejoin) continue;
+      in.rejoined = true;
+      return in;
+    }
     in.decoded = true;
     in.msg = std::move(decoded).value();
     in.msg.sender = in.source;  // the transport's word for who sent it, not the frame's
@@ -132,6 +141,8 @@ class DispatchRun {
   Status FeedIdle();
   Status LoseWorker(int rank, const std::string& why);
   Status OnDeadline();
+  /// Ranks that registered again while holding a task get it again (once per task).
+  Status ResendToRejoined();
   /// Over-selection: the batch has its target of replies; the tasks still out are abandoned.
   void CloseAtTarget();
   /// Files one inbound frame; kOk with nothing filed for frames that answer nothing.
@@ -148,8 +159,9 @@ class DispatchRun {
   std::map<int, Message> ready_;                 // finished tasks waiting for an earlier one
   std::set<int> dropped_;                        // tasks given up for this round (own ranks)
   int next_ = 0;
-  int replied_ = 0;    // replies of reply_type filed (toward batch.target)
-  bool stop_ = false;  // deployment: the deadline passed or the target was met
+  int replied_ = 0;       // replies of reply_type filed (toward batch.target)
+  std::set<int> resent_;  // tasks sent again to a rank that registered again
+  bool stop_ = false;     // deployment: the deadline passed or the target was met
 };
 
 // A task with an owner that cannot run it is dropped: nobody else holds that client's data.
@@ -292,6 +304,27 @@ Status DispatchRun::OnDeadline() {
       std::to_string(static_cast<double>(round_timeout_.count()) / 1000.0) + ": " + missing);
 }
 
+// A client that registered again lost what was sent to its earlier connection (the transport
+// cleared its queue): its task goes out again instead of being waited for until the deadline.
+// Once per task, so a client that keeps registering costs one more send per round at most (which
+// registering again would cost anyway). The same process may have been training it already; its
+// second reply is then refused as unasked.
+Status DispatchRun::ResendToRejoined() {
+  for (int rank : pool_.TakeRejoined()) {
+    const auto it = in_flight_.find(rank);
+    if (it == in_flight_.end() || !own_ranks() || resent_.count(it->second)) continue;
+    const int task = it->second;
+    resent_.insert(task);
+    in_flight_.erase(it);
+    task_deadline_.erase(rank);
+    queue_.push_front(task);
+    FEDML_LOG_INFO("round %lld: rank %d registered again; %s sent again",
+                   static_cast<long long>(b_.round) + 1, rank, b_.describe(task).c_str());
+    FEDML_RETURN_IF_ERROR(Feed(rank));
+  }
+  return Status::Ok();
+}
+
 void DispatchRun::CloseAtTarget() {
   const auto cut = static_cast<double>(in_flight_.size() + queue_.size());
   for (const auto& [rank, task] : in_flight_) dropped_.insert(task);
@@ -387,7 +420,9 @@ Status DispatchRun::Run() {
         overdue_rank = rank;
       }
     }
-    auto in = pool_.Receive(wake, &metrics_.bytes_up);
+    auto in = pool_.Receive(wake, &metrics_.bytes_up, /*return_on_rejoin=*/true);
+    FEDML_RETURN_IF_ERROR(ResendToRejoined());
+    if (in.ok() && in->rejoined) continue;
     if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded && overdue_rank >= 0 &&
         wake < b_.deadline) {
       const int task = in_flight_[overdue_rank];

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fedml/api/metrics.h"
@@ -59,6 +60,7 @@ struct WorkerPoolOptions {
 struct Inbound {
   int source = -1;
   bool decoded = false;
+  bool rejoined = false;  // only a notice: `source` registered again (see Receive)
   core::Message msg;
   Status decode_error;
 };
@@ -92,9 +94,16 @@ class WorkerPool {
   /// worker left waiting would hold up the end of an MPI job). Errors are ignored.
   void Finish();
 
-  /// The next frame that is not a heartbeat, until `deadline` (DEADLINE_EXCEEDED then); adds its
-  /// size to *bytes_up. Transport errors other than the deadline are returned as they are.
-  Result<Inbound> Receive(core::Deadline deadline, std::uint64_t* bytes_up);
+  /// The next frame that is not a heartbeat or a rejoin notice, until `deadline`
+  /// (DEADLINE_EXCEEDED then); adds its size to *bytes_up. Transport errors other than the
+  /// deadline are returned as they are. A REGISTER from a rank (the transport: the client
+  /// registered again, and what was sent to its earlier connection is lost) is kept for
+  /// TakeRejoined; with return_on_rejoin Receive then returns at once with Inbound::rejoined set
+  /// (and nothing else), so a caller waiting on a task that rank held can act now.
+  Result<Inbound> Receive(core::Deadline deadline, std::uint64_t* bytes_up,
+                          bool return_on_rejoin = false);
+  /// The ranks that registered again since the last call (each once), oldest first.
+  std::vector<int> TakeRejoined() { return std::exchange(rejoined_, {}); }
 
   /// How Dispatch runs a batch of n tasks (indices 0..n-1).
   struct Batch {
@@ -132,6 +141,7 @@ class WorkerPool {
   WorkerPoolOptions options_;
   std::vector<bool> alive_;            // index = rank; rank 0 is the server
   std::vector<std::int64_t> version_;  // model version each worker holds, -1 = none
+  std::vector<int> rejoined_;          // ranks that registered again, not yet taken
 };
 
 }  // namespace fedml::api::server

@@ -91,6 +91,18 @@ Bytes FinishFrameFrom(int rank) {
   return frame.ok() ? std::move(frame).value() : Bytes{};
 }
 
+// What the round controller reads when a client registers again: a REGISTER from its rank.
+// Whatever was sent to its earlier connection is lost (its queue was cleared), so a task it held
+// must be sent again rather than waited for until the round's deadline.
+Bytes RejoinFrameFrom(int rank) {
+  Message joined;
+  joined.type = MessageType::kRegister;
+  joined.sender = rank;
+  joined.attrs["reason"] = "registered again";
+  auto frame = Encode(joined);
+  return frame.ok() ? std::move(frame).value() : Bytes{};
+}
+
 // ---- Server ------------------------------------------------------------------------------
 //
 // The service runs on gRPC's callback API: a waiting FetchTask is a parked reactor in its
@@ -225,7 +237,7 @@ class GrpcServer final : public ServerCommunicator {
     builder.SetMaxSendMessageSize(kMaxGrpcMessage);
     // Dead connections (a host that vanished without a FIN) are found by keepalive pings and
     // closed, which cancels their calls (OnCancel: the client is marked gone). Clients ping every
-    // 10 s even between calls; the server must not count that as abuse (its default minimum
+    // 30 s even between calls; the server must not count that as abuse (its default minimum
     // interval is 5 minutes, and strikes close the connection).
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -412,7 +424,13 @@ class GrpcServer final : public ServerCommunicator {
       // A "lost" notice the controller has not read yet is stale now: it would drop the task
       // this new connection is about to get.
       const Bytes lost = FinishFrameFrom(id + 1);
-      mailbox_.EraseIf([&](const Envelope& e) { return e.source == id + 1 && e.payload == lost; });
+      const Bytes rejoined = RejoinFrameFrom(id + 1);
+      mailbox_.EraseIf([&](const Envelope& e) {
+        return e.source == id + 1 && (e.payload == lost || e.payload == rejoined);
+      });
+      // At most one unread notice per client, however often it registers.
+      if (c.registered_before) mailbox_.Push(Envelope{id + 1, rejoined});
+      c.registered_before = true;
     }
     if (stale_poll != nullptr) stale_poll->Finish(grpc::Status::OK);
     cv_.notify_all();
@@ -594,9 +612,10 @@ class GrpcServer final : public ServerCommunicator {
  private:
   struct ClientSlot {
     bool live = false;
-    int calls = 0;               // RPCs in flight
-    FetchCall* fetch = nullptr;  // the client's FetchTask call in flight (at most one)
-    FetchCall* poll = nullptr;   // ... while parked, waiting for a frame (owned by gRPC)
+    bool registered_before = false;  // a later Register is a rejoin (see RejoinFrameFrom)
+    int calls = 0;                   // RPCs in flight
+    FetchCall* fetch = nullptr;      // the client's FetchTask call in flight (at most one)
+    FetchCall* poll = nullptr;       // ... while parked, waiting for a frame (owned by gRPC)
     bool writing() const { return fetch != nullptr && poll == nullptr; }
     Clock::time_point last_seen{};
     std::deque<Bytes> outbox;
@@ -794,7 +813,8 @@ class GrpcClient final : public Communicator {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxGrpcMessage);
     args.SetMaxSendMessageSize(kMaxGrpcMessage);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    // A ping every 30 s finds a server that vanished within a long poll; the server pings too.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
                 static_cast<int>(options_.backoff_initial.count()));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
@@ -936,7 +956,9 @@ class GrpcClient final : public Communicator {
       }
       auto ctx = std::make_shared<grpc::ClientContext>();
       AddAuth(*ctx);
-      const auto wait = std::chrono::milliseconds(5000);
+      // As long as the server allows by default (fetch_wait): the server parks the call, and a
+      // lost connection ends it at once, so a long wait delays nothing.
+      const auto wait = std::chrono::milliseconds(30000);
       ctx->set_deadline(SystemDeadline(Clock::now() + wait + std::chrono::seconds(30)));
       {
         std::lock_guard<std::mutex> lock(mu_);

@@ -34,11 +34,15 @@ struct ServerOptions {
   /// before any of it is read. Memory follows the bytes that arrive, never the size announced.
   /// `fedml server` sets it from the model (see max_update_mb in docs/configuration.md).
   std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;
-  /// How long a FetchTask call waits for a frame before returning empty.
-  std::chrono::milliseconds fetch_wait{5000};
+  /// How long a FetchTask call waits for a frame before returning empty. A waiting call is
+  /// parked (no thread), so a long wait costs nothing while it lasts and keeps an idle client to
+  /// one call per fetch_wait (5 s made 5,000 idle clients 1,000 calls a second).
+  std::chrono::milliseconds fetch_wait{30000};
   /// A client with no call in flight for this long is taken for gone: the server's Recv sees a
   /// FINISH frame from its rank (as if it had left), and Send to it fails with UNAVAILABLE until
-  /// it registers again.
+  /// it registers again. A client that registers again (a new connection) clears what was queued
+  /// for the old one, and Recv sees a REGISTER frame from its rank (at most one unread), so a
+  /// task sent before can be sent again.
   std::chrono::milliseconds liveness_timeout{15000};
   /// How long the destructor waits for queued frames (FINISH) to be fetched.
   std::chrono::milliseconds flush_timeout{5000};
