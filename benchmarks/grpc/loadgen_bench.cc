@@ -12,8 +12,9 @@
 // the rounds measured, before its last round, which would evaluate on every connected client):
 //   1. the first --clients entry (100): server RSS and threads, mean round wall time;
 //   2. each further entry (1000, 5000, ...): the same figures, the server RSS per connected idle
-//      client over phase 1 and the round time as a ratio to phase 1 (goal <= --max_ratio: idle
-//      clients must not slow a round);
+//      client over phase 1 (read before round 1, with N connected and the server waiting for one
+//      more, client N, held back) and the round time as a ratio to phase 1 (goal <= --max_ratio:
+//      idle clients must not slow a round);
 //   3. --dropout_clients clients of which --dropout of the selected hang up mid-round: rounds
 //      completed out of --rounds;
 //   4. in every phase, RPCs refused that should have been served (must be 0).
@@ -43,6 +44,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -218,13 +220,18 @@ class LoadGen {
       : o_(std::move(o)), clients_(clients) {}
   ~LoadGen() { Stop(); }
 
-  // Connects every client, paced at connect_rate.
-  void Start() {
-    for (std::size_t i = 0; i < clients_.size(); ++i) {
+  // Connects the first `count` clients (all by default), paced at connect_rate.
+  void Start(std::size_t count = SIZE_MAX) {
+    for (std::size_t i = 0; i < std::min(count, clients_.size()); ++i) {
       SimClient* c = clients_[i].get();
       timer_.After(Ms(static_cast<long>(1000.0 * static_cast<double>(i) / o_.connect_rate)),
                    [this, c] { Connect(*c); });
     }
+  }
+  // Connects client i now (one Start left out).
+  void StartClient(std::size_t i) {
+    SimClient* c = clients_[i].get();
+    timer_.After(Ms(0), [this, c] { Connect(*c); });
   }
 
   // Until `n` clients are registered at once, or the deadline; true when they are.
@@ -901,6 +908,8 @@ struct PhaseResult {
   int clients = 0;
   long online = 0;    // registered when the rounds were done (or when it stopped)
   ProcStatus server;  // as the last measured round ended
+  ProcStatus idle;    // with measure_idle: N clients connected, before round 1
+  bool has_idle = false;
   double mean_wall = 0;
   int rounds = 0;
   long dropped = 0, refused_updates = 0, refused = 0, retried = 0;
@@ -922,6 +931,9 @@ struct PhaseSpec {
   int min_available_clients = 0;  // 0: the server's default (client_num_per_round)
   double round_timeout_s = 60;
   bool wait_exit = false;  // the soak: the server runs to its end and must exit 0
+  // The server is told of N + 1 clients and waits for all of them before round 1: its status is
+  // read with N connected (idle: no round has run), then client N connects and the rounds start.
+  bool measure_idle = false;
 };
 
 PhaseResult RunPhase(Env& env, const PhaseSpec& p,
@@ -930,13 +942,14 @@ PhaseResult RunPhase(Env& env, const PhaseSpec& p,
   PhaseResult r;
   r.clients = p.clients;
   const std::string tag = env.work + "/" + p.name;
+  const int total = p.clients + (p.measure_idle ? 1 : 0);
   ServerConfig sc;
-  sc.clients = p.clients;
+  sc.clients = total;
   sc.per_round = std::min(o.per_round, p.clients);
   sc.comm_round = p.comm_round;
   sc.round_timeout_s = p.round_timeout_s;
   sc.min_clients = p.min_clients;
-  sc.min_available_clients = p.min_available_clients;
+  sc.min_available_clients = p.measure_idle ? total : p.min_available_clients;
   const std::string metrics = tag + ".jsonl";
   const std::string cfg = WriteConfig(tag + ".yaml", sc, env.data, metrics);
   std::vector<std::string> args = {"server",    "--cf",      cfg,      "--certs", env.certs,
@@ -964,8 +977,8 @@ PhaseResult RunPhase(Env& env, const PhaseSpec& p,
   lo.fetch_wait_ms = o.fetch_wait_ms;
   lo.connect_rate = o.connect_rate;
   lo.soft_refusals_fail = p.dropout == 0 && !p.churn;
-  std::vector<std::unique_ptr<SimClient>> mine;  // this phase's clients (ids 0..N-1)
-  for (int i = 0; i < p.clients; ++i) {
+  std::vector<std::unique_ptr<SimClient>> mine;  // this phase's clients (ids 0..total-1)
+  for (int i = 0; i < total; ++i) {
     auto c = std::make_unique<SimClient>();
     const SimClient& src = *env.clients[static_cast<std::size_t>(i)];
     c->id = src.id;
@@ -978,11 +991,17 @@ PhaseResult RunPhase(Env& env, const PhaseSpec& p,
   LoadGen gen(lo, mine);
   const auto t0 = Clock::now();
   const double cpu0 = OwnCpuSeconds();
-  gen.Start();
+  gen.Start(static_cast<std::size_t>(p.clients));
   const auto connect_deadline =
       t0 + Ms(static_cast<long>(1000.0 * p.clients / o.connect_rate)) + std::chrono::seconds(90);
   // Where clients come and go, all N are never online at once for sure: the rounds are waited.
-  const bool all_online = p.churn || p.dropout > 0 || gen.WaitOnline(p.clients, connect_deadline);
+  bool all_online = p.churn || p.dropout > 0 || gen.WaitOnline(p.clients, connect_deadline);
+  if (all_online && p.measure_idle) {
+    r.idle = ReadStatus(server.pid());  // the server waits for client N: nothing else runs
+    r.has_idle = true;
+    gen.StartClient(static_cast<std::size_t>(p.clients));
+    all_online = gen.WaitOnline(total, connect_deadline);
+  }
   if (!all_online) {
     r.online = gen.online();
     r.server = ReadStatus(server.pid());
@@ -1075,7 +1094,7 @@ int RunBench(Env& env) {
     p.clients = o.clients[i];
     p.rounds = o.rounds;
     p.comm_round = o.rounds + 1;  // the run's last round evaluates on every client: kept out
-    p.min_available_clients = p.clients;  // round 1 starts once all N are connected
+    p.measure_idle = true;        // round 1 starts once all N + 1 are connected
     p.min_clients = std::max(1, std::min(o.per_round, p.clients) / 2);
     p.round_timeout_s = o.round_timeout_s;
     std::printf("phase %zu: %d clients connected, %d per round, %d rounds\n", i + 1, p.clients,
@@ -1095,6 +1114,12 @@ int RunBench(Env& env) {
       break;  // larger phases would stop here too
     }
     const PhaseResult& base = results.empty() ? r : results.front();
+    if (r.has_idle) {
+      std::printf(
+          "  server idle with %d clients connected (before round 1): RSS %.0f MiB, %ld "
+          "threads\n",
+          p.clients, r.idle.rss_mib, r.idle.threads);
+    }
     std::printf(
         "  server with %d clients connected, after round %d: RSS %.0f MiB (peak %.0f), %ld "
         "threads; mean round wall time %.3f s (rounds 2..%d), slowest %.3f s (round_timeout_s "
@@ -1102,8 +1127,10 @@ int RunBench(Env& env) {
         p.clients, r.rounds, r.server.rss_mib, r.server.hwm_mib, r.server.threads, r.mean_wall,
         r.rounds, r.worst_wall, p.round_timeout_s, r.per_round.c_str());
     if (&base != &r && p.clients > base.clients) {
+      // From the idle figures: after rounds, RSS also holds what the allocator kept of the
+      // rounds' model buffers, which swings by hundreds of MiB between runs.
       const double per_client_kib =
-          (r.server.rss_mib - base.server.rss_mib) * 1024 / (p.clients - base.clients);
+          (r.idle.rss_mib - base.idle.rss_mib) * 1024 / (p.clients - base.clients);
       const double ratio = base.mean_wall > 0 ? r.mean_wall / base.mean_wall : 0;
       std::printf(
           "  RSS per connected idle client %.1f KiB; threads %+ld over %d clients; round time "
@@ -1284,8 +1311,9 @@ int main(int argc, char** argv) {
     env.work = o.work;
     fs::create_directories(env.work);
   }
+  // + 1: a phase that measures its idle server holds one client back (PhaseSpec::measure_idle).
   const int most = std::max(o.dropout > 0 && !o.soak ? o.dropout_clients : 0,
-                            *std::max_element(o.clients.begin(), o.clients.end()));
+                            *std::max_element(o.clients.begin(), o.clients.end()) + 1);
   std::printf("open files: %llu; work folder %s\n",
               static_cast<unsigned long long>(nofile.rlim_cur), env.work.c_str());
   // Credentials: one set for the largest phase, each client its own token (and certificate).
