@@ -85,6 +85,20 @@ std::vector<std::thread> StartClients(core::grpc_comm::ServerCommunicator& serve
   return clients;
 }
 
+// The options of a deployed server's synchronous rounds over `server`'s connected clients.
+ServerOptions DeployedRounds(core::grpc_comm::ServerCommunicator& server, int total, int per_round,
+                             int rounds, std::chrono::seconds round_timeout) {
+  ServerOptions options;
+  options.client_num_in_total = total;
+  options.client_num_per_round = per_round;
+  options.comm_round = rounds;
+  options.round_timeout = round_timeout;
+  options.fixed_clients = true;
+  core::grpc_comm::ServerCommunicator* comm = &server;
+  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
+  return options;
+}
+
 }  // namespace
 
 TEST_CASE("bad updates over gRPC are refused and the round goes on", "[deployment]") {
@@ -295,17 +309,10 @@ TEST_CASE("over-selection closes a round at its target; the slowest selected cli
   std::vector<Status> client_status;
   std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
 
-  ServerOptions options;
-  options.client_num_in_total = 4;
-  options.client_num_per_round = 2;
+  // The deadline is longer than the stalled clients hold a task: a round that waited for them
+  // would end with them dropped at it (dropped == 2), not cut (over_selected_cut == 2).
+  ServerOptions options = DeployedRounds(*server, 4, 2, 3, std::chrono::seconds(50));
   options.over_selection = 2.0;  // selects all 4, closes at 2 replies
-  options.comm_round = 3;
-  // Longer than the stalled clients hold a task: a round that waited for them would end with
-  // them dropped at this deadline (dropped == 2), not cut (over_selected_cut == 2).
-  options.round_timeout = std::chrono::seconds(50);
-  options.fixed_clients = true;
-  core::grpc_comm::ServerCommunicator* comm = server.get();
-  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
   auto aggregator = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(aggregator.ok());
   RoundController controller(*server, std::move(aggregator).value(), options, {});
@@ -344,15 +351,8 @@ TEST_CASE("a deployed round selects among the connected clients only",
   std::vector<Status> client_status;
   std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
 
-  ServerOptions options;
+  ServerOptions options = DeployedRounds(*server, 4, 3, 3, std::chrono::seconds(30));
   options.random_seed = seed;
-  options.client_num_in_total = 4;
-  options.client_num_per_round = 3;
-  options.comm_round = 3;
-  options.round_timeout = std::chrono::seconds(30);
-  options.fixed_clients = true;
-  core::grpc_comm::ServerCommunicator* comm = server.get();
-  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
   auto aggregator = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(aggregator.ok());
   RoundController controller(*server, std::move(aggregator).value(), options, {});
@@ -472,15 +472,9 @@ TEST_CASE("a client that registers again mid-round is sent its task again (not w
   std::vector<Status> client_status;
   std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
 
-  ServerOptions options;
-  options.client_num_in_total = 2;
-  options.client_num_per_round = 2;
-  options.comm_round = 1;
-  // Far past the test's own waits: a round that waited for the lost task would fail them.
-  options.round_timeout = std::chrono::seconds(120);
-  options.fixed_clients = true;
+  // A deadline far past the test's own waits: a round that waited for the lost task fails them.
+  ServerOptions options = DeployedRounds(*server, 2, 2, 1, std::chrono::seconds(120));
   core::grpc_comm::ServerCommunicator* comm = server.get();
-  options.is_connected = [comm](int rank) { return comm->is_live(rank); };
   options.wait_for_clients = [comm](core::Deadline d) { return comm->WaitForClients(2, d); };
   auto aggregator = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(aggregator.ok());

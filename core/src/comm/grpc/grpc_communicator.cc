@@ -82,25 +82,26 @@ Bytes RefusedFrameFrom(int rank, const std::string& why) {
   return frame.ok() ? std::move(frame).value() : Bytes{};
 }
 
-Bytes FinishFrameFrom(int rank) {
-  Message fin;
-  fin.type = MessageType::kFinish;
-  fin.sender = rank;
-  fin.attrs["reason"] = "connection lost";
-  auto frame = Encode(fin);
+// A notice from the transport itself, filed as if rank had sent it: `type` with attrs["reason"].
+Bytes TransportNotice(MessageType type, int rank, const char* reason) {
+  Message notice;
+  notice.type = type;
+  notice.sender = rank;
+  notice.attrs["reason"] = reason;
+  auto frame = Encode(notice);
   return frame.ok() ? std::move(frame).value() : Bytes{};
+}
+
+// What the round controller reads when a client is gone: a FINISH from its rank.
+Bytes FinishFrameFrom(int rank) {
+  return TransportNotice(MessageType::kFinish, rank, "connection lost");
 }
 
 // What the round controller reads when a client registers again: a REGISTER from its rank.
 // Whatever was sent to its earlier connection is lost (its queue was cleared), so a task it held
 // must be sent again rather than waited for until the round's deadline.
 Bytes RejoinFrameFrom(int rank) {
-  Message joined;
-  joined.type = MessageType::kRegister;
-  joined.sender = rank;
-  joined.attrs["reason"] = "registered again";
-  auto frame = Encode(joined);
-  return frame.ok() ? std::move(frame).value() : Bytes{};
+  return TransportNotice(MessageType::kRegister, rank, "registered again");
 }
 
 // ---- Server ------------------------------------------------------------------------------
