@@ -210,3 +210,64 @@ TEST_CASE("a client with a token the server does not know is refused at once", "
   CHECK_THAT(refused.status().message(), Catch::Contains("unknown client token"));
   CHECK(Clock::now() - t0 < co.connect_timeout);  // not retried until the deadline
 }
+
+TEST_CASE(
+    "a client that does not fetch is queued at most max_outbox_frames; a re-registration "
+    "tells the server's Recv once",
+    "[grpc]") {
+  grpc_comm::ServerOptions so = InsecureServer(1);
+  so.max_outbox_frames = 3;
+  auto server = grpc_comm::StartServer(so);
+  REQUIRE(server.ok());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->bound_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = FederatedLearning::NewStub(channel);
+  auto call = [](grpc::ClientContext& ctx) {
+    ctx.AddMetadata("x-fedml-client-id", "0");
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  };
+  auto register_once = [&] {
+    grpc::ClientContext ctx;
+    call(ctx);
+    fedml::service::RegisterRequest req;
+    req.set_client_id(0);
+    req.set_wire_version(kWireVersion);
+    fedml::service::RegisterReply reply;
+    return stub->Register(&ctx, req, &reply);
+  };
+  REQUIRE(register_once().ok());  // registered, and never fetches
+
+  for (std::uint8_t i = 0; i < 3; ++i) REQUIRE((*server)->Send(1, Pattern(100, i)).ok());
+  const Status full = (*server)->Send(1, Pattern(100, 9));
+  CHECK(full.code() == StatusCode::kUnavailable);
+  CHECK_THAT(full.message(), Catch::Contains("max_outbox_frames 3"));
+  CHECK((*server)->is_live(1));  // still connected: only nothing more is queued
+
+  // The first queued frame is fetched whole; then there is room for one more.
+  {
+    grpc::ClientContext ctx;
+    call(ctx);
+    fedml::service::FetchRequest req;
+    req.set_wait_ms(1000);
+    auto reader = stub->FetchTask(&ctx, req);
+    std::string got;
+    FrameChunk chunk;
+    while (reader->Read(&chunk)) got += chunk.data();
+    REQUIRE(reader->Finish().ok());
+    const auto first = Pattern(100, 0);
+    CHECK(got == std::string(first.begin(), first.end()));
+  }
+  CHECK((*server)->Send(1, Pattern(100, 10)).ok());
+
+  // Registering again clears the queue, and the server's Recv sees one REGISTER from the rank
+  // however often it happens (the first registration is not a rejoin).
+  for (int i = 0; i < 3; ++i) REQUIRE(register_once().ok());
+  auto notice = (*server)->Recv(1, Soon());
+  REQUIRE(notice.ok());
+  auto msg = Decode(notice->payload);
+  REQUIRE(msg.ok());
+  CHECK(msg->type == MessageType::kRegister);
+  CHECK((*server)->Recv(1, DeadlineAfter(std::chrono::milliseconds(300))).status().code() ==
+        StatusCode::kDeadlineExceeded);
+  for (std::uint8_t i = 0; i < 3; ++i) CHECK((*server)->Send(1, Pattern(100, i)).ok());
+}

@@ -383,9 +383,20 @@ Status DispatchRun::OnInbound(Inbound&& in) {
   }
   auto it = in_flight_.find(src);
   const bool refused_reply = msg.type == MessageType::kInvalid;
+  const bool task_reply =
+      msg.type == MessageType::kClientUpdate || msg.type == MessageType::kEvalResult;
+  if ((task_reply || refused_reply) &&
+      (msg.round < b_.round || (msg.round == b_.round && msg.type != b_.reply_type &&
+                                !refused_reply && it == in_flight_.end()))) {
+    // A reply to an earlier batch (a straggler past its deadline, a client cut by
+    // over-selection, answering after its round closed or during its evaluation): ignored, and
+    // counted apart from refusals, which name misbehaviour.
+    metrics_.extra["late_replies"] += 1;
+    return Status::Ok();
+  }
   if ((msg.type != b_.reply_type && !refused_reply) || msg.round != b_.round ||
       it == in_flight_.end()) {
-    ++metrics_.refused;  // a late reply for an earlier round, or one nobody asked for
+    ++metrics_.refused;  // a reply nobody asked for
     return Status::Ok();
   }
   const int task = it->second;

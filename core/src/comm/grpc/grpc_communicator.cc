@@ -300,6 +300,11 @@ class GrpcServer final : public ServerCommunicator {
       }
       if (c.poll != nullptr && c.outbox.empty()) {
         waiting = std::exchange(c.poll, nullptr);
+      } else if (c.outbox.size() >= options_.max_outbox_frames) {
+        return Status::Unavailable(
+            "client " + std::to_string(dst - 1) + " has " + std::to_string(c.outbox.size()) +
+            " frames it has not fetched (max_outbox_frames " +
+            std::to_string(options_.max_outbox_frames) + "); nothing more is queued for it");
       } else {
         c.outbox.push_back(std::move(payload));
       }
@@ -1095,6 +1100,9 @@ Result<std::unique_ptr<ServerCommunicator>> StartServer(const ServerOptions& opt
   FEDML_RETURN_IF_ERROR(CheckChunkBytes(options.chunk_bytes));
   if (options.max_queued_frames < 1) {
     return Status::InvalidArgument("max_queued_frames must be at least 1 (a client's update)");
+  }
+  if (options.max_outbox_frames < 1) {
+    return Status::InvalidArgument("max_outbox_frames must be at least 1 (a client's task)");
   }
   if (options.push_idle_timeout.count() <= 0 || options.push_timeout.count() <= 0) {
     return Status::InvalidArgument("push_idle_timeout and push_timeout must be positive");

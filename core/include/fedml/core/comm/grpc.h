@@ -58,6 +58,11 @@ struct ServerOptions {
   /// PushUpdate stream per client (a second one is refused with ABORTED), one client holds at
   /// most (max_queued_frames + 1) x max_frame_bytes of the server's memory. Must be >= 1.
   std::size_t max_queued_frames = 4;
+  /// Frames (tasks, protocol messages) the server may hold for one client that has not fetched
+  /// them: a Send beyond that fails with UNAVAILABLE (the round drops that client's task) instead
+  /// of queueing, so a client that stalls while rounds go on (cut by over-selection, say) holds
+  /// at most this many models of the server's memory. Must be >= 1.
+  std::size_t max_outbox_frames = 8;
 };
 
 /// Rank 0 of a deployment. Thread safety as Communicator; the gRPC threads it owns are stopped
