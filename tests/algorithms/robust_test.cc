@@ -1,5 +1,7 @@
 // Robust aggregators against straightforward float64 references written here, on random inputs
 // of several layouts, plus planted attackers, hand cases, preconditions and refused updates.
+// Why one file of this size: every rule is checked against the same references and input
+// generators, which would otherwise be repeated per rule.
 #include <algorithm>
 #include <cfloat>
 #include <cmath>

@@ -307,9 +307,11 @@ class GrpcServer final : public ServerCommunicator {
             std::to_string(options_.max_outbox_frames) + "); nothing more is queued for it");
       } else {
         c.outbox.push_back(std::move(payload));
+        return Status::Ok();
       }
     }
-    if (waiting != nullptr) waiting->Deliver(std::move(payload), options_.chunk_bytes);
+    // A parked fetch took the frame: it is written now, outside the lock.
+    waiting->Deliver(std::move(payload), options_.chunk_bytes);
     return Status::Ok();
   }
 
