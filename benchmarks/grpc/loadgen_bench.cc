@@ -93,6 +93,7 @@ struct Options {
   int rounds = 5;
   int train_ms = 500;
   double dropout = 0.2;
+  double over_selection = 1.0;  // the dropout phase's server (--over_selection)
   int dropout_clients = 1000;
   bool churn = false;  // in the phases; the soak always churns
   double online_s = 20;
@@ -860,6 +861,7 @@ struct ServerConfig {
   int min_clients = 1;
   int min_available_clients = 0;
   int frequency_of_the_test = 1000000;
+  double over_selection = 1.0;  // comm_args over_selection: close a round at per_round replies
 };
 
 std::string WriteConfig(const std::string& path, const ServerConfig& s, const std::string& data,
@@ -876,7 +878,7 @@ std::string WriteConfig(const std::string& path, const ServerConfig& s, const st
       << "comm_args:\n  backend: \"grpc\"\n  round_timeout_s: " << s.round_timeout_s
       << "\n  min_clients: " << s.min_clients
       << "\n  min_available_clients: " << s.min_available_clients
-      << "\n  max_claimed_samples: 1000\n"
+      << "\n  over_selection: " << s.over_selection << "\n  max_claimed_samples: 1000\n"
       << "tracking_args:\n  metrics_file: \"" << metrics << "\"\n";
   return path;
 }
@@ -942,6 +944,7 @@ struct PhaseSpec {
   // The server is told of N + 1 clients and waits for all of them before round 1: its status is
   // read with N connected (idle: no round has run), then client N connects and the rounds start.
   bool measure_idle = false;
+  double over_selection = 1.0;  // ServerConfig::over_selection
 };
 
 PhaseResult RunPhase(Env& env, const PhaseSpec& p,
@@ -958,6 +961,7 @@ PhaseResult RunPhase(Env& env, const PhaseSpec& p,
   sc.round_timeout_s = p.round_timeout_s;
   sc.min_clients = p.min_clients;
   sc.min_available_clients = p.measure_idle ? total : p.min_available_clients;
+  sc.over_selection = p.over_selection;
   const std::string metrics = tag + ".jsonl";
   const std::string cfg = WriteConfig(tag + ".yaml", sc, env.data, metrics);
   std::vector<std::string> args = {"server",    "--cf",      cfg,      "--certs", env.certs,
@@ -1173,10 +1177,12 @@ int RunBench(Env& env) {
     p.comm_round = o.rounds + 1;
     p.dropout = o.dropout;
     p.churn = o.churn;
+    p.over_selection = o.over_selection;
     p.min_clients = std::max(1, std::min(o.per_round, p.clients) / 2);
     p.round_timeout_s = o.round_timeout_s;
-    std::printf("phase %zu: %d clients, %.0f%% of the selected hang up mid-round\n",
-                results.size() + 1, p.clients, 100 * p.dropout);
+    std::printf(
+        "phase %zu: %d clients, %.0f%% of the selected hang up mid-round, over_selection %.2f\n",
+        results.size() + 1, p.clients, 100 * p.dropout, p.over_selection);
     std::fflush(stdout);
     // Every round waits for 90% of the N connected: round 1 so that it does not start with the
     // first 100 to connect (and count the rest, still connecting, as dropped); all N would stall
@@ -1275,6 +1281,9 @@ int main(int argc, char** argv) {
   app.add_option("--train_ms", o.train_ms, "simulated training time (jittered +-50%)");
   app.add_option("--dropout", o.dropout, "share of the selected that hang up mid-round");
   app.add_option("--dropout_clients", o.dropout_clients, "clients of the dropout phase (0: none)");
+  app.add_option("--over_selection", o.over_selection,
+                 "the dropout phase's server over-selects by this factor and closes each round at "
+                 "the per-round count (1: waits for every selected client)");
   app.add_flag("--churn", o.churn, "clients go offline and come back in the dropout phase");
   app.add_option("--online_s", o.online_s, "mean online window under churn");
   app.add_option("--offline_s", o.offline_s, "mean offline window (churn, after a drop)");
