@@ -494,6 +494,15 @@ TEST_CASE("a client that registers again mid-round is sent its task again (not w
   CHECK(again->type == core::MessageType::kTrainTask);
   CHECK(again->round == first->round);
   CHECK(again->client_ids == std::vector<std::int64_t>{1});
+  // The attack on the resend: the client pushes the transport's notice itself, as often as it
+  // likes, to have the model sent to it again and again. A task goes out again once at most.
+  for (int i = 0; i < 3; ++i) {
+    core::Message spoofed;
+    spoofed.type = core::MessageType::kRegister;
+    spoofed.sender = 2;
+    spoofed.attrs["reason"] = "registered again";
+    CHECK(restarted.Push(spoofed).ok());
+  }
   core::Message update;
   update.type = core::MessageType::kClientUpdate;
   update.sender = 2;
@@ -507,12 +516,14 @@ TEST_CASE("a client that registers again mid-round is sent its task again (not w
   CHECK(restarted.Push(update).ok());
   // Then the evaluation task (answered) and FINISH, so the run ends without waiting on it.
   std::optional<core::Message> finish;
-  for (int i = 0; i < 4 && !finish; ++i) {
+  int tasks_again = 0;  // training tasks after the one answered: sent for the spoofed notices
+  for (int i = 0; i < 8 && !finish; ++i) {
     auto next = restarted.Fetch(core::DeadlineAfter(std::chrono::seconds(30)));
     if (!next || next->type == core::MessageType::kFinish) {
       finish = next;
       break;
     }
+    if (next->type == core::MessageType::kTrainTask) ++tasks_again;
     if (next->type != core::MessageType::kEvalTask) continue;
     core::Message eval;
     eval.type = core::MessageType::kEvalResult;
@@ -529,6 +540,7 @@ TEST_CASE("a client that registers again mid-round is sent its task again (not w
   INFO(final_model.status().ToString());
   REQUIRE(final_model.ok());
   CHECK((finish.has_value() && finish->type == core::MessageType::kFinish));
+  CHECK(tasks_again == 0);
   const auto& rounds = controller.history();
   REQUIRE(rounds.size() == 1);
   CHECK(rounds[0].clients == 2);

@@ -386,8 +386,8 @@ Status DispatchRun::OnInbound(Inbound&& in) {
   const bool task_reply =
       msg.type == MessageType::kClientUpdate || msg.type == MessageType::kEvalResult;
   if ((task_reply || refused_reply) &&
-      (msg.round < b_.round || (msg.round == b_.round && msg.type != b_.reply_type &&
-                                !refused_reply && it == in_flight_.end()))) {
+      (msg.round < b_.round ||
+       (msg.round == b_.round && msg.type != b_.reply_type && !refused_reply))) {
     // A reply to an earlier batch (a straggler past its deadline, a client cut by
     // over-selection, answering after its round closed or during its evaluation): ignored, and
     // counted apart from refusals, which name misbehaviour.
