@@ -168,6 +168,46 @@ class StalledTrainer : public ScriptedTrainer {
   bool released_ = false;
 };
 
+// Opens once the NaN client has been handed its second task: the server has then taken (and
+// refused) its first update. Bounded, so a server that never hands it one fails the test's
+// checks instead of hanging it.
+class Latch {
+ public:
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+// Waits for `latch` before every task (the good clients), or opens it on its second task (the
+// NaN client), so the run's versions cannot all be made before the NaN update reached the
+// server: without it a loaded machine may let the good clients finish the run first.
+class GatedTrainer : public ScriptedTrainer {
+ public:
+  GatedTrainer(Kind kind, Latch* latch, bool opens)
+      : ScriptedTrainer(kind), latch_(latch), opens_(opens) {}
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    if (!opens_) latch_->Wait();
+    if (opens_ && ++tasks_ == 2) latch_->Open();
+    return ScriptedTrainer::Train(task);
+  }
+
+ private:
+  Latch* latch_;
+  bool opens_;
+  int tasks_ = 0;
+};
+
 }  // namespace
 
 TEST_CASE("asynchronous FedBuff over gRPC goes on without a client that went quiet",
@@ -176,9 +216,13 @@ TEST_CASE("asynchronous FedBuff over gRPC goes on without a client that went qui
   auto stalled_owner = std::make_unique<StalledTrainer>();
   StalledTrainer* stalled = stalled_owner.get();
   std::vector<std::unique_ptr<ClientTrainer>> trainers;
-  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
-  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
-  trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kNaN));
+  Latch nan_refused;
+  trainers.push_back(
+      std::make_unique<GatedTrainer>(ScriptedTrainer::Kind::kGood, &nan_refused, false));
+  trainers.push_back(
+      std::make_unique<GatedTrainer>(ScriptedTrainer::Kind::kGood, &nan_refused, false));
+  trainers.push_back(
+      std::make_unique<GatedTrainer>(ScriptedTrainer::Kind::kNaN, &nan_refused, true));
   trainers.push_back(std::move(stalled_owner));  // client 3 holds every task until released
   std::vector<Status> client_status;
   std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
