@@ -40,6 +40,22 @@ std::string VerificationConflict(const RunFeatures& f) {
   return what;
 }
 
+// An aggregation tier forwards one sample-weighted mean per subtree: what needs more than that
+// from each client, or rounds (the last reason that applies is the one named).
+std::string TierConflict(const RunFeatures& f) {
+  std::string what;
+  if (!f.linear) what = f.strategy + " (not linear)";
+  if (f.asynchronous) what = f.strategy + " (asynchronous: no rounds to sum per subtree)";
+  if (f.strategy == "SCAFFOLD") what = "SCAFFOLD (its control variates are per client)";
+  if (f.strategy == "FedNova") what = "FedNova (it normalises each update on its own)";
+  if (!f.defense.empty()) what = "defense_type " + f.defense + " (it must see each update)";
+  if (f.dp == "cdp") what = "central DP (it clips each update on the server)";
+  if (!f.secure.empty()) what = "secure_aggregation " + f.secure + " (not yet per subtree)";
+  if (f.verification) what = "verification (the server must see each update to check it)";
+  if (f.over_selection > 1.0) what = "over_selection (rounds close at the aggregators' replies)";
+  return what;
+}
+
 }  // namespace
 
 Status CheckCompatible(const RunFeatures& f) {
@@ -99,6 +115,16 @@ Status CheckCompatible(const RunFeatures& f) {
                               " needs every selected client's masking keys and handles dropouts "
                               "itself") +
         "; leave over_selection at 1");
+  }
+  if (f.tier) {
+    const std::string what = TierConflict(f);
+    if (!what.empty()) {
+      return Status::InvalidArgument(
+          "aggregator_num > 0 (an aggregation tier) forwards one sample-weighted mean per "
+          "aggregator each round and so needs a linear aggregator in synchronous rounds (" +
+          core::Join(algorithms::LinearStrategyNames(), ", ") + "); it does not combine with " +
+          what);
+    }
   }
   if (opt == "SCAFFOLD" && f.client_optimizer != "sgd") {
     return Status::InvalidArgument(

@@ -365,6 +365,7 @@ const std::vector<KeySpec>& Keys() {
     k.push_back(Key("comm_args", "min_clients", &C::min_clients, AtLeast(1)));
     k.push_back(Key("comm_args", "min_available_clients", &C::min_available_clients, AtLeast(0)));
     k.push_back(Key("comm_args", "over_selection", &C::over_selection, AtLeast(1.0)));
+    k.push_back(Key("comm_args", "aggregator_num", &C::aggregator_num, AtLeast(0)));
     k.push_back(Key("comm_args", "max_update_mb", &C::max_update_mb, AtLeast(0)));
     k.push_back(Key("comm_args", "push_idle_timeout_s", &C::push_idle_timeout_s, GreaterThan(0.0)));
     k.push_back(Key("comm_args", "push_timeout_s", &C::push_timeout_s, GreaterThan(0.0)));

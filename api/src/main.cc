@@ -1,4 +1,8 @@
 // The `fedml` command-line program.
+//
+// Why one file of this size: it is the program's table of subcommands (simulate, partition,
+// server, aggregator, client, certs, ledger), each a CLI11 declaration and a short function that
+// turns its flags into one library call; splitting it would spread one table over files.
 #include <execinfo.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
@@ -376,6 +380,15 @@ fedml::Result<fedml::api::ConfigLoadResult> LoadWithOverrides(
   return loaded;
 }
 
+// The line deployment.sh and operators wait for: where a server (or aggregator) listens, and how.
+void PrintListening(const std::string& address, int port, const DeployFlags& flags) {
+  std::printf("listening on %s:%d (%s)\n", address.c_str(), port,
+              flags.insecure     ? "plain text"
+              : flags.mutual_tls ? "TLS, client certificates"
+                                 : "TLS, client tokens");
+  std::fflush(stdout);
+}
+
 int RunServerCommand(const std::string& config_file, const std::string& address, int port,
                      const DeployFlags& flags, bool resume,
                      const std::vector<std::string>& extras) {
@@ -388,17 +401,50 @@ int RunServerCommand(const std::string& config_file, const std::string& address,
   args.address = address + ":" + std::to_string(port);
   args.security = *security;
   args.resume = resume;
-  args.on_listening = [&](int bound) {
-    std::printf("listening on %s:%d (%s)\n", address.c_str(), bound,
-                flags.insecure     ? "plain text"
-                : flags.mutual_tls ? "TLS, client certificates"
-                                   : "TLS, client tokens");
-    std::fflush(stdout);
-  };
+  args.on_listening = [&](int bound) { PrintListening(address, bound, flags); };
   PrintBanner(config, "server for " + std::to_string(config.client_num_in_total) + " clients");
   RunReporter reporter(config);
   if (Status st = reporter.Open(); !st.ok()) return Fail(st);
   return reporter.Finish(fedml::api::RunDeploymentServer(config, args, reporter.hooks()));
+}
+
+struct AggregatorFlags {
+  int id = -1;
+  std::string upstream = "localhost:50051";
+  std::string upstream_name;
+  DeployFlags upstream_security;
+  std::string address = "0.0.0.0";
+  int port = 50052;
+  int wait_clients = 0;
+};
+
+int RunAggregatorCommand(const std::string& config_file, const AggregatorFlags& flags,
+                         const DeployFlags& down_flags, const std::vector<std::string>& extras) {
+  auto loaded = LoadWithOverrides(config_file, extras);
+  if (!loaded.ok()) return Fail(loaded.status());
+  DeployFlags up_flags = flags.upstream_security;
+  up_flags.insecure = down_flags.insecure;  // one network's choice, both ways
+  auto down = SecurityFrom(down_flags);
+  if (!down.ok()) return Fail(down.status());
+  auto up = SecurityFrom(up_flags);
+  if (!up.ok()) return Fail(up.status().WithContext("upstream (--upstream_certs)"));
+  fedml::api::DeploymentAggregatorArgs args;
+  args.aggregator_id = flags.id;
+  args.upstream = flags.upstream;
+  args.upstream_name = flags.upstream_name;
+  args.upstream_security = *up;
+  args.address = flags.address + ":" + std::to_string(flags.port);
+  args.security = *down;
+  args.wait_clients = flags.wait_clients;
+  args.on_listening = [&](int bound) { PrintListening(flags.address, bound, down_flags); };
+  std::printf("fedml %s: aggregator %d of %s\n", FEDML_VERSION_STRING, flags.id,
+              flags.upstream.c_str());
+  std::fflush(stdout);
+  const Status st = fedml::api::RunDeploymentAggregator(loaded->config, args);
+  if (!st.ok()) return Fail(st);
+  std::printf("aggregator %d: the server finished the run\n", flags.id);
+  std::fflush(stdout);
+  return 0;
 }
 
 int RunClientCommand(const std::string& config_file, const std::string& server, int client_id,
@@ -541,6 +587,38 @@ int main(int argc, char** argv) {
     server->add_flag("--resume", resume, "Continue from checkpoint_dir/checkpoint.fedml");
     server->allow_extras();
 
+    AggregatorFlags agg_flags;
+    DeployFlags agg_down;
+    auto* aggregator = app.add_subcommand(
+        "aggregator",
+        "Serve edge clients and forward one partial aggregate per round to a `fedml server` "
+        "(aggregator_num > 0)");
+    aggregator->add_option("--cf", config_file, "FedML-style YAML config file");
+    aggregator->add_option("--aggregator_id", agg_flags.id, "This aggregator's id (0-based)")
+        ->required()
+        ->check(CLI::NonNegativeNumber);
+    aggregator->add_option("--upstream", agg_flags.upstream, "HOST:PORT of the server");
+    aggregator->add_option("--upstream_certs", agg_flags.upstream_security.certs_dir,
+                           "Folder with the server's ca.pem and this aggregator's client-N files");
+    aggregator->add_flag("--upstream_mtls", agg_flags.upstream_security.mutual_tls,
+                         "Present client-N.pem to the server (mutual TLS)");
+    aggregator->add_option("--upstream_name", agg_flags.upstream_name,
+                           "TLS name on the server certificate");
+    aggregator->add_option("--address", agg_flags.address,
+                           "Address its clients connect to (default 0.0.0.0)");
+    aggregator->add_option("--port", agg_flags.port, "TCP port for its clients (0 picks one)")
+        ->check(CLI::Range(0, 65535));
+    aggregator->add_option("--certs", agg_down.certs_dir,
+                           "Folder written by `fedml certs` for its clients");
+    aggregator->add_flag("--mtls", agg_down.mutual_tls, "Demand client certificates (mutual TLS)");
+    aggregator->add_flag("--insecure", agg_down.insecure,
+                         "Plain text both ways (warns; trusted networks only)");
+    aggregator
+        ->add_option("--wait_clients", agg_flags.wait_clients,
+                     "Clients connected before it registers with the server (default 0)")
+        ->check(CLI::NonNegativeNumber);
+    aggregator->allow_extras();
+
     std::string server_address = "localhost:50051";
     std::string server_name;
     int client_id = -1;
@@ -569,7 +647,8 @@ int main(int argc, char** argv) {
     // Named, so that asking for them says why they are missing rather than "not expected".
     auto* server = app.add_subcommand("server", "(not in this build: needs gRPC)");
     auto* client = app.add_subcommand("client", "(not in this build: needs gRPC)");
-    for (auto* deploy : {server, client}) deploy->allow_extras();
+    auto* aggregator = app.add_subcommand("aggregator", "(not in this build: needs gRPC)");
+    for (auto* deploy : {server, client, aggregator}) deploy->allow_extras();
 #endif
 
     std::string certs_out;
@@ -626,14 +705,18 @@ int main(int argc, char** argv) {
       return RunServerCommand(config_file, address, port, server_flags, resume,
                               server->remaining());
     }
+    if (aggregator->parsed()) {
+      return RunAggregatorCommand(config_file, agg_flags, agg_down, aggregator->remaining());
+    }
     if (client->parsed()) {
       return RunClientCommand(config_file, server_address, client_id, server_name, data_dir,
                               client_gpu_id, client_flags, client->remaining());
     }
 #else
-    if (server->parsed() || client->parsed()) {
+    if (server->parsed() || client->parsed() || aggregator->parsed()) {
       return Fail(Status::Unimplemented(
-          "`fedml server` and `fedml client` are not in this build (configure with "
+          "`fedml server`, `fedml aggregator` and `fedml client` are not in this build (configure "
+          "with "
           "-DFEDML_WITH_GRPC=ON and install libgrpc++-dev, protobuf-compiler-grpc)"));
     }
 #endif

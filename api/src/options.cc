@@ -41,6 +41,7 @@ ServerOptions ServerOptionsFrom(const Config& config) {
   }
   o.max_claimed_samples = config.max_claimed_samples;
   o.over_selection = config.over_selection;
+  o.aggregators = config.aggregator_num;
   o.async.enabled = algorithms::IsAsynchronous(config.federated_optimizer);
   o.async.buffer_size = config.federated_optimizer == "FedBuff" ? config.buffer_size : 1;
   o.async.max_concurrency =
@@ -232,6 +233,7 @@ RunFeatures RunFeaturesOf(const Config& c) {
   f.client_momentum = c.momentum;
   f.server_optimizer = c.server_optimizer;
   f.over_selection = c.over_selection;
+  f.tier = c.aggregator_num > 0;
   return f;
 }
 

@@ -36,12 +36,6 @@ Result<ClientTrainerFactory> TrainerFactoryFor(const Config& config, const Simul
   return TorchTrainerFactory(config, data, BuiltinModelFactory(config, data));
 }
 
-namespace {
-
-// Where the server's copy of the data set is the clients' data (simulation, MPI, and deployment
-// with spot checks, which replay on it) a claimed sample count must equal its partition;
-// elsewhere (a deployed client may bring its own data) a claim is capped, by default at 4 x the
-// mean partition of that copy.
 Status SetClaimChecks(const Config& config, ClientTrainer& server_trainer, ServerOptions& options) {
   const bool authoritative = !options.fixed_clients || (options.verification.enabled &&
                                                         options.verification.probability > 0.0);
@@ -64,8 +58,6 @@ Status SetClaimChecks(const Config& config, ClientTrainer& server_trainer, Serve
   options.max_claimed_samples = std::max<std::int64_t>(4 * ((total + clients - 1) / clients), 1);
   return Status::Ok();
 }
-
-}  // namespace
 
 Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks) {

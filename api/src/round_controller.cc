@@ -20,6 +20,7 @@
 #include "server/ledger_observer.h"
 #include "server/server_context.h"
 #include "server/sync_rounds.h"
+#include "server/tier_fit.h"
 #include "server/worker_pool.h"
 #include "verification/server_gate.h"
 
@@ -118,6 +119,15 @@ Status RoundController::Impl::CheckOptions() const {
         " applies to a deployed server's rounds (fedml server); simulation and MPI runs wait for "
         "every sampled client, so leave it at 1 there");
   }
+  if (options.aggregators > 0 && (!options.fixed_clients || options.secure.enabled() ||
+                                  comm.world_size() != options.aggregators + 1)) {
+    return Status::InvalidArgument(
+        "aggregators " + std::to_string(options.aggregators) +
+        " (an aggregation tier) needs a deployed server (fixed_clients) without secure "
+        "aggregation whose transport has one rank per aggregator (world size " +
+        std::to_string(options.aggregators + 1) + ", not " + std::to_string(comm.world_size()) +
+        ")");
+  }
   return Status::Ok();
 }
 
@@ -133,6 +143,7 @@ RunFeatures FeaturesOf(const ServerOptions& options, const algorithms::Aggregato
   f.secure = options.secure.protocol;
   f.verification = options.verification.enabled;
   f.over_selection = options.over_selection;
+  f.tier = options.aggregators > 0;
   return f;
 }
 
@@ -183,8 +194,10 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
   } else if (status.ok()) {
     server::PlainFit plain(ctx);
     secure::SecureFit secure(ctx);
-    server::FitStage& fit = m.options.secure.enabled() ? static_cast<server::FitStage&>(secure)
-                                                       : static_cast<server::FitStage&>(plain);
+    server::TierFit tier(ctx);
+    server::FitStage& fit = m.options.secure.enabled()  ? static_cast<server::FitStage&>(secure)
+                            : m.options.aggregators > 0 ? static_cast<server::FitStage&>(tier)
+                                                        : static_cast<server::FitStage&>(plain);
     status = server::SyncRounds(ctx, fit).Run(global);
   }
   pool.Finish();

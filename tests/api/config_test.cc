@@ -537,7 +537,7 @@ TEST_CASE("KnownKeys lists every key once, sorted, and no ignored key", "[config
   const std::vector<std::string> keys = KnownKeys();
   CHECK(std::is_sorted(keys.begin(), keys.end()));
   CHECK(std::adjacent_find(keys.begin(), keys.end()) == keys.end());
-  CHECK(keys.size() == 106);
+  CHECK(keys.size() == 107);
   for (const std::string& k : keys) {
     CAPTURE(k);
     CHECK(IsKnownKey(k));

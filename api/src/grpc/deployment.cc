@@ -167,7 +167,9 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   }
   core::grpc_comm::ServerOptions comm_options = GrpcServerOptionsFrom(config);
   comm_options.address = args.address;
-  comm_options.num_clients = config.client_num_in_total;
+  // With an aggregation tier the server's ranks are its aggregators, not the clients.
+  const bool tier = config.aggregator_num > 0;
+  comm_options.num_clients = tier ? config.aggregator_num : config.client_num_in_total;
   comm_options.security = args.security;
   comm_options.max_frame_bytes = options.decode.max_frame_bytes;
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<core::grpc_comm::ServerCommunicator> comm,
@@ -179,11 +181,15 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
   // starting with whoever connected first would run the round, or a whole FedBuff run, before
   // the rest have even dialled in, and sample clients that are not there. Later rounds wait only
   // for min_clients, so a client that is gone for good costs its updates, not the run.
-  const int first_wait = config.min_available_clients > 0
+  // With a tier the first round waits for every aggregator (each waits for its own clients
+  // before it registers, --wait_clients), later ones for one.
+  const int first_wait = tier ? config.aggregator_num
+                         : config.min_available_clients > 0
                              ? config.min_available_clients
                              : std::max(config.min_clients, config.client_num_per_round);
-  const int later_wait =
-      config.min_available_clients > 0 ? config.min_available_clients : config.min_clients;
+  const int later_wait = tier                               ? 1
+                         : config.min_available_clients > 0 ? config.min_available_clients
+                                                            : config.min_clients;
   options.is_connected = [server](int rank) { return server->is_live(rank); };
   options.wait_for_clients = [server, first_wait, later_wait,
                               first = true](core::Deadline deadline) mutable {

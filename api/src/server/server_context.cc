@@ -37,7 +37,9 @@ Result<std::vector<std::int64_t>> ServerContext::SampleRound(std::int64_t round)
   // candidates are every client and the sample is the one a simulation draws.
   std::vector<bool> offline(static_cast<std::size_t>(total), false);
   bool any_offline = false;
-  if (options.fixed_clients && options.is_connected) {
+  // With an aggregation tier the ranks are aggregators: which clients they serve is theirs to
+  // know, so every client is a candidate (the simulation's sample) and an absent one is dropped.
+  if (options.fixed_clients && options.is_connected && options.aggregators == 0) {
     for (std::int64_t c = 0; c < total; ++c) {
       offline[static_cast<std::size_t>(c)] = !options.is_connected(static_cast<int>(c) + 1);
       any_offline = any_offline || offline[static_cast<std::size_t>(c)];
@@ -100,7 +102,7 @@ algorithms::ClientUpdate ServerContext::UpdateFromReply(std::int64_t client_id, 
   return update;
 }
 
-Result<std::optional<ExpectedWork>> ServerContext::KnownWork(std::int64_t client) const {
+Result<std::optional<ExpectedWork>> KnownWork(const ServerOptions& options, std::int64_t client) {
   if (!options.expected_work) return std::optional<ExpectedWork>();
   auto known = options.expected_work(client);
   if (known.ok()) return std::optional<ExpectedWork>(*known);
@@ -108,12 +110,12 @@ Result<std::optional<ExpectedWork>> ServerContext::KnownWork(std::int64_t client
   return known.status();
 }
 
-Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) const {
+Status CheckClaim(const ServerOptions& options, std::int64_t client, std::int64_t claimed) {
   if (claimed < 1) {
     return Status::InvalidArgument("it claims " + std::to_string(claimed) +
                                    " samples; an update needs at least 1");
   }
-  FEDML_ASSIGN_OR_RETURN(std::optional<ExpectedWork> known, KnownWork(client));
+  FEDML_ASSIGN_OR_RETURN(std::optional<ExpectedWork> known, KnownWork(options, client));
   if (known && claimed != known->num_samples) {
     return Status::InvalidArgument("it claims " + std::to_string(claimed) +
                                    " samples; the server's copy of its partition has " +
@@ -125,6 +127,14 @@ Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) cons
                                    std::to_string(options.max_claimed_samples));
   }
   return Status::Ok();
+}
+
+Result<std::optional<ExpectedWork>> ServerContext::KnownWork(std::int64_t client) const {
+  return server::KnownWork(options, client);
+}
+
+Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) const {
+  return server::CheckClaim(options, client, claimed);
 }
 
 void ServerContext::TagTask(Message& task) const {

@@ -24,6 +24,14 @@ class ServerGate;
 
 namespace fedml::api::server {
 
+/// The work the options know client `client` does in one task (ServerOptions::expected_work), or
+/// nullopt where they cannot know; the function's other errors pass through.
+Result<std::optional<ExpectedWork>> KnownWork(const ServerOptions& options, std::int64_t client);
+/// Whether an update of `client` may claim `claimed` samples: >= 1, equal to the known count,
+/// else at most max_claimed_samples. INVALID_ARGUMENT naming both figures otherwise. The server's
+/// rounds and an aggregator's subtree rounds check claims with it.
+Status CheckClaim(const ServerOptions& options, std::int64_t client, std::int64_t claimed);
+
 struct ServerContext {
   algorithms::Aggregator& aggregator;
   const ServerOptions& options;

@@ -26,6 +26,9 @@ struct RunFeatures {
   std::string server_optimizer = "sgd";
   /// ServerOptions::over_selection (1 = none).
   double over_selection = 1.0;
+  /// An aggregation tier (ServerOptions::aggregators > 0): the server sees one partial mean per
+  /// aggregator, never a client's update.
+  bool tier = false;
 };
 
 /// OK, or INVALID_ARGUMENT naming the first two features that cannot run together and what

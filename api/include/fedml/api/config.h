@@ -159,6 +159,10 @@ struct Config {
   // connected clients and close the round when client_num_per_round have replied (>= 1).
   double over_selection = 1.0;
   int min_available_clients = 0;
+  // Deployment with an aggregation tier: the number of `fedml aggregator` processes that connect
+  // to `fedml server` (its ranks; tokens or certificates 0..aggregator_num-1), each serving
+  // edge clients and forwarding one partial aggregate per round. 0: clients connect directly.
+  int aggregator_num = 0;
   // The largest frame (model plus header) a server accepts from a client, in MiB; a larger push
   // is refused before it is read. 0: `fedml server` derives it from the model
   // (UpdateLimitForModel); the in-process and MPI servers then keep DecodeLimits' 16 GiB.

@@ -62,4 +62,39 @@ struct DeploymentClientArgs {
 Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& args,
                            const SimulationHooks& hooks = {});
 
+/// `fedml aggregator`: one node of an aggregation tier (config aggregator_num > 0). It serves edge
+/// clients as `fedml server` does (their ids 0..client_num_in_total-1, its own TLS credentials),
+/// and is itself client `aggregator_id` of the server upstream. For each training task from
+/// upstream (the round's whole sample and the model) it trains the sampled clients connected to
+/// it now, checks each update as the server would (its layout, finite values, a sample claim
+/// within max_claimed_samples), and answers with one sample-weighted mean, its contributors and
+/// their sample counts; an evaluation shard from upstream goes to one connected client and its
+/// answer back. FINISH from upstream is passed to its clients and ends the run.
+///
+/// Trust: an aggregator sees its clients' updates in the clear and is trusted by them like the
+/// server; the server checks what it forwards (server/tier_fit.h names the checks).
+struct DeploymentAggregatorArgs {
+  int aggregator_id = 0;                     // its id at the upstream server (0..aggregator_num-1)
+  std::string upstream = "localhost:50051";  // HOST:PORT of `fedml server`
+  /// Credentials toward upstream: certs_dir holds ca.pem and client-<aggregator_id>.token
+  /// (or .pem/.key with mutual_tls), as a client's.
+  core::grpc_comm::Security upstream_security;
+  std::string upstream_name;              // TLS name to expect upstream ("" = the host)
+  std::string address = "0.0.0.0:50052";  // where its clients connect; port 0 picks one
+  core::grpc_comm::Security security;     // toward its clients, as the server's
+  /// Clients that must be connected before it registers upstream (0 = none): a server that
+  /// starts round 1 as soon as its aggregators are there would otherwise find their subtrees
+  /// still empty. Waited for up to round_timeout_s.
+  int wait_clients = 0;
+  std::function<void(int port)> on_listening;
+};
+
+/// Runs an aggregator until the upstream server says FINISH (OK), or fails: upstream refused or
+/// unreachable for its reconnect timeout, or silent for twice round_timeout_s. A subtree round
+/// closes at 0.9 x round_timeout_s after its task arrived, so its answer reaches the server
+/// before the server's own deadline. hooks.trainer_factory, when given, stands in for the
+/// built-in trainer that tells it the model's size and the clients' partitions.
+Status RunDeploymentAggregator(const Config& config, const DeploymentAggregatorArgs& args,
+                               const SimulationHooks& hooks = {});
+
 }  // namespace fedml::api

@@ -49,6 +49,13 @@ Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
 Result<RunSummary> RunServer(const Config& config, core::Communicator& comm,
                              const ClientTrainerFactory& factory, const SimulationHooks& hooks,
                              const ServerOptions& options, std::optional<core::ModelState> initial);
+/// The sample-count checks of a server's options (ServerOptions::expected_work and
+/// max_claimed_samples) from `server_trainer`, which must outlive `options`: where the server's
+/// copy of the data set is the clients' data (simulation, MPI, and deployment with spot checks) a
+/// claim must equal the client's partition; elsewhere it is capped at max_claimed_samples, by
+/// default 4 x the mean partition of that copy. An aggregator (`fedml aggregator`) checks its
+/// clients' claims the same way.
+Status SetClaimChecks(const Config& config, ClientTrainer& server_trainer, ServerOptions& options);
 /// The worker role on a rank > 0 of `comm`, until the server says FINISH. Sets this thread's
 /// LibTorch thread count (torch_threads, 1 by default). Wraps `trainer` with the config's local
 /// DP and simulated attack (fedml/api/client_pipeline.h).

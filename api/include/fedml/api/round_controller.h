@@ -76,6 +76,15 @@ struct ServerOptions {
   /// slowest selected clients cost nothing. 1 = wait for every selected client. Which clients
   /// make the cut depends on timing, so a run with over_selection > 1 is not reproducible.
   double over_selection = 1.0;
+  /// With fixed_clients: an aggregation tier (`fedml aggregator`, fedml/api/deployment.h). The
+  /// communicator's ranks 1..aggregators are aggregators, not clients; each round's sample of
+  /// client_num_per_round among client_num_in_total (the simulation's sample) goes to every
+  /// connected aggregator, which trains the sampled clients connected to it and answers with one
+  /// sample-weighted mean naming its contributors. A client's update reaches the model through
+  /// at most one aggregator per round; a lost aggregator costs its subtree's updates for the
+  /// round. Needs a linear aggregator and synchronous rounds. Evaluation shards go to the
+  /// aggregators, which pass each to one of their clients. 0: clients are the ranks.
+  int aggregators = 0;
   /// Resume: the first round to run (0-based) and the version of `initial` given to Run.
   std::int64_t start_round = 0;
   std::int64_t start_model_version = 0;

@@ -1,0 +1,154 @@
+#include "server/tier_fit.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include "fedml/core/log.h"
+#include "fedml/core/text.h"
+
+namespace fedml::api::server {
+
+using core::Message;
+using core::MessageType;
+
+namespace {
+
+// The per-contributor sample counts of a partial (kTierSamplesAttr), one per contributor.
+Result<std::vector<std::int64_t>> ContributorSamples(const Message& partial) {
+  const auto it = partial.attrs.find(kTierSamplesAttr);
+  const std::vector<std::string> fields =
+      it == partial.attrs.end() ? std::vector<std::string>() : core::SplitTrimmed(it->second, ',');
+  if (fields.size() != partial.client_ids.size()) {
+    return Status::InvalidArgument("it names " + std::to_string(partial.client_ids.size()) +
+                                   " contributors but gives " + std::to_string(fields.size()) +
+                                   " sample counts (" + kTierSamplesAttr + ")");
+  }
+  std::vector<std::int64_t> samples;
+  for (const std::string& f : fields) {
+    std::int64_t n = 0;
+    const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), n);
+    if (ec != std::errc() || end != f.data() + f.size()) {
+      return Status::InvalidArgument("sample count '" + f + "' is not an integer");
+    }
+    samples.push_back(n);
+  }
+  return samples;
+}
+
+}  // namespace
+
+Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled,
+                    core::ModelState& global, RoundMetrics& metrics) {
+  const int aggregators = ctx_.options.aggregators;
+  const core::Deadline deadline = core::Clock::now() + ctx_.options.round_timeout;
+  const std::set<std::int64_t> selected(sampled.begin(), sampled.end());
+  std::set<std::int64_t> taken;  // contributors of the partials accepted so far
+  double loss_weighted = 0.0;
+  double loss_weight = 0.0;
+  int refused_clients = 0;  // clients whose updates an aggregator or this server refused
+  // Checks one partial against what this server knows; the contributors' sample counts on success.
+  auto check = [&](const Message& msg) -> Result<std::vector<std::int64_t>> {
+    if (msg.type == MessageType::kInvalid) {
+      const auto error = msg.attrs.find("error");
+      return Status::InvalidArgument(error == msg.attrs.end() ? "refused" : error->second);
+    }
+    FEDML_ASSIGN_OR_RETURN(std::vector<std::int64_t> samples, ContributorSamples(msg));
+    std::int64_t total = 0;
+    std::set<std::int64_t> mine;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      const std::int64_t client = msg.client_ids[i];
+      if (!selected.count(client)) {
+        return Status::InvalidArgument("it names client " + std::to_string(client) +
+                                       ", which this round did not sample");
+      }
+      if (taken.count(client) || !mine.insert(client).second) {
+        return Status::InvalidArgument("it names client " + std::to_string(client) +
+                                       ", whose update is already in this round");
+      }
+      FEDML_RETURN_IF_ERROR(ctx_.CheckClaim(client, samples[i])
+                                .WithContext("client " + std::to_string(client) + "'s update"));
+      total += samples[i];
+    }
+    if (!samples.empty() && total != msg.num_samples) {
+      return Status::InvalidArgument("its weight " + std::to_string(msg.num_samples) +
+                                     " is not the sum of its contributors' samples " +
+                                     std::to_string(total));
+    }
+    return samples;
+  };
+  auto settle = [&](int pos, Message&& msg) {
+    const auto subtree_refused = msg.metrics.find("subtree_refused");
+    if (subtree_refused != msg.metrics.end() && subtree_refused->second > 0) {
+      metrics.refused += static_cast<int>(subtree_refused->second);
+      refused_clients += static_cast<int>(subtree_refused->second);
+    }
+    Result<std::vector<std::int64_t>> samples = check(msg);
+    Status st = samples.status();
+    if (st.ok() && samples->empty()) return;  // none of the sample is connected to it
+    const std::vector<std::int64_t> contributors = msg.client_ids;
+    const auto loss = msg.metrics.find("train_loss");
+    const double partial_loss = loss == msg.metrics.end() ? 0.0 : loss->second;
+    const auto secs = msg.metrics.find("train_seconds");
+    if (secs != msg.metrics.end()) metrics.extra["client_train_seconds"] += secs->second;
+    std::string sha;
+    if (st.ok()) {
+      algorithms::ClientUpdate update =
+          ServerContext::UpdateFromReply(contributors.front(), std::move(msg));
+      sha = ctx_.ledger.Hash(update);
+      const auto weight = static_cast<double>(update.num_samples);
+      st = ctx_.aggregator.Accumulate(std::move(update));
+      if (st.ok()) {
+        loss_weighted += partial_loss * weight;
+        loss_weight += weight;
+      }
+    }
+    if (!st.ok()) {
+      ++metrics.refused;
+      refused_clients += static_cast<int>(contributors.size());
+      for (std::int64_t c : contributors) {
+        if (selected.count(c)) ctx_.RecordOutcome(c, 0, "", false);
+      }
+      FEDML_LOG_WARNING("round %lld: the partial aggregate of aggregator %d refused: %s",
+                        static_cast<long long>(round) + 1, pos, st.ToString().c_str());
+      return;
+    }
+    for (std::size_t i = 0; i < contributors.size(); ++i) {
+      taken.insert(contributors[i]);
+      ctx_.RecordOutcome(contributors[i], (*samples)[i], sha, true);
+    }
+    metrics.clients += static_cast<int>(contributors.size());
+    if (ctx_.on_progress) {
+      ctx_.on_progress(round + 1, static_cast<int>(taken.size()), static_cast<int>(sampled.size()));
+    }
+  };
+  WorkerPool::Batch batch;
+  batch.round = round;
+  batch.model_version = ctx_.model_version;
+  batch.n = aggregators;
+  batch.reply_type = MessageType::kClientUpdate;
+  batch.deadline = deadline;
+  batch.owner = [](int pos) { return pos + 1; };
+  batch.make_task = [&](int) {
+    Message task;
+    task.type = MessageType::kTrainTask;
+    task.client_ids = sampled;
+    task.model = global;
+    ctx_.TagTask(task);
+    return task;
+  };
+  batch.describe = [](int pos) { return "aggregator " + std::to_string(pos); };
+  batch.on_result = settle;
+  const int dropped_before = metrics.dropped;
+  FEDML_RETURN_IF_ERROR(ctx_.pool.Dispatch(batch, metrics));
+  // A lost aggregator counts as one dropped task in the pool; what the round lost is every
+  // sampled client whose update neither arrived nor was refused.
+  metrics.dropped = dropped_before + std::max(0, static_cast<int>(sampled.size()) -
+                                                     metrics.clients - refused_clients);
+  metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
+  // min_clients counts clients, not partials.
+  return ctx_.EndTraining(round, metrics.clients, global, metrics,
+                          deadline - ctx_.options.round_timeout);
+}
+
+}  // namespace fedml::api::server
