@@ -9,8 +9,10 @@
 #   each aggregator with the other as fallback. A: the per-round test accuracy equals the
 #   simulation's, 6 clients a round. B: aggregator 0 killed with SIGKILL in round 2: that round
 #   aggregates aggregator 1's 3 clients, round 3 all 6 (clients 0-2 rejoined through aggregator 1).
-# Exits 77 (skipped) where namespaces cannot be made (not root, no `ip netns`). Every process runs
-# under `timeout`; the EXIT trap kills them all and deletes every namespace the test made.
+# Exits 77 (skipped) where the namespaces cannot be made (not root, no `ip netns`, no veth or
+# bridge in a namespace). Each process runs under `timeout`; the EXIT trap kills them all and
+# deletes every namespace the test made; a run killed by SIGKILL leaves its namespaces to the
+# next run, which deletes them.
 set -uo pipefail
 shopt -s nullglob
 fedml="${1:?usage: tier_netns.sh FEDML_BINARY WORKDIR [flat|tier]}"
@@ -53,10 +55,14 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^fl[0-9]+-')
 done
 
 rm -rf "$work"; mkdir -p "$work"; cd "$work" || exit 1
-fail() { echo "FAIL: $*"; for f in *.log; do echo "== $f"; tr '\r' '\n' < "$f" | tail -20; done; exit 1; }
+fail() {
+  echo "FAIL: $*"
+  for f in *.log; do echo "== $f"; tr '\r' '\n' < "$f" | tail -20; done
+  exit 1
+}
 
 # (`fedml aggregator --help` exits 0 with the main help where there is no such subcommand.)
-if [[ "$mode" == tier ]] && ! "$fedml" --help 2>&1 | grep -qE '^ +aggregator( |$)'; then
+if [[ "$mode" == tier ]] && ! grep -qE '^ +aggregator( |$)' <<< "$("$fedml" --help 2>&1)"; then
   fail "$fedml has no 'aggregator' subcommand (MODE tier needs it; MODE flat runs without)"
 fi
 
@@ -68,7 +74,8 @@ ip netns add "$sw" 2> netns.err || skip "ip netns add failed: $(head -1 netns.er
 namespaces+=("$sw")
 { ip -n "$sw" link set lo up &&
   ip -n "$sw" link add br0 type bridge &&
-  ip -n "$sw" link set br0 up; } 2> netns.err || skip "no Linux bridge in a namespace: $(head -1 netns.err)"
+  ip -n "$sw" link set br0 up; } 2> netns.err ||
+  skip "no Linux bridge in a namespace: $(head -1 netns.err)"
 declare -A address=([srv]=10.77.0.1 [agg0]=10.77.0.10 [agg1]=10.77.0.11)
 for c in 0 1 2 3 4 5; do address[c$c]="10.77.0.2$c"; done
 wire() {  # wire NAME: makes namespace ${prefix}NAME at ${address[NAME]}
@@ -83,7 +90,8 @@ wire() {  # wire NAME: makes namespace ${prefix}NAME at ${address[NAME]}
     ip -n "$ns" link set eth0 up; } 2> netns.err ||
     skip "could not wire namespace $ns to the bridge: $(head -1 netns.err)"
 }
-if [[ "$mode" == flat ]]; then hosts=(srv c0 c1 c2 c3 c4 c5); else hosts=(srv agg0 agg1 c0 c1 c2 c3 c4 c5); fi
+hosts=(srv c0 c1 c2 c3 c4 c5)
+[[ "$mode" == tier ]] && hosts+=(agg0 agg1)
 for h in "${hosts[@]}"; do wire "$h"; done
 rm -f netns.err
 
@@ -120,7 +128,8 @@ same_accuracy() {
   a=$(grep -o '"test_accuracy":[^,]*' "$1_sim.jsonl")
   b=$(grep -o '"test_accuracy":[^,]*' "$1.jsonl")
   [[ -n "$a" && "$a" == "$b" && $(wc -l < "$1.jsonl") -eq "$2" ]] ||
-    fail "$1: per-round test_accuracy: simulation [$(echo "$a" | tr '\n' ' ')] deployment [$(echo "$b" | tr '\n' ' ')]"
+    fail "$1: per-round test_accuracy: simulation [$(echo "$a" | tr '\n' ' ')]" \
+      "deployment [$(echo "$b" | tr '\n' ' ')]"
 }
 # The run's config: every process and the simulation get exactly these flags. Seed 7's partition
 # of synthetic over 6 clients gives client 5 900 of the 1,260 training samples, above a deployed
@@ -143,7 +152,8 @@ if [[ "$mode" == flat ]]; then
   done
   for c in 0 1 2 3 4 5; do wait "${client_pids[$c]}" || fail "client $c exited with $?"; done
   wait "$server_pid" || fail "the server exited with $?"
-  grep -q "listening on 10.77.0.1:$port (TLS" server.log || fail "the server did not listen over TLS"
+  grep -q "listening on 10.77.0.1:$port (TLS" server.log ||
+    fail "the server did not listen over TLS"
   [[ $(grep -c '"clients":6,' flat.jsonl) -eq 3 ]] || fail "a round without all 6 clients"
   same_accuracy flat 3
   summary="PASS flat: server on 10.77.0.1:$port and 6 clients in 7 namespaces over TLS, 3 rounds of 6 clients, per-round test_accuracy equals the simulation's"
