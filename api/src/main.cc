@@ -402,7 +402,11 @@ int RunServerCommand(const std::string& config_file, const std::string& address,
   args.security = *security;
   args.resume = resume;
   args.on_listening = [&](int bound) { PrintListening(address, bound, flags); };
-  PrintBanner(config, "server for " + std::to_string(config.client_num_in_total) + " clients");
+  PrintBanner(config,
+              config.aggregator_num > 0
+                  ? "server for " + std::to_string(config.aggregator_num) + " aggregators of " +
+                        std::to_string(config.client_num_in_total) + " clients"
+                  : "server for " + std::to_string(config.client_num_in_total) + " clients");
   RunReporter reporter(config);
   if (Status st = reporter.Open(); !st.ok()) return Fail(st);
   return reporter.Finish(fedml::api::RunDeploymentServer(config, args, reporter.hooks()));

@@ -9,7 +9,7 @@ set -uo pipefail
 fedml="$1"; work="$2"
 rm -rf "$work"; mkdir -p "$work"; cd "$work" || exit 1
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
+cleanup() { for p in "${pids[@]}"; do pkill -KILL -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in *.log; do echo "== $f"; tr '\r' '\n' < "$f" | tail -20; done; exit 1; }
 

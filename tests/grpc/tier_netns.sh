@@ -133,8 +133,8 @@ same_accuracy() {
 }
 # The run's config: every process and the simulation get exactly these flags. Seed 7's partition
 # of synthetic over 6 clients gives client 5 900 of the 1,260 training samples, above a deployed
-# server's default claim cap (4 x the mean partition: 840), which would refuse its honest update;
-# 2,000 admits any client's claim and any aggregator's sum of its clients' claims.
+# server's default claim cap (4 x the mean partition: 840), which would refuse its honest update
+# (an aggregator checks each of its clients' claims against the same cap); 2,000 admits them all.
 common=(--dataset synthetic --model mlp --client_num_in_total 6 --client_num_per_round 6
         --random_seed 7 --round_timeout_s 120 --max_claimed_samples 2000)
 
@@ -172,7 +172,8 @@ else
     local top=$port
     agg_pids=(); agg_ports=()
     for k in 0 1; do
-      listener "agg$k" "agg$k.$tag.log" aggregator "${cfg[@]}" --aggregator_id "$k" \
+      listener "agg$k" "agg$k.$tag.log" aggregator "${cfg[@]}" --aggregator_num 2 \
+        --aggregator_id "$k" \
         --upstream "10.77.0.1:$top" --upstream_certs top --address "10.77.0.1$k" --port 0 \
         --certs leaf --wait_clients 3
       agg_pids+=("$pid"); agg_ports+=("$port")
@@ -200,7 +201,9 @@ else
 
   # B. Aggregator 0 killed with SIGKILL while its clients train round 2 (600 epochs: a few
   #    seconds each): round 2 aggregates aggregator 1's 3 clients; clients 0-2 fail over to
-  #    aggregator 1 and round 3 has all 6.
+  #    aggregator 1 and round 3 has all 6. Their failover (a refused connection, then the next
+  #    address: well under a second) happens while aggregator 1's own clients still train round 2
+  #    (client 5 holds 900 samples: seconds), so they are there when round 3's task arrives.
   cfg=("${common[@]}" --epochs 600 --comm_round 3)
   tier B
   await_line client0.B.log "round 2: training"
