@@ -18,8 +18,12 @@ PACKAGES=(
 # slower for the built-in models; the OpenMP build follows LibTorch's per-thread thread count.
 # python3-torch (the same 1.13 build as libtorch-dev): the tests export TorchScript models with
 # it, and the benchmarks compare against a plain PyTorch loop; the run command needs neither.
+# iproute2: the aggregation-tier test puts its processes in network namespaces (`ip netns`).
 if [[ "${FEDML_SETUP_BENCHMARKS:-0}" == 1 || "${FEDML_SETUP_TESTS:-0}" == 1 ]]; then
   PACKAGES+=(python3-torch)
+fi
+if [[ "${FEDML_SETUP_TESTS:-0}" == 1 ]]; then
+  PACKAGES+=(iproute2)
 fi
 
 missing=()
