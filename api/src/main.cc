@@ -629,7 +629,9 @@ int main(int argc, char** argv) {
     DeployFlags client_flags;
     auto* client = app.add_subcommand("client", "Train as one edge client of a `fedml server`");
     client->add_option("--cf", config_file, "FedML-style YAML config file");
-    client->add_option("--server", server_address, "HOST:PORT of the server");
+    client->add_option("--server", server_address,
+                       "HOST:PORT of the server, or a comma list HOST:PORT,HOST:PORT,... of "
+                       "servers to fail over to in turn when the connection is lost");
     client->add_option("--client_id", client_id, "This client's id (0-based)")->required();
     client->add_option("--certs", client_flags.certs_dir,
                        "Folder with ca.pem and this client's files");

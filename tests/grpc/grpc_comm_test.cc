@@ -271,3 +271,103 @@ TEST_CASE(
         StatusCode::kDeadlineExceeded);
   for (std::uint8_t i = 0; i < 3; ++i) CHECK((*server)->Send(1, Pattern(100, i)).ok());
 }
+
+// Failover (ClientOptions::fallback_servers), as an aggregation tier needs it: a client whose
+// aggregator dies rejoins through another one.
+
+namespace {
+
+std::string Loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+// A loopback port nothing listens on: a server's, stopped.
+int StoppedServerPort() {
+  auto gone = grpc_comm::StartServer(InsecureServer(1));
+  REQUIRE(gone.ok());
+  return (*gone)->bound_port();
+}
+
+// Sends a frame from `server` to rank 1 and one back from `client`; both must arrive intact.
+void RoundTrip(grpc_comm::ServerCommunicator& server, Communicator& client) {
+  const auto down = Pattern(100000, 7);
+  REQUIRE(server.Send(1, down).ok());
+  auto got = client.Recv(0, Soon());
+  REQUIRE(got.ok());
+  CHECK(got->payload == down);
+  const auto up = Pattern(70000, 11);
+  REQUIRE(client.Send(0, up).ok());
+  auto back = server.Recv(1, Soon());
+  REQUIRE(back.ok());
+  CHECK(back->payload == up);
+}
+
+}  // namespace
+
+TEST_CASE("a client whose server stops registers with its fallback server and is served there",
+          "[grpc]") {
+  auto a = grpc_comm::StartServer(InsecureServer(1));
+  auto b = grpc_comm::StartServer(InsecureServer(1));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  grpc_comm::ClientOptions co = InsecureClient((*a)->bound_port(), 0);
+  co.fallback_servers = {Loopback((*b)->bound_port())};
+  auto client = grpc_comm::ConnectClient(co);
+  REQUIRE(client.ok());
+  REQUIRE((*a)->WaitForClients(1, Soon()).ok());
+  CHECK((*a)->is_live(1));
+  CHECK((*b)->live_clients() == 0);  // the fallback is not dialled while the server serves
+
+  (*a).reset();  // server A stops: its calls end and its port closes
+  REQUIRE((*b)->WaitForClients(1, Soon()).ok());
+  CHECK((*b)->is_live(1));
+  RoundTrip(**b, **client);
+}
+
+TEST_CASE("a client whose server is down at first connect registers with its fallback", "[grpc]") {
+  const int dead = StoppedServerPort();
+  auto b = grpc_comm::StartServer(InsecureServer(1));
+  REQUIRE(b.ok());
+  grpc_comm::ClientOptions co = InsecureClient(dead, 0);
+  co.fallback_servers = {Loopback((*b)->bound_port())};
+  auto client = grpc_comm::ConnectClient(co);
+  REQUIRE(client.ok());
+  CHECK((*client)->world_size() == 2);
+  REQUIRE((*b)->WaitForClients(1, Soon()).ok());
+  RoundTrip(**b, **client);
+}
+
+TEST_CASE("a refusal from a fallback server is fatal and no server up names every address",
+          "[grpc]") {
+  const int dead = StoppedServerPort();
+  const int dead_too = StoppedServerPort();
+
+  SECTION("refused by the fallback") {
+    auto b = grpc_comm::StartServer(InsecureServer(1));  // client ids 0..0: 3 is no client
+    REQUIRE(b.ok());
+    grpc_comm::ClientOptions co = InsecureClient(dead, 3);
+    co.fallback_servers = {Loopback((*b)->bound_port())};
+    const auto t0 = Clock::now();
+    auto refused = grpc_comm::ConnectClient(co);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.status().code() == StatusCode::kPermissionDenied);
+    CHECK_THAT(refused.status().message(),
+               Catch::Contains("registering with " + Loopback((*b)->bound_port())) &&
+                   Catch::Contains("not one of this run's clients"));
+    CHECK(Clock::now() - t0 < co.connect_timeout);  // not retried until the deadline
+  }
+  SECTION("nothing up") {
+    grpc_comm::ClientOptions co = InsecureClient(dead, 0);
+    co.fallback_servers = {Loopback(dead_too)};
+    co.connect_timeout = std::chrono::milliseconds(1500);
+    auto none = grpc_comm::ConnectClient(co);
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.status().code() == StatusCode::kUnavailable);
+    CHECK_THAT(none.status().message(),
+               Catch::Contains("no connection within") &&
+                   Catch::Contains("tried in turn: " + Loopback(dead) + ", " + Loopback(dead_too)));
+  }
+  SECTION("an empty fallback address") {
+    grpc_comm::ClientOptions co = InsecureClient(dead, 0);
+    co.fallback_servers = {""};
+    CHECK(grpc_comm::ConnectClient(co).status().code() == StatusCode::kInvalidArgument);
+  }
+}

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "fedml/api/federated_data.h"
 #include "fedml/api/torch_trainer.h"
@@ -77,6 +79,29 @@ Result<ClientTrainerFactory> LocalDataFactory(const Config& config, const std::s
   std::iota(mine.begin(), mine.end(), std::int64_t{0});
   std::shared_ptr<const FederatedData> shared = data;
   return TorchTrainerFactory(local, shared, BuiltinModelFactory(local, shared));
+}
+
+// `--server a:1,b:2`: the first address, then the fallbacks in order.
+Result<std::vector<std::string>> SplitServers(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', begin);
+    std::string item =
+        list.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    const std::size_t first = item.find_first_not_of(" \t");
+    item = first == std::string::npos
+               ? ""
+               : item.substr(first, item.find_last_not_of(" \t") - first + 1);
+    if (item.empty()) {
+      return Status::InvalidArgument("--server \"" + list +
+                                     "\" has an empty address; give HOST:PORT or a comma list "
+                                     "HOST:PORT,HOST:PORT (tried in turn)");
+    }
+    out.push_back(std::move(item));
+    if (comma == std::string::npos) return out;
+    begin = comma + 1;
+  }
 }
 
 }  // namespace
@@ -209,6 +234,7 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
                                    " is outside [0, " + std::to_string(config.client_num_in_total) +
                                    ") (client_num_in_total)");
   }
+  FEDML_ASSIGN_OR_RETURN(std::vector<std::string> servers, SplitServers(args.server));
   // The trainer first: a client whose data is missing should not take a seat on the server.
   const bool local = !args.data_dir.empty() && !hooks.trainer_factory;
   FEDML_ASSIGN_OR_RETURN(ClientTrainerFactory factory,
@@ -217,7 +243,8 @@ Status RunDeploymentClient(const Config& config, const DeploymentClientArgs& arg
   FEDML_ASSIGN_OR_RETURN(std::unique_ptr<ClientTrainer> inner, factory(args.client_id));
   auto trainer = std::make_unique<ClientTrainerView>(std::move(inner), args.verbose, local);
   core::grpc_comm::ClientOptions options;
-  options.server = args.server;
+  options.server = servers.front();
+  options.fallback_servers.assign(servers.begin() + 1, servers.end());
   options.client_id = args.client_id;
   options.security = args.security;
   options.server_name = args.server_name;

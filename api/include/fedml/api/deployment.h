@@ -44,10 +44,14 @@ Result<RunSummary> RunDeploymentServer(const Config& config, const DeploymentSer
                                        const SimulationHooks& hooks = {});
 
 struct DeploymentClientArgs {
+  /// host:port, or a comma-separated list "a:1,b:2" of the run's servers (an aggregation tier):
+  /// the first is dialled first, the others are fallbacks tried in turn when the connection is
+  /// lost or the first registration cannot connect (ClientOptions::fallback_servers). Spaces
+  /// around an item are ignored; an empty item is INVALID_ARGUMENT.
   std::string server = "localhost:50051";
   int client_id = 0;
   core::grpc_comm::Security security;
-  std::string server_name;  // TLS name to expect ("" = the host of `server`)
+  std::string server_name;  // TLS name to expect ("" = the host of the address dialled)
   /// A real edge client's own data: a folder with the config's data set files (IDX, as
   /// data_cache_dir). Every training sample there is this client's, and it evaluates on all of
   /// its own test samples. Empty: partition client_id of config.dataset (trials on one machine).

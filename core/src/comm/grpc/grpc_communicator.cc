@@ -13,8 +13,10 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "comm/grpc/frames.h"
 #include "comm/mailbox.h"
@@ -813,23 +815,25 @@ grpc::ServerReadReactor<FrameChunk>* ServiceImpl::PushUpdate(grpc::CallbackServe
 
 class GrpcClient final : public Communicator {
  public:
-  explicit GrpcClient(ClientOptions options) : options_(std::move(options)) {}
+  explicit GrpcClient(ClientOptions options) : options_(std::move(options)) {
+    addresses_.push_back(options_.server);
+    addresses_.insert(addresses_.end(), options_.fallback_servers.begin(),
+                      options_.fallback_servers.end());
+  }
 
   Status Connect() {
     FEDML_RETURN_IF_ERROR(CheckChunkBytes(options_.chunk_bytes));
-    std::shared_ptr<grpc::ChannelCredentials> creds;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxGrpcMessage);
-    args.SetMaxSendMessageSize(kMaxGrpcMessage);
+    args_.SetMaxReceiveMessageSize(kMaxGrpcMessage);
+    args_.SetMaxSendMessageSize(kMaxGrpcMessage);
     // A ping every 30 s finds a server that vanished within a long poll; the server pings too.
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                static_cast<int>(options_.backoff_initial.count()));
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
+    args_.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    args_.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                 static_cast<int>(options_.backoff_initial.count()));
+    args_.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.backoff_max.count()));
     const Security& sec = options_.security;
     const std::string prefix = sec.certs_dir + "/client-" + std::to_string(options_.client_id);
     if (sec.insecure) {
-      creds = grpc::InsecureChannelCredentials();
+      creds_ = grpc::InsecureChannelCredentials();
     } else {
       grpc::SslCredentialsOptions ssl;
       FEDML_ASSIGN_OR_RETURN(ssl.pem_root_certs, security::ReadTextFile(sec.certs_dir + "/ca.pem"));
@@ -839,11 +843,11 @@ class GrpcClient final : public Communicator {
       } else {
         FEDML_ASSIGN_OR_RETURN(token_, security::ReadTextFile(prefix + ".token", /*trim=*/true));
       }
-      creds = grpc::SslCredentials(ssl);
-      if (!options_.server_name.empty()) args.SetSslTargetNameOverride(options_.server_name);
+      creds_ = grpc::SslCredentials(ssl);
+      // Without an override gRPC checks the host of the address dialled, whichever one it is.
+      if (!options_.server_name.empty()) args_.SetSslTargetNameOverride(options_.server_name);
     }
-    channel_ = grpc::CreateCustomChannel(options_.server, creds, args);
-    stub_ = FederatedLearning::NewStub(channel_);
+    Dial(0);
     FEDML_RETURN_IF_ERROR(RegisterWithRetry(Clock::now() + options_.connect_timeout));
     fetcher_ = std::thread([this] { FetchLoop(); });
     sender_ = std::thread([this] { SendLoop(); });
@@ -895,6 +899,57 @@ class GrpcClient final : public Communicator {
   }
 
  private:
+  using Stub = FederatedLearning::Stub;
+
+  // The current address and its stub, as one call takes them.
+  struct Target {
+    std::shared_ptr<Stub> stub;
+    std::string address;
+  };
+
+  Target Current() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {stub_, addresses_[current_]};
+  }
+
+  // Makes addresses_[index] the current address with a new channel and stub. Calls in flight
+  // keep the stub they started with (each holds its own reference), so the swap never races
+  // them; a push in flight to the previous address is cancelled, because the fetch thread has
+  // given that address up (a failed registration there) and a push waiting for it to come back
+  // (wait_for_ready, 30 minutes) would hold every later update. Push retries on the new stub.
+  void Dial(std::size_t index) {
+    std::shared_ptr<Stub> stub =
+        FederatedLearning::NewStub(grpc::CreateCustomChannel(addresses_[index], creds_, args_));
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool moved = stub_ != nullptr && index != current_;
+    std::swap(stub_, stub);  // the previous stub goes when the last call holding it ends
+    current_ = index;
+    if (moved) {
+      switched_ = true;
+      if (push_ctx_) push_ctx_->TryCancel();
+    }
+  }
+
+  // After a failed registration: the next address in turn, when there are several (only the
+  // fetch thread and Connect call this, so current_ changes on one thread).
+  void MoveOn() {
+    if (addresses_.size() < 2) return;
+    std::size_t next = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      next = (current_ + 1) % addresses_.size();
+    }
+    FEDML_LOG_DEBUG("client %d tries %s next", options_.client_id, addresses_[next].c_str());
+    Dial(next);
+  }
+
+  // "A, B, C" for messages about all of them.
+  std::string AllAddresses() const {
+    std::string all;
+    for (const std::string& a : addresses_) all += (all.empty() ? "" : ", ") + a;
+    return all;
+  }
+
   void AddAuth(grpc::ClientContext& ctx) const {
     if (options_.security.insecure) {
       ctx.AddMetadata(kClientIdKey, std::to_string(options_.client_id));
@@ -904,10 +959,13 @@ class GrpcClient final : public Communicator {
   }
 
   static bool Fatal(grpc::StatusCode code) {
-    return code == grpc::StatusCode::PERMISSION_DENIED ||
-           code == grpc::StatusCode::UNAUTHENTICATED ||
-           code == grpc::StatusCode::INVALID_ARGUMENT ||
+    return Refused(code) || code == grpc::StatusCode::INVALID_ARGUMENT ||
            code == grpc::StatusCode::FAILED_PRECONDITION;
+  }
+
+  // These credentials are not welcome: fatal whichever address said it.
+  static bool Refused(grpc::StatusCode code) {
+    return code == grpc::StatusCode::PERMISSION_DENIED || code == grpc::StatusCode::UNAUTHENTICATED;
   }
 
   // Sleeps for the current backoff (or until stopped) and doubles it; false when stopping.
@@ -920,10 +978,15 @@ class GrpcClient final : public Communicator {
     return !stopping_ && mailbox_.aborted().ok();
   }
 
+  // Registers at the current address; with fallback_servers, every failed attempt (but a
+  // refusal of these credentials) moves on to the next address, so the next attempt, here or
+  // by the caller, dials that one.
   Status RegisterWithRetry(Deadline deadline) {
     auto delay = options_.backoff_initial;
     std::string reason;  // the last failure that was not just the deadline
+    std::string reason_from;
     for (;;) {
+      const Target target = Current();
       grpc::ClientContext ctx;
       AddAuth(ctx);
       ctx.set_deadline(SystemDeadline(std::min(deadline, Clock::now() + std::chrono::seconds(10))));
@@ -934,20 +997,41 @@ class GrpcClient final : public Communicator {
       req.set_client_id(options_.client_id);
       req.set_wire_version(kWireVersion);
       fedml::service::RegisterReply reply;
-      const grpc::Status st = stub_->Register(&ctx, req, &reply);
+      const grpc::Status st = target.stub->Register(&ctx, req, &reply);
       if (st.ok()) {
         world_size_ = reply.world_size();
+        bool switched = false;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          switched = std::exchange(switched_, false);
+        }
+        if (switched) {
+          FEDML_LOG_INFO("client %d registered with %s", options_.client_id,
+                         target.address.c_str());
+        }
         return Status::Ok();
       }
       const std::string what =
-          "client " + std::to_string(options_.client_id) + " registering with " + options_.server;
-      if (Fatal(st.error_code())) return FromGrpc(st, what + " was refused");
-      if (st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) reason = st.error_message();
+          "client " + std::to_string(options_.client_id) + " registering with " + target.address;
+      if (Fatal(st.error_code())) {
+        // Another address may speak this wire version; these credentials are refused anywhere.
+        if (!Refused(st.error_code())) MoveOn();
+        return FromGrpc(st, what + " was refused");
+      }
+      if (st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        reason = st.error_message();
+        reason_from = target.address;
+      }
+      MoveOn();
       if (Clock::now() >= deadline) {
+        std::string why = reason.empty() ? st.error_message() : reason;
+        if (addresses_.size() > 1) {
+          if (!reason.empty() && reason_from != target.address) why = reason_from + ": " + why;
+          why += "; tried in turn: " + AllAddresses();
+        }
         return Status::Unavailable(
             what + ": no connection within " +
-            std::to_string(options_.connect_timeout.count() / 1000) + " s (" +
-            (reason.empty() ? st.error_message() : reason) +
+            std::to_string(options_.connect_timeout.count() / 1000) + " s (" + why +
             "); is the server up, and do both sides agree on TLS / --insecure and the CA?");
       }
       if (!Backoff(delay)) return Status::Aborted("stopped while connecting");
@@ -968,13 +1052,17 @@ class GrpcClient final : public Communicator {
       // lost connection ends it at once, so a long wait delays nothing.
       const auto wait = std::chrono::milliseconds(30000);
       ctx->set_deadline(SystemDeadline(Clock::now() + wait + std::chrono::seconds(30)));
+      std::shared_ptr<Stub> stub;
+      std::string address;
       {
         std::lock_guard<std::mutex> lock(mu_);
         fetch_ctx_ = ctx;
+        stub = stub_;
+        address = addresses_[current_];
       }
       FetchRequest req;
       req.set_wait_ms(static_cast<std::uint32_t>(wait.count()));
-      auto reader = stub_->FetchTask(ctx.get(), req);
+      auto reader = stub->FetchTask(ctx.get(), req);
       FrameReader frame(options_.max_frame_bytes);
       FrameChunk chunk;
       grpc::Status bad = grpc::Status::OK;
@@ -996,22 +1084,26 @@ class GrpcClient final : public Communicator {
         mailbox_.Abort(Status::DataLoss("malformed frame from the server: " + bad.error_message()));
         return;
       }
-      if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-          st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      if (Refused(st.error_code())) {
         mailbox_.Abort(
             FromGrpc(st, "the server refused client " + std::to_string(options_.client_id)));
         return;
       }
-      // Lost the server (restart, network): back off, register again, rejoin.
+      // Lost the server (restart, network): back off, register again (at the next address in
+      // turn once this one fails, with fallback_servers), rejoin. The time unreachable counts
+      // from the first loss, whichever addresses are tried since.
       if (unreachable_since == Deadline{}) {
         unreachable_since = Clock::now();
         FEDML_LOG_WARNING("client %d lost the server (%s); reconnecting", options_.client_id,
                           st.error_message().c_str());
       }
       if (Clock::now() - unreachable_since > options_.reconnect_timeout) {
+        const std::string which = addresses_.size() > 1 ? "no server of " + AllAddresses() +
+                                                              " reachable (last " + address + ")"
+                                                        : "server " + address + " unreachable";
         mailbox_.Abort(Status::Unavailable(
-            "client " + std::to_string(options_.client_id) + ": server " + options_.server +
-            " unreachable for " + std::to_string(options_.reconnect_timeout.count() / 1000) +
+            "client " + std::to_string(options_.client_id) + ": " + which + " for " +
+            std::to_string(options_.reconnect_timeout.count() / 1000) +
             " s: " + st.error_message()));
         return;
       }
@@ -1041,23 +1133,29 @@ class GrpcClient final : public Communicator {
   }
 
   // One frame as a PushUpdate stream; a connection failure is retried a few times (the server
-  // refuses it as late if the round moved on), a refusal is reported and dropped.
+  // refuses it as late if the round moved on), a refusal is reported and dropped. Each attempt
+  // goes to the current address (a push cancelled by a switch of address is retried there).
   void Push(const Bytes& frame) {
     auto delay = options_.backoff_initial;
+    std::string address;
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto ctx = std::make_shared<grpc::ClientContext>();
       AddAuth(*ctx);
       ctx->set_wait_for_ready(true);
       ctx->set_deadline(SystemDeadline(Clock::now() + std::chrono::minutes(30)));
+      std::shared_ptr<Stub> stub;
       {
         // Kept where the destructor can cancel it: waiting for a server that is gone would
-        // otherwise hold this client's exit for the whole deadline.
+        // otherwise hold this client's exit for the whole deadline. Taken with the stub, so a
+        // switch of address (Dial) cancels exactly the pushes to the address it leaves.
         std::lock_guard<std::mutex> lock(mu_);
         if (stopping_) return;
         push_ctx_ = ctx;
+        stub = stub_;
+        address = addresses_[current_];
       }
       fedml::service::PushReply reply;
-      auto writer = stub_->PushUpdate(ctx.get(), &reply);
+      auto writer = stub->PushUpdate(ctx.get(), &reply);
       WriteFrame(frame, options_.chunk_bytes,
                  [&](const FrameChunk& c) { return writer->Write(c); });
       writer->WritesDone();
@@ -1075,17 +1173,23 @@ class GrpcClient final : public Communicator {
       if (!Backoff(delay)) return;
     }
     FEDML_LOG_ERROR("client %d could not deliver an update to %s", options_.client_id,
-                    options_.server.c_str());
+                    address.c_str());
   }
 
   const ClientOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<FederatedLearning::Stub> stub_;
-  std::string token_;  // never logged
+  std::vector<std::string> addresses_;  // server, then fallback_servers; fixed after construction
+  std::shared_ptr<grpc::ChannelCredentials> creds_;  // for every address
+  grpc::ChannelArguments args_;                      // for every address
+  std::string token_;                                // never logged
   int world_size_ = 0;
   comm_detail::Mailbox mailbox_;
   std::mutex mu_;
   std::condition_variable cv_;
+  // Guarded by mu_: the current address and its stub. Each call copies the stub under mu_ and
+  // keeps it for the call, so Dial (fetch thread) can replace it while Push (send thread) runs.
+  std::size_t current_ = 0;
+  std::shared_ptr<Stub> stub_;
+  bool switched_ = false;  // the address changed since the last registration (logged on success)
   std::deque<Bytes> outbox_;
   bool pushing_ = false;
   bool stopping_ = false;
@@ -1131,6 +1235,11 @@ Result<std::unique_ptr<Communicator>> ConnectClient(const ClientOptions& options
     return Status::InvalidArgument(
         "TLS needs the certs folder the server's `fedml certs` wrote; plain text only with "
         "--insecure");
+  }
+  for (const std::string& address : options.fallback_servers) {
+    if (address.empty()) {
+      return Status::InvalidArgument("fallback_servers holds an empty address (want host:port)");
+    }
   }
   auto client = std::make_unique<GrpcClient>(options);
   FEDML_RETURN_IF_ERROR(client->Connect());

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fedml/core/comm/communicator.h"
 
@@ -93,9 +94,20 @@ Result<std::unique_ptr<ServerCommunicator>> StartServer(const ServerOptions& opt
 
 struct ClientOptions {
   std::string server = "localhost:50051";  // host:port
+  /// Other host:port addresses of the same run (an aggregation tier's other aggregators), tried
+  /// in turn after `server`, round-robin, when the connection is lost (each registration retry
+  /// dials the next address) or when the first registration cannot connect (rotating while
+  /// connect_timeout lasts). Each is dialled with the same credentials. A refusal
+  /// (PERMISSION_DENIED / UNAUTHENTICATED) from any of them is still fatal, not a reason to try
+  /// the next. reconnect_timeout counts from the first loss, across all addresses. An update
+  /// being pushed to the address the client leaves is cancelled and pushed again to the new one
+  /// (whose server decides whether it is still wanted). After a switch the client logs
+  /// "client N registered with HOST:PORT" at INFO.
+  std::vector<std::string> fallback_servers;
   int client_id = 0;
   Security security;  // mutual_tls: present client-<id>.pem/.key; otherwise client-<id>.token
-  /// TLS name to check the server certificate against ("" = the host part of `server`).
+  /// TLS name to check the server certificate against ("" = the host part of the address being
+  /// dialled: `server` or one of fallback_servers).
   std::string server_name;
   std::size_t chunk_bytes = std::size_t{1} << 20;  // 1 MiB: measured best of 256 KiB..16 MiB
   std::uint64_t max_frame_bytes = std::uint64_t{16} << 30;
@@ -110,10 +122,11 @@ struct ClientOptions {
   std::chrono::milliseconds reconnect_timeout{120000};
 };
 
-/// Registers with the server (retrying until connect_timeout) and starts the client's fetch
-/// thread. Errors: PERMISSION_DENIED / UNAUTHENTICATED when the server refuses these
-/// credentials (not retried), UNAVAILABLE naming the address and gRPC's reason when no
-/// connection could be made (a TLS handshake refused, no server, plain text against TLS).
+/// Registers with the server (retrying until connect_timeout, through fallback_servers in turn
+/// when there are any) and starts the client's fetch thread. Errors: PERMISSION_DENIED /
+/// UNAUTHENTICATED when a server refuses these credentials (not retried), UNAVAILABLE naming the
+/// address last tried and gRPC's reason when no connection could be made (a TLS handshake
+/// refused, no server, plain text against TLS).
 /// rank() is client_id + 1 and world_size() what the server said.
 Result<std::unique_ptr<Communicator>> ConnectClient(const ClientOptions& options);
 
