@@ -113,6 +113,7 @@ class SubtreeAggregator {
     double loss_weighted = 0.0;
     double train_seconds = 0.0;
     std::int64_t total = 0;
+    int refused = 0;  // updates of its own tasks refused (the pool counts unasked frames too)
     RoundMetrics metrics;
     server::WorkerPool::Batch batch;
     batch.round = task.round;
@@ -147,7 +148,7 @@ class SubtreeAggregator {
         st = mean_->Accumulate(server::ServerContext::UpdateFromReply(client, std::move(reply)));
       }
       if (!st.ok()) {
-        ++metrics.refused;
+        ++refused;
         FEDML_LOG_WARNING("aggregator %d, round %lld: update of client %lld refused: %s", id_,
                           static_cast<long long>(task.round) + 1, static_cast<long long>(client),
                           st.ToString().c_str());
@@ -161,7 +162,9 @@ class SubtreeAggregator {
     };
     FEDML_RETURN_IF_ERROR(pool_.Dispatch(batch, metrics));
     Message partial = ReplyTo(task, MessageType::kClientUpdate);
-    partial.metrics["subtree_refused"] = metrics.refused;
+    // A frame nobody here asked for (an update for a task another aggregator gave, from a
+    // client that failed over mid-round) is not its client's misbehaviour: logged, not reported.
+    partial.metrics["subtree_refused"] = refused;
     partial.metrics["subtree_dropped"] = metrics.dropped;
     if (!contributors.empty()) {
       auto mean = mean_->Finalize();
@@ -180,9 +183,9 @@ class SubtreeAggregator {
     }
     std::printf(
         "aggregator %d, round %lld: %d of %zu sampled clients here, %zu updates, %d "
-        "refused, %d dropped\n",
+        "refused, %d dropped, %d unasked\n",
         id_, static_cast<long long>(task.round) + 1, k, task.client_ids.size(), contributors.size(),
-        metrics.refused, metrics.dropped);
+        refused, metrics.dropped, metrics.refused - refused);
     std::fflush(stdout);
     return Send(partial);
   }
