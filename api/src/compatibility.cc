@@ -50,7 +50,6 @@ std::string TierConflict(const RunFeatures& f) {
   if (f.strategy == "FedNova") what = "FedNova (it normalises each update on its own)";
   if (!f.defense.empty()) what = "defense_type " + f.defense + " (it must see each update)";
   if (f.dp == "cdp") what = "central DP (it clips each update on the server)";
-  if (!f.secure.empty()) what = "secure_aggregation " + f.secure + " (not yet per subtree)";
   if (f.verification) what = "verification (the server must see each update to check it)";
   if (f.over_selection > 1.0) what = "over_selection (rounds close at the aggregators' replies)";
   return what;

@@ -119,12 +119,12 @@ Status RoundController::Impl::CheckOptions() const {
         " applies to a deployed server's rounds (fedml server); simulation and MPI runs wait for "
         "every sampled client, so leave it at 1 there");
   }
-  if (options.aggregators > 0 && (!options.fixed_clients || options.secure.enabled() ||
-                                  comm.world_size() != options.aggregators + 1)) {
+  if (options.aggregators > 0 &&
+      (!options.fixed_clients || comm.world_size() != options.aggregators + 1)) {
     return Status::InvalidArgument(
         "aggregators " + std::to_string(options.aggregators) +
-        " (an aggregation tier) needs a deployed server (fixed_clients) without secure "
-        "aggregation whose transport has one rank per aggregator (world size " +
+        " (an aggregation tier) needs a deployed server (fixed_clients) whose transport has one "
+        "rank per aggregator (world size " +
         std::to_string(options.aggregators + 1) + ", not " + std::to_string(comm.world_size()) +
         ")");
   }
@@ -195,9 +195,11 @@ Result<core::ModelState> RoundController::Run(core::ModelState initial) {
     server::PlainFit plain(ctx);
     secure::SecureFit secure(ctx);
     server::TierFit tier(ctx);
-    server::FitStage& fit = m.options.secure.enabled()  ? static_cast<server::FitStage&>(secure)
-                            : m.options.aggregators > 0 ? static_cast<server::FitStage&>(tier)
-                                                        : static_cast<server::FitStage&>(plain);
+    // With a tier, secure aggregation runs in each aggregator's subtree: the server takes
+    // partials either way.
+    server::FitStage& fit = m.options.aggregators > 0    ? static_cast<server::FitStage&>(tier)
+                            : m.options.secure.enabled() ? static_cast<server::FitStage&>(secure)
+                                                         : static_cast<server::FitStage&>(plain);
     status = server::SyncRounds(ctx, fit).Run(global);
   }
   pool.Finish();

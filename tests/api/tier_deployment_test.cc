@@ -15,6 +15,7 @@
 #include "fedml/algorithms/registry.h"
 #include "fedml/api/client_manager.h"
 #include "fedml/api/deployment.h"
+#include "fedml/api/options.h"
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
 #include "raw_grpc_client.h"
@@ -305,5 +306,46 @@ TEST_CASE("a lying aggregator's partial is refused and the honest subtree counts
   // Only the honest subtree's means moved the model; without the checks every round adds ~100.
   for (std::size_t i = 0; i < final_model->numel(); ++i) {
     CHECK(std::abs(final_model->data()[i] - expected) < 1e-4);
+  }
+}
+
+TEST_CASE("secure aggregation in each subtree gives the flat FedAvg through two aggregators",
+          "[deployment][tier][secagg]") {
+  Config config = TierConfig(6);
+  config.secure_aggregation = "secagg";  // each aggregator learns only its 3 clients' sum
+  config.secagg_stage_timeout_s = 10;
+  auto top = StartTopServer(2);
+  AggregatorThread agg0(config, 0, top->bound_port(), 3);
+  AggregatorThread agg1(config, 1, top->bound_port(), 3);
+  const int ports[2] = {agg0.port(), agg1.port()};
+  REQUIRE(ports[0] > 0);
+  REQUIRE(ports[1] > 0);
+  std::vector<Status> leaf_status(6);
+  std::vector<std::thread> leaves;
+  for (int c = 0; c < 6; ++c) leaves.push_back(StartLeaf(ports[c / 3], c, leaf_status[c]));
+
+  ServerOptions options = TierRounds(*top, config, 2);
+  options.secure = SecureOptionsFrom(config);
+  auto fedavg = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(fedavg.ok());
+  RoundController controller(*top, std::move(fedavg).value(), options, FixedEvaluation());
+  auto final_model = controller.Run(Zeros());
+  for (auto& t : leaves) t.join();
+  CHECK(agg0.Join().ok());
+  CHECK(agg1.Join().ok());
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+  for (const Status& st : leaf_status) CHECK(st.ok());
+  const auto& rounds = controller.history();
+  REQUIRE(rounds.size() == 2);
+  for (const RoundMetrics& m : rounds) {
+    CHECK(m.clients == 6);
+    CHECK(m.refused == 0);
+  }
+  // The secure mean weighs each client by min(samples / max_weight, 1): with every count under
+  // max_weight, by its samples, as FedAvg does; quantization costs ~1e-5 per round.
+  const double expected = 2.0 * FlatStep({0, 1, 2, 3, 4, 5});
+  for (std::size_t i = 0; i < final_model->numel(); ++i) {
+    CHECK(std::abs(final_model->data()[i] - expected) < 1e-3);
   }
 }

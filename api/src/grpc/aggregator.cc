@@ -13,7 +13,10 @@
 #include "fedml/api/options.h"
 #include "fedml/api/roles.h"
 #include "fedml/core/log.h"
+#include "fedml/core/security/credentials.h"
 #include "fedml/core/text.h"
+#include "secure/server_round.h"
+#include "server/ledger_observer.h"
 #include "server/server_context.h"
 #include "server/tier_fit.h"
 #include "server/worker_pool.h"
@@ -106,6 +109,7 @@ class SubtreeAggregator {
     }
     std::sort(mine.begin(), mine.end());
     mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+    if (claims_.secure.enabled()) return TrainSecure(task, mine);
     const int k = static_cast<int>(mine.size());
     FEDML_RETURN_IF_ERROR(mean_->Begin(task.model, {task.round, task.model_version, k}));
     std::vector<std::int64_t> contributors;
@@ -113,7 +117,7 @@ class SubtreeAggregator {
     double loss_weighted = 0.0;
     double train_seconds = 0.0;
     std::int64_t total = 0;
-    int refused = 0;  // updates of its own tasks refused (the pool counts unasked frames too)
+    int refused = 0;  // updates of its own tasks refused (metrics.refused counts unasked frames)
     RoundMetrics metrics;
     server::WorkerPool::Batch batch;
     batch.round = task.round;
@@ -185,7 +189,45 @@ class SubtreeAggregator {
         "aggregator %d, round %lld: %d of %zu sampled clients here, %zu updates, %d "
         "refused, %d dropped, %d unasked\n",
         id_, static_cast<long long>(task.round) + 1, k, task.client_ids.size(), contributors.size(),
-        refused, metrics.dropped, metrics.refused - refused);
+        refused, metrics.dropped, metrics.refused);
+    std::fflush(stdout);
+    return Send(partial);
+  }
+
+  // A subtree round under secure aggregation: the server's own secure fit stage over this
+  // aggregator's pool, so it learns only its clients' sum; the secure mean goes upstream.
+  Status TrainSecure(Message& task, const std::vector<std::int64_t>& mine) {
+    RoundMetrics metrics;
+    core::ModelState global = task.model;
+    server::LedgerObserver no_ledger;
+    std::vector<RoundMetrics> history;
+    const GlobalEvaluator no_evaluator;
+    server::ServerContext ctx{*mean_,  claims_, no_evaluator, pool_,  no_ledger,
+                              nullptr, {},      {},           history};
+    ctx.model_version = task.model_version;
+    std::vector<std::int64_t> survivors;
+    ctx.on_outcome = [&](std::int64_t client, bool accepted) {
+      if (accepted) survivors.push_back(client);
+    };
+    FEDML_RETURN_IF_ERROR(mean_->Begin(global, {task.round, task.model_version, 1}));
+    secure::SecureFit fit(ctx);
+    if (!mine.empty()) FEDML_RETURN_IF_ERROR(fit.Run(task.round, mine, global, metrics));
+    Message partial = ReplyTo(task, MessageType::kClientUpdate);
+    partial.attrs[server::kTierSecureAttr] = "1";
+    partial.metrics["subtree_refused"] = metrics.refused;
+    const bool aggregated = ctx.model_version > task.model_version;  // EndTraining made a model
+    if (aggregated && !survivors.empty()) {
+      std::sort(survivors.begin(), survivors.end());
+      partial.model = std::move(global);
+      partial.client_ids = survivors;
+      partial.num_samples = static_cast<std::int64_t>(metrics.extra["secagg_samples"]);
+      partial.metrics["train_loss"] = metrics.train_loss;
+    }
+    std::printf(
+        "aggregator %d, round %lld: %zu of %zu sampled clients here, secure sum of %zu, "
+        "%d refused\n",
+        id_, static_cast<long long>(task.round) + 1, mine.size(), task.client_ids.size(),
+        partial.client_ids.size(), metrics.refused);
     std::fflush(stdout);
     return Send(partial);
   }
@@ -264,6 +306,12 @@ Status RunDeploymentAggregator(const Config& config, const DeploymentAggregatorA
   ServerOptions claims = ServerOptionsFrom(config);
   claims.fixed_clients = true;
   FEDML_RETURN_IF_ERROR(SetClaimChecks(config, *probe, claims));
+  if (claims.secure.enabled() && config.secagg_signed_keys && !args.security.insecure &&
+      args.security.mutual_tls) {
+    // Its clients sign their keys with the certificates this aggregator admits them by.
+    FEDML_ASSIGN_OR_RETURN(claims.secure.signing_ca_pem,
+                           core::security::ReadTextFile(args.security.certs_dir + "/ca.pem"));
+  }
   if (config.max_update_mb == 0) {
     FEDML_ASSIGN_OR_RETURN(core::ModelState initial, probe->GetState());
     claims.decode.max_frame_bytes = UpdateLimitForModel(ModelWireBytes(initial));

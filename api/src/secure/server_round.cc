@@ -396,6 +396,7 @@ Status SecureFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampl
   update.round = round;
   update.base_version = ctx_.model_version;
   update.num_samples = mean->samples;
+  metrics.extra["secagg_samples"] = static_cast<double>(mean->samples);
   update.state = std::move(mean->model);
   Status st = ctx_.aggregator.Accumulate(std::move(update));
   if (!st.ok()) return aborted(st);

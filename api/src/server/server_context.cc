@@ -148,6 +148,7 @@ void ServerContext::RecordOutcome(std::int64_t client, std::int64_t samples,
   double reward = static_cast<double>(samples);
   if (gate && accepted) reward = gate->Reward(client, samples);
   ledger.Outcome(client, samples, sha256, accepted, reward);
+  if (on_outcome) on_outcome(client, accepted);
 }
 
 void ServerContext::Refuse(std::int64_t round, std::int64_t client, const char* what,

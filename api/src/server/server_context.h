@@ -44,6 +44,9 @@ struct ServerContext {
   std::vector<RoundMetrics>& history;
   std::int64_t model_version = 0;
   double virtual_now = 0.0;  // the virtual clock (seconds), with a system model
+  /// Told each client's fate as RecordOutcome records it (an aggregator's subtree round learns
+  /// which clients its secure round summed this way). May be empty.
+  std::function<void(std::int64_t client, bool accepted)> on_outcome;
 
   /// The clients sampled for `round`: the seeded draw of SelectionSize() clients, among the
   /// online ones with a system model (advancing the clock to the next online time when nobody is

@@ -41,7 +41,10 @@ Result<std::vector<std::int64_t>> ContributorSamples(const Message& partial) {
 Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled,
                     core::ModelState& global, RoundMetrics& metrics) {
   const int aggregators = ctx_.options.aggregators;
-  const core::Deadline deadline = core::Clock::now() + ctx_.options.round_timeout;
+  // A secure subtree round runs its protocol's stages after training.
+  const auto stages = ctx_.options.secure.enabled() ? 4 * ctx_.options.secure.stage_timeout
+                                                    : core::Clock::duration{};
+  const core::Deadline deadline = core::Clock::now() + ctx_.options.round_timeout + stages;
   const std::set<std::int64_t> selected(sampled.begin(), sampled.end());
   std::set<std::int64_t> taken;  // contributors of the partials accepted so far
   double loss_weighted = 0.0;
@@ -53,10 +56,20 @@ Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled
       const auto error = msg.attrs.find("error");
       return Status::InvalidArgument(error == msg.attrs.end() ? "refused" : error->second);
     }
-    FEDML_ASSIGN_OR_RETURN(std::vector<std::int64_t> samples, ContributorSamples(msg));
+    const bool secure_partial = msg.attrs.count(kTierSecureAttr) > 0;
+    if (secure_partial != ctx_.options.secure.enabled()) {
+      return Status::InvalidArgument(
+          secure_partial ? "it is a secure aggregate, and this run has no secure aggregation"
+                         : "this run aggregates securely in each subtree, and it is not a secure "
+                           "aggregate");
+    }
+    std::vector<std::int64_t> samples;
+    if (!secure_partial) {
+      FEDML_ASSIGN_OR_RETURN(samples, ContributorSamples(msg));
+    }
     std::int64_t total = 0;
     std::set<std::int64_t> mine;
-    for (std::size_t i = 0; i < samples.size(); ++i) {
+    for (std::size_t i = 0; i < msg.client_ids.size(); ++i) {
       const std::int64_t client = msg.client_ids[i];
       if (!selected.count(client)) {
         return Status::InvalidArgument("it names client " + std::to_string(client) +
@@ -66,9 +79,22 @@ Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled
         return Status::InvalidArgument("it names client " + std::to_string(client) +
                                        ", whose update is already in this round");
       }
+      if (secure_partial) continue;  // its clients' counts are theirs to keep
       FEDML_RETURN_IF_ERROR(ctx_.CheckClaim(client, samples[i])
                                 .WithContext("client " + std::to_string(client) + "'s update"));
       total += samples[i];
+    }
+    if (secure_partial) {
+      // Each client's weight is min(samples / max_weight, 1), at least 1 / max_weight.
+      const auto n = static_cast<double>(msg.client_ids.size());
+      const double most = n * ctx_.options.secure.max_weight;
+      if (static_cast<double>(msg.num_samples) < n || static_cast<double>(msg.num_samples) > most) {
+        return Status::InvalidArgument(
+            "its weight " + std::to_string(msg.num_samples) + " is outside what " +
+            std::to_string(msg.client_ids.size()) + " clients can have in a secure round: [" +
+            std::to_string(msg.client_ids.size()) + ", " + std::to_string(most) + "] (max_weight)");
+      }
+      return std::vector<std::int64_t>(msg.client_ids.size(), 0);  // counts unknown here
     }
     if (!samples.empty() && total != msg.num_samples) {
       return Status::InvalidArgument("its weight " + std::to_string(msg.num_samples) +
@@ -148,7 +174,7 @@ Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled
   metrics.train_loss = loss_weight > 0 ? loss_weighted / loss_weight : 0.0;
   // min_clients counts clients, not partials.
   return ctx_.EndTraining(round, metrics.clients, global, metrics,
-                          deadline - ctx_.options.round_timeout);
+                          deadline - ctx_.options.round_timeout - stages);
 }
 
 }  // namespace fedml::api::server

@@ -6,7 +6,9 @@
 // partial). What the top server checks of a partial, as it checks a client's update: its
 // contributors were sampled this round, appear in no other partial, each claims a sample count
 // the server allows (CheckClaim), and the counts add up to the partial's weight; the model's
-// layout and finiteness are the aggregator's (Accumulate) and the decoder's checks.
+// layout and finiteness are the aggregator's (Accumulate) and the decoder's checks. With secure
+// aggregation each aggregator runs it with its own clients and forwards the secure mean; the
+// server then checks the weight against the number of contributors (kTierSecureAttr).
 //
 // Threat model: an aggregator sees its clients' updates in the clear and is trusted like the
 // server for their privacy and for the mean it forwards (a lying aggregator can bias its
@@ -23,6 +25,11 @@ namespace fedml::api::server {
 /// The attribute of a partial that lists its contributors' sample counts, comma-separated, in
 /// the order of Message::client_ids.
 inline constexpr const char* kTierSamplesAttr = "tier_samples";
+/// The attribute ("1") of a partial that is its subtree's secure aggregate (the aggregator ran
+/// secure aggregation with its clients and knows only their sum): no per-client counts, and a
+/// weight of round(sum of min(samples / max_weight, 1)) x max_weight, so between the number of
+/// contributors and that number x max_weight.
+inline constexpr const char* kTierSecureAttr = "tier_secure";
 
 class TierFit final : public FitStage {
  public:
