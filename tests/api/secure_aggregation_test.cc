@@ -14,37 +14,15 @@
 #include "fedml/api/simulation.h"
 #include "fedml/core/security/ledger.h"
 #include "temp_dir.h"
+#include "weighted_trainer.h"
 
 using namespace fedml;
 using namespace fedml::api;
 using Catch::Matchers::Contains;
+using fedml::testing::MeanStep;
+using fedml::testing::WeightedTrainer;
 
 namespace {
-
-// Client c moves every weight by 0.01 (c + 1) and claims 10 (c + 1) samples, so FedAvg's mean
-// depends on the weights and the clients of the round.
-class WeightedTrainer : public ClientTrainer {
- public:
-  Status SetState(const core::ModelState& s) override {
-    state_ = s;
-    return Status::Ok();
-  }
-  Result<core::ModelState> GetState() override { return state_; }
-  Result<LocalUpdate> Train(const TrainTask& task) override {
-    LocalUpdate u;
-    u.num_samples = 10 * (task.client_id + 1);
-    u.state = state_;
-    for (std::size_t i = 0; i < u.state.numel(); ++i) {
-      u.state.data()[i] += 0.01f * static_cast<float>(task.client_id + 1) * (i % 2 ? -1.0f : 1.0f);
-    }
-    u.metrics["train_loss"] = 1.0;
-    return u;
-  }
-  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
-
- private:
-  core::ModelState state_;
-};
 
 SimulationHooks WeightedHooks() {
   SimulationHooks hooks;
@@ -71,17 +49,6 @@ Config MakeConfig(const RawConfig& extra) { return fedml::testing::ConfigWith(Ba
 double Extra(const RoundMetrics& m, const std::string& name) {
   const auto it = m.extra.find(name);
   return it == m.extra.end() ? 0.0 : it->second;
-}
-
-// FedAvg's weighted mean step over `clients` for WeightedTrainer, for weight 0 (even index).
-double MeanStep(const std::vector<int>& clients) {
-  double num = 0.0;
-  double den = 0.0;
-  for (int c : clients) {
-    num += 10.0 * (c + 1) * 0.01 * (c + 1);
-    den += 10.0 * (c + 1);
-  }
-  return num / den;
 }
 
 // The quantization error of one round's mean: each of n summands is off by less than one step

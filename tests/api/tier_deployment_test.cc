@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 #include <future>
 #include <set>
 #include <thread>
@@ -19,36 +20,15 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
 #include "raw_grpc_client.h"
+#include "weighted_trainer.h"
 
 using namespace fedml;
 using namespace fedml::api;
+using fedml::testing::MeanStep;
 using fedml::testing::RawClient;
+using fedml::testing::WeightedTrainer;
 
 namespace {
-
-// Client c adds c + 1 to every weight and claims 10 x (c + 1) samples, so a subtree's mean and
-// the flat mean differ unless the weights are carried through.
-class WeightedTrainer : public ClientTrainer {
- public:
-  Status SetState(const core::ModelState& s) override {
-    state_ = s;
-    return Status::Ok();
-  }
-  Result<core::ModelState> GetState() override { return state_; }
-  Result<LocalUpdate> Train(const TrainTask& task) override {
-    LocalUpdate u;
-    u.num_samples = 10 * (task.client_id + 1);
-    u.state = state_;
-    for (std::size_t i = 0; i < u.state.numel(); ++i) {
-      u.state.data()[i] += static_cast<float>(task.client_id + 1);
-    }
-    return u;
-  }
-  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
-
- private:
-  core::ModelState state_;
-};
 
 core::ModelState Zeros() {
   core::ModelState s;
@@ -163,28 +143,25 @@ ServerOptions TierRounds(core::grpc_comm::ServerCommunicator& top, const Config&
   return options;
 }
 
-// The flat FedAvg step of WeightedTrainer over `clients`: sum (c+1)^2 / sum (c+1).
-double FlatStep(const std::vector<std::int64_t>& clients) {
-  double num = 0.0;
-  double den = 0.0;
-  for (std::int64_t c : clients) {
-    num += static_cast<double>((c + 1) * (c + 1));
-    den += static_cast<double>(c + 1);
-  }
-  return num / den;
+// The weight at index i of WeightedTrainer's model after `rounds` rounds over `clients`.
+double Expected(std::size_t i, const std::vector<int>& clients, int rounds) {
+  return (i % 2 ? -1.0 : 1.0) * rounds * MeanStep(clients);
 }
 
 GlobalEvaluator FixedEvaluation() {
   return [](const core::ModelState&) -> Result<Evaluation> { return Evaluation{0.5, 0.5, 10}; };
 }
 
-}  // namespace
+struct TierRun {
+  Result<core::ModelState> model = Status::FailedPrecondition("not run");
+  std::vector<RoundMetrics> rounds;
+};
 
-TEST_CASE("an aggregation tier gives the flat FedAvg and its aggregators check their clients",
-          "[deployment][tier]") {
-  Config config = TierConfig(6);
-  // Client 5 claims 60 samples, over this cap: its aggregator refuses it, nobody else's update.
-  config.max_claimed_samples = 55;
+// `rounds` rounds of a server over two real aggregators with clients 0-2 and 3-5 of `config`
+// (options from TierRounds, adjusted by `adjust`), every thread joined and every client's and
+// aggregator's exit checked.
+TierRun RunTwoSubtrees(const Config& config, int rounds,
+                       const std::function<void(ServerOptions&)>& adjust = {}) {
   auto top = StartTopServer(2);
   AggregatorThread agg0(config, 0, top->bound_port(), 3);
   AggregatorThread agg1(config, 1, top->bound_port(), 3);
@@ -194,20 +171,32 @@ TEST_CASE("an aggregation tier gives the flat FedAvg and its aggregators check t
   std::vector<Status> leaf_status(6);
   std::vector<std::thread> leaves;
   for (int c = 0; c < 6; ++c) leaves.push_back(StartLeaf(ports[c / 3], c, leaf_status[c]));
-
+  ServerOptions options = TierRounds(*top, config, rounds);
+  if (adjust) adjust(options);
   auto fedavg = algorithms::CreateAggregator("FedAvg", {});
   REQUIRE(fedavg.ok());
-  RoundController controller(*top, std::move(fedavg).value(), TierRounds(*top, config, 2),
-                             FixedEvaluation());
-  auto final_model = controller.Run(Zeros());
+  RoundController controller(*top, std::move(fedavg).value(), options, FixedEvaluation());
+  TierRun run;
+  run.model = controller.Run(Zeros());
   for (auto& t : leaves) t.join();
   CHECK(agg0.Join().ok());
   CHECK(agg1.Join().ok());
-  INFO(final_model.status().ToString());
-  REQUIRE(final_model.ok());
   for (const Status& st : leaf_status) CHECK(st.ok());
+  run.rounds = controller.history();
+  return run;
+}
 
-  const auto& rounds = controller.history();
+}  // namespace
+
+TEST_CASE("an aggregation tier gives the flat FedAvg and its aggregators check their clients",
+          "[deployment][tier]") {
+  Config config = TierConfig(6);
+  // Client 5 claims 60 samples, over this cap: its aggregator refuses it, nobody else's update.
+  config.max_claimed_samples = 55;
+  TierRun run = RunTwoSubtrees(config, 2);
+  INFO(run.model.status().ToString());
+  REQUIRE(run.model.ok());
+  const auto& rounds = run.rounds;
   REQUIRE(rounds.size() == 2);
   for (const RoundMetrics& m : rounds) {
     CHECK(m.clients == 5);
@@ -215,9 +204,8 @@ TEST_CASE("an aggregation tier gives the flat FedAvg and its aggregators check t
     CHECK(m.dropped == 0);
   }
   // Two rounds of the flat FedAvg of clients 0-4 (client 5's update never counted).
-  const double expected = 2.0 * FlatStep({0, 1, 2, 3, 4});
-  for (std::size_t i = 0; i < final_model->numel(); ++i) {
-    CHECK(std::abs(final_model->data()[i] - expected) < 1e-5);
+  for (std::size_t i = 0; i < run.model->numel(); ++i) {
+    CHECK(std::abs(run.model->data()[i] - Expected(i, {0, 1, 2, 3, 4}, 2)) < 1e-6);
   }
 }
 
@@ -295,17 +283,17 @@ TEST_CASE("a lying aggregator's partial is refused and the honest subtree counts
   REQUIRE(rounds.size() == 3);
   double expected = 0.0;
   for (int round = 0; round < 3; ++round) {
-    std::vector<std::int64_t> mine;
+    std::vector<int> mine;
     for (std::int64_t c : samples[round]) {
-      if (c < 3) mine.push_back(c);
+      if (c < 3) mine.push_back(static_cast<int>(c));
     }
     CHECK(rounds[round].clients == static_cast<int>(mine.size()));
     CHECK(rounds[round].refused == 1);
-    expected += FlatStep(mine);
+    expected += MeanStep(mine);
   }
   // Only the honest subtree's means moved the model; without the checks every round adds ~100.
   for (std::size_t i = 0; i < final_model->numel(); ++i) {
-    CHECK(std::abs(final_model->data()[i] - expected) < 1e-4);
+    CHECK(std::abs(final_model->data()[i] - (i % 2 ? -expected : expected)) < 1e-5);
   }
 }
 
@@ -314,38 +302,19 @@ TEST_CASE("secure aggregation in each subtree gives the flat FedAvg through two 
   Config config = TierConfig(6);
   config.secure_aggregation = "secagg";  // each aggregator learns only its 3 clients' sum
   config.secagg_stage_timeout_s = 10;
-  auto top = StartTopServer(2);
-  AggregatorThread agg0(config, 0, top->bound_port(), 3);
-  AggregatorThread agg1(config, 1, top->bound_port(), 3);
-  const int ports[2] = {agg0.port(), agg1.port()};
-  REQUIRE(ports[0] > 0);
-  REQUIRE(ports[1] > 0);
-  std::vector<Status> leaf_status(6);
-  std::vector<std::thread> leaves;
-  for (int c = 0; c < 6; ++c) leaves.push_back(StartLeaf(ports[c / 3], c, leaf_status[c]));
-
-  ServerOptions options = TierRounds(*top, config, 2);
-  options.secure = SecureOptionsFrom(config);
-  auto fedavg = algorithms::CreateAggregator("FedAvg", {});
-  REQUIRE(fedavg.ok());
-  RoundController controller(*top, std::move(fedavg).value(), options, FixedEvaluation());
-  auto final_model = controller.Run(Zeros());
-  for (auto& t : leaves) t.join();
-  CHECK(agg0.Join().ok());
-  CHECK(agg1.Join().ok());
-  INFO(final_model.status().ToString());
-  REQUIRE(final_model.ok());
-  for (const Status& st : leaf_status) CHECK(st.ok());
-  const auto& rounds = controller.history();
+  TierRun run = RunTwoSubtrees(
+      config, 2, [&](ServerOptions& options) { options.secure = SecureOptionsFrom(config); });
+  INFO(run.model.status().ToString());
+  REQUIRE(run.model.ok());
+  const auto& rounds = run.rounds;
   REQUIRE(rounds.size() == 2);
   for (const RoundMetrics& m : rounds) {
     CHECK(m.clients == 6);
     CHECK(m.refused == 0);
   }
   // The secure mean weighs each client by min(samples / max_weight, 1): with every count under
-  // max_weight, by its samples, as FedAvg does; quantization costs ~1e-5 per round.
-  const double expected = 2.0 * FlatStep({0, 1, 2, 3, 4, 5});
-  for (std::size_t i = 0; i < final_model->numel(); ++i) {
-    CHECK(std::abs(final_model->data()[i] - expected) < 1e-3);
+  // max_weight, by its samples, as FedAvg does; quantization costs ~1e-6 per round.
+  for (std::size_t i = 0; i < run.model->numel(); ++i) {
+    CHECK(std::abs(run.model->data()[i] - Expected(i, {0, 1, 2, 3, 4, 5}, 2)) < 1e-4);
   }
 }
