@@ -1,10 +1,12 @@
-// A ClientTrainer for tests that need no LibTorch: it "trains" by adding 1 to every weight and
-// claims 10 samples, or misbehaves in one way.
+// ClientTrainers for tests that need no LibTorch: ScriptedTrainer "trains" by adding 1 to every
+// weight and claims 10 samples, or misbehaves in one way; WeightedTrainer's clients differ in
+// their steps and sample counts, and MeanStep is FedAvg's step over them.
 #pragma once
 
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <vector>
 
 #include "fedml/api/client_trainer.h"
 
@@ -47,5 +49,41 @@ class ScriptedTrainer : public ClientTrainer {
   Kind kind_;
   core::ModelState state_;
 };
+
+// Client c moves every weight by 0.01 (c + 1) and claims 10 (c + 1) samples, so FedAvg's mean
+// depends on the weights and the clients of the round.
+class WeightedTrainer : public ClientTrainer {
+ public:
+  Status SetState(const core::ModelState& s) override {
+    state_ = s;
+    return Status::Ok();
+  }
+  Result<core::ModelState> GetState() override { return state_; }
+  Result<LocalUpdate> Train(const TrainTask& task) override {
+    LocalUpdate u;
+    u.num_samples = 10 * (task.client_id + 1);
+    u.state = state_;
+    for (std::size_t i = 0; i < u.state.numel(); ++i) {
+      u.state.data()[i] += 0.01f * static_cast<float>(task.client_id + 1) * (i % 2 ? -1.0f : 1.0f);
+    }
+    u.metrics["train_loss"] = 1.0;
+    return u;
+  }
+  Result<Evaluation> Evaluate(const EvalTask&) override { return Evaluation{0.5, 0.5, 10}; }
+
+ private:
+  core::ModelState state_;
+};
+
+// FedAvg's weighted mean step over `clients` for WeightedTrainer, for weight 0 (even index).
+inline double MeanStep(const std::vector<int>& clients) {
+  double num = 0.0;
+  double den = 0.0;
+  for (int c : clients) {
+    num += 10.0 * (c + 1) * 0.01 * (c + 1);
+    den += 10.0 * (c + 1);
+  }
+  return num / den;
+}
 
 }  // namespace fedml::testing

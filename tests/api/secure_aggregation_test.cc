@@ -13,8 +13,8 @@
 #include "fedml/api/secure_aggregation.h"
 #include "fedml/api/simulation.h"
 #include "fedml/core/security/ledger.h"
+#include "scripted_trainer.h"
 #include "temp_dir.h"
-#include "weighted_trainer.h"
 
 using namespace fedml;
 using namespace fedml::api;

@@ -20,7 +20,7 @@
 #include "fedml/api/round_controller.h"
 #include "fedml/core/comm/grpc.h"
 #include "raw_grpc_client.h"
-#include "weighted_trainer.h"
+#include "scripted_trainer.h"
 
 using namespace fedml;
 using namespace fedml::api;
