@@ -1181,7 +1181,7 @@ class GrpcClient final : public Communicator {
   std::shared_ptr<grpc::ChannelCredentials> creds_;  // for every address
   grpc::ChannelArguments args_;                      // for every address
   std::string token_;                                // never logged
-  int world_size_ = 0;
+  std::atomic<int> world_size_{0};  // written by the fetch thread on each registration
   comm_detail::Mailbox mailbox_;
   std::mutex mu_;
   std::condition_variable cv_;
