@@ -38,6 +38,61 @@ Result<std::vector<std::int64_t>> ContributorSamples(const Message& partial) {
 
 }  // namespace
 
+Result<std::vector<std::int64_t>> TierFit::CheckPartial(const Message& msg,
+                                                        const std::set<std::int64_t>& selected,
+                                                        const std::set<std::int64_t>& taken) const {
+  if (msg.type == MessageType::kInvalid) {
+    const auto error = msg.attrs.find("error");
+    return Status::InvalidArgument(error == msg.attrs.end() ? "refused" : error->second);
+  }
+  const bool secure_partial = msg.attrs.count(kTierSecureAttr) > 0;
+  if (secure_partial != ctx_.options.secure.enabled()) {
+    return Status::InvalidArgument(
+        secure_partial ? "it is a secure aggregate, and this run has no secure aggregation"
+                       : "this run aggregates securely in each subtree, and it is not a secure "
+                         "aggregate");
+  }
+  std::vector<std::int64_t> samples;
+  if (!secure_partial) {
+    FEDML_ASSIGN_OR_RETURN(samples, ContributorSamples(msg));
+  }
+  std::int64_t total = 0;
+  std::set<std::int64_t> mine;
+  for (std::size_t i = 0; i < msg.client_ids.size(); ++i) {
+    const std::int64_t client = msg.client_ids[i];
+    if (!selected.count(client)) {
+      return Status::InvalidArgument("it names client " + std::to_string(client) +
+                                     ", which this round did not sample");
+    }
+    if (taken.count(client) || !mine.insert(client).second) {
+      return Status::InvalidArgument("it names client " + std::to_string(client) +
+                                     ", whose update is already in this round");
+    }
+    if (secure_partial) continue;  // its clients' counts are theirs to keep
+    FEDML_RETURN_IF_ERROR(ctx_.CheckClaim(client, samples[i])
+                              .WithContext("client " + std::to_string(client) + "'s update"));
+    total += samples[i];
+  }
+  if (secure_partial) {
+    // Each client's weight is min(samples / max_weight, 1), at least 1 / max_weight.
+    const auto n = static_cast<double>(msg.client_ids.size());
+    const double most = n * ctx_.options.secure.max_weight;
+    if (static_cast<double>(msg.num_samples) < n || static_cast<double>(msg.num_samples) > most) {
+      return Status::InvalidArgument(
+          "its weight " + std::to_string(msg.num_samples) + " is outside what " +
+          std::to_string(msg.client_ids.size()) + " clients can have in a secure round: [" +
+          std::to_string(msg.client_ids.size()) + ", " + std::to_string(most) + "] (max_weight)");
+    }
+    return std::vector<std::int64_t>(msg.client_ids.size(), 0);  // counts unknown here
+  }
+  if (!samples.empty() && total != msg.num_samples) {
+    return Status::InvalidArgument("its weight " + std::to_string(msg.num_samples) +
+                                   " is not the sum of its contributors' samples " +
+                                   std::to_string(total));
+  }
+  return samples;
+}
+
 Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled,
                     core::ModelState& global, RoundMetrics& metrics) {
   const int aggregators = ctx_.options.aggregators;
@@ -50,66 +105,13 @@ Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled
   double loss_weighted = 0.0;
   double loss_weight = 0.0;
   int refused_clients = 0;  // clients whose updates an aggregator or this server refused
-  // Checks one partial against what this server knows; the contributors' sample counts on success.
-  auto check = [&](const Message& msg) -> Result<std::vector<std::int64_t>> {
-    if (msg.type == MessageType::kInvalid) {
-      const auto error = msg.attrs.find("error");
-      return Status::InvalidArgument(error == msg.attrs.end() ? "refused" : error->second);
-    }
-    const bool secure_partial = msg.attrs.count(kTierSecureAttr) > 0;
-    if (secure_partial != ctx_.options.secure.enabled()) {
-      return Status::InvalidArgument(
-          secure_partial ? "it is a secure aggregate, and this run has no secure aggregation"
-                         : "this run aggregates securely in each subtree, and it is not a secure "
-                           "aggregate");
-    }
-    std::vector<std::int64_t> samples;
-    if (!secure_partial) {
-      FEDML_ASSIGN_OR_RETURN(samples, ContributorSamples(msg));
-    }
-    std::int64_t total = 0;
-    std::set<std::int64_t> mine;
-    for (std::size_t i = 0; i < msg.client_ids.size(); ++i) {
-      const std::int64_t client = msg.client_ids[i];
-      if (!selected.count(client)) {
-        return Status::InvalidArgument("it names client " + std::to_string(client) +
-                                       ", which this round did not sample");
-      }
-      if (taken.count(client) || !mine.insert(client).second) {
-        return Status::InvalidArgument("it names client " + std::to_string(client) +
-                                       ", whose update is already in this round");
-      }
-      if (secure_partial) continue;  // its clients' counts are theirs to keep
-      FEDML_RETURN_IF_ERROR(ctx_.CheckClaim(client, samples[i])
-                                .WithContext("client " + std::to_string(client) + "'s update"));
-      total += samples[i];
-    }
-    if (secure_partial) {
-      // Each client's weight is min(samples / max_weight, 1), at least 1 / max_weight.
-      const auto n = static_cast<double>(msg.client_ids.size());
-      const double most = n * ctx_.options.secure.max_weight;
-      if (static_cast<double>(msg.num_samples) < n || static_cast<double>(msg.num_samples) > most) {
-        return Status::InvalidArgument(
-            "its weight " + std::to_string(msg.num_samples) + " is outside what " +
-            std::to_string(msg.client_ids.size()) + " clients can have in a secure round: [" +
-            std::to_string(msg.client_ids.size()) + ", " + std::to_string(most) + "] (max_weight)");
-      }
-      return std::vector<std::int64_t>(msg.client_ids.size(), 0);  // counts unknown here
-    }
-    if (!samples.empty() && total != msg.num_samples) {
-      return Status::InvalidArgument("its weight " + std::to_string(msg.num_samples) +
-                                     " is not the sum of its contributors' samples " +
-                                     std::to_string(total));
-    }
-    return samples;
-  };
   auto settle = [&](int pos, Message&& msg) {
     const auto subtree_refused = msg.metrics.find("subtree_refused");
     if (subtree_refused != msg.metrics.end() && subtree_refused->second > 0) {
       metrics.refused += static_cast<int>(subtree_refused->second);
       refused_clients += static_cast<int>(subtree_refused->second);
     }
-    Result<std::vector<std::int64_t>> samples = check(msg);
+    Result<std::vector<std::int64_t>> samples = CheckPartial(msg, selected, taken);
     Status st = samples.status();
     if (st.ok() && samples->empty()) return;  // none of the sample is connected to it
     const std::vector<std::int64_t> contributors = msg.client_ids;

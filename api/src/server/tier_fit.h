@@ -18,6 +18,9 @@
 // Contract: internal; runs on the controller's thread over the context's pool.
 #pragma once
 
+#include <set>
+#include <vector>
+
 #include "server/sync_rounds.h"
 
 namespace fedml::api::server {
@@ -40,6 +43,13 @@ class TierFit final : public FitStage {
              RoundMetrics& metrics) override;
 
  private:
+  /// Checks one partial against what this server knows (`selected`: the round's sample; `taken`:
+  /// the contributors of the partials accepted before it): the contributors' sample counts (0s
+  /// for a secure partial), or why it is refused.
+  Result<std::vector<std::int64_t>> CheckPartial(const core::Message& msg,
+                                                 const std::set<std::int64_t>& selected,
+                                                 const std::set<std::int64_t>& taken) const;
+
   ServerContext& ctx_;
 };
 
