@@ -46,7 +46,7 @@ struct ServerContext {
   double virtual_now = 0.0;  // the virtual clock (seconds), with a system model
   /// Told each client's fate as RecordOutcome records it (an aggregator's subtree round learns
   /// which clients its secure round summed this way). May be empty.
-  std::function<void(std::int64_t client, bool accepted)> on_outcome;
+  std::function<void(std::int64_t client, bool accepted)> on_outcome = nullptr;
 
   /// The clients sampled for `round`: the seeded draw of SelectionSize() clients, among the
   /// online ones with a system model (advancing the clock to the next online time when nobody is
