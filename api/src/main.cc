@@ -430,7 +430,9 @@ int RunAggregatorCommand(const std::string& config_file, const AggregatorFlags& 
   up_flags.insecure = down_flags.insecure;  // one network's choice, both ways
   auto down = SecurityFrom(down_flags);
   if (!down.ok()) return Fail(down.status());
-  auto up = SecurityFrom(up_flags);
+  // --insecure was warned about once, for both directions.
+  auto up = down_flags.insecure ? fedml::Result<fedml::core::grpc_comm::Security>(*down)
+                                : SecurityFrom(up_flags);
   if (!up.ok()) return Fail(up.status().WithContext("upstream (--upstream_certs)"));
   fedml::api::DeploymentAggregatorArgs args;
   args.aggregator_id = flags.id;
