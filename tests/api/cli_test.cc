@@ -236,6 +236,24 @@ TEST_CASE("fedml client --gpu_id N asks for cuda:N, refused before connecting wh
 }
 #endif
 
+#if FEDML_WITH_GRPC
+TEST_CASE("fedml aggregator refuses a config without a tier and an id outside it", "[cli]") {
+  // Both before it listens or dials (port 1 would otherwise hold the test up).
+  auto r = RunFedml("aggregator --aggregator_id 0 --insecure --upstream 127.0.0.1:1");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("needs aggregator_num >= 1") != std::string::npos);
+  r = RunFedml("aggregator --aggregator_id 2 --aggregator_num 2 --insecure --upstream 127.0.0.1:1");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("aggregator_id 2 is outside [0, 2) (aggregator_num)") != std::string::npos);
+  r = RunFedml(
+      "aggregator --aggregator_id 0 --aggregator_num 2 --federated_optimizer FedBuff --insecure "
+      "--upstream 127.0.0.1:1");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("aggregator_num > 0 (an aggregation tier)") != std::string::npos);
+  CHECK(r.output.find("FedBuff") != std::string::npos);
+}
+#endif
+
 #if !FEDML_WITH_MPI || !FEDML_WITH_GRPC
 // Built only where a backend is left out (the `minimal` preset, a GPU box's build).
 TEST_CASE("a backend left out of the build is refused with how to build it", "[cli]") {
@@ -246,7 +264,8 @@ TEST_CASE("a backend left out of the build is refused with how to build it", "[c
         std::string::npos);
 #endif
 #if !FEDML_WITH_GRPC
-  for (const char* command : {"server --cf x.yaml", "client --client_id 0 --gpu_id 0"}) {
+  for (const char* command :
+       {"server --cf x.yaml", "client --client_id 0 --gpu_id 0", "aggregator --aggregator_id 0"}) {
     auto out = RunFedml(command);
     CHECK(out.code == 2);
     CHECK(out.output.find("not in this build (configure with -DFEDML_WITH_GRPC=ON") !=
