@@ -106,14 +106,10 @@ Status CheckCompatible(const RunFeatures& f) {
           what);
     }
   }
-  if (f.over_selection > 1.0 && (f.asynchronous || !f.secure.empty())) {
+  if (f.over_selection > 1.0 && f.asynchronous) {
     return Status::InvalidArgument(
         "over_selection closes a synchronous round when client_num_per_round updates are in; " +
-        (f.asynchronous ? opt + " has no rounds to close (it takes updates as they come)"
-                        : "secure_aggregation " + f.secure +
-                              " needs every selected client's masking keys and handles dropouts "
-                              "itself") +
-        "; leave over_selection at 1");
+        opt + " has no rounds to close (it takes updates as they come); leave over_selection at 1");
   }
   if (f.tier) {
     const std::string what = TierConflict(f);

@@ -429,15 +429,61 @@ TEST_CASE("over-selection is refused where the result would depend on timing",
   CHECK(result.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(result.status().message(), Catch::Contains("over_selection"));
 
-  RunFeatures secure;
-  secure.strategy = "FedAvg";
-  secure.secure = "secagg";
-  secure.over_selection = 1.5;
-  const Status refused = CheckCompatible(secure);
+  RunFeatures buffered;  // no rounds to close
+  buffered.strategy = "FedBuff";
+  buffered.asynchronous = true;
+  buffered.over_selection = 1.5;
+  const Status refused = CheckCompatible(buffered);
   CHECK(refused.code() == StatusCode::kInvalidArgument);
   CHECK_THAT(refused.message(), Catch::Contains("over_selection"));
-  secure.over_selection = 1.0;
-  CHECK(CheckCompatible(secure).ok());
+  buffered.over_selection = 1.0;
+  CHECK(CheckCompatible(buffered).ok());
+}
+
+TEST_CASE("over-selection with secure aggregation runs the protocol on the first to send keys",
+          "[deployment][cross_device][secagg]") {
+  auto server = StartLoopbackServer(5);
+  std::vector<std::unique_ptr<ClientTrainer>> trainers;
+  for (int i = 0; i < 4; ++i) {
+    trainers.push_back(std::make_unique<ScriptedTrainer>(ScriptedTrainer::Kind::kGood));
+  }
+  auto stalled_owner = std::make_unique<StalledTrainer>();  // client 4 holds every task
+  StalledTrainer* stalled = stalled_owner.get();
+  trainers.push_back(std::move(stalled_owner));
+  std::vector<Status> client_status;
+  std::vector<std::thread> clients = StartClients(*server, std::move(trainers), client_status);
+
+  // The deadline is longer than the stalled client holds a task: a round that waited for its
+  // keys would end with it dropped (dropped == 1), not cut (over_selected_cut == 1).
+  ServerOptions options = DeployedRounds(*server, 5, 4, 2, std::chrono::seconds(50));
+  options.over_selection = 1.25;  // selects all 5, runs the protocol on the first 4 with keys
+  options.secure.protocol = "secagg";
+  options.secure.reconstruction_threshold = 3;
+  options.secure.max_weight = 10;  // each client's weight is 1
+  options.secure.stage_timeout = std::chrono::seconds(10);
+  auto aggregator = algorithms::CreateAggregator("FedAvg", {});
+  REQUIRE(aggregator.ok());
+  RoundController controller(*server, std::move(aggregator).value(), options, {});
+  auto final_model = controller.Run(Model(3, 0.0f));
+  stalled->Release();  // its late keys find the run over
+  for (auto& t : clients) t.join();
+  INFO(final_model.status().ToString());
+  REQUIRE(final_model.ok());
+
+  const auto& rounds = controller.history();
+  REQUIRE(rounds.size() == 2);
+  for (const RoundMetrics& m : rounds) {
+    CHECK(m.clients == 4);
+    CHECK(m.dropped == 0);
+    CHECK(m.extra.at("selected") == 5);
+    CHECK(m.extra.at("over_selected_cut") == 1);
+    CHECK(m.extra.at("secagg_survivors") == 4);
+  }
+  // Each round's secure mean of four +1 updates moves the model by 1 (within quantization).
+  for (std::size_t i = 0; i < final_model->numel(); ++i) {
+    CHECK(std::fabs(final_model->data()[i] - 2.0f) < 1e-3);
+  }
+  for (const Status& st : client_status) CHECK(st.ok());
 }
 
 TEST_CASE("a client that registers again mid-round is sent its task again (not waited for)",

@@ -208,6 +208,10 @@ Status SecureFit::CollectKeys(Round& r, const core::ModelState& global, RoundMet
   batch.n = n;
   batch.reply_type = MessageType::kClientUpdate;
   batch.deadline = core::Clock::now() + ctx_.options.round_timeout;
+  // Over-selection: the participants are the first client_num_per_round to answer with their
+  // keys; the others are cut before the protocol knows them, as clients that never advertised
+  // keys (their late keys are ignored).
+  ctx_.OverSelect(batch, n, metrics);
   batch.owner = [&](int pos) { return ctx_.pool.placement().OwnerOf(r.sampled[pos]); };
   batch.make_task = [&](int pos) {
     Message m;

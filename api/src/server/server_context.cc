@@ -137,6 +137,14 @@ Status ServerContext::CheckClaim(std::int64_t client, std::int64_t claimed) cons
   return server::CheckClaim(options, client, claimed);
 }
 
+void ServerContext::OverSelect(WorkerPool::Batch& batch, int selected,
+                               RoundMetrics& metrics) const {
+  if (options.over_selection <= 1.0) return;
+  batch.target = options.client_num_per_round;
+  metrics.extra["selected"] += selected;
+  metrics.extra["over_selected_cut"] += 0;  // every row has the column
+}
+
 void ServerContext::TagTask(Message& task) const {
   if (!ledger.head_line().empty()) task.attrs[kLedgerHeadAttr] = ledger.head_line();
 }

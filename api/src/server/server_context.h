@@ -66,6 +66,9 @@ struct ServerContext {
   /// Whether an update of `client` may claim `claimed` samples: >= 1, equal to the known count,
   /// else at most max_claimed_samples. INVALID_ARGUMENT naming both figures otherwise.
   Status CheckClaim(std::int64_t client, std::int64_t claimed) const;
+  /// With over_selection: `batch` (the round's `selected` training tasks) closes as soon as
+  /// client_num_per_round replies are in, and the row counts `selected` and `over_selected_cut`.
+  void OverSelect(WorkerPool::Batch& batch, int selected, RoundMetrics& metrics) const;
   /// Adds what every train task carries beyond its strategy's payload: the signed ledger head.
   void TagTask(core::Message& task) const;
   /// An update's fate for the accounts (an accepted one is paid) and the ledger.

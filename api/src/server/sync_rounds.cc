@@ -149,12 +149,7 @@ Status PlainFit::Run(std::int64_t round, const std::vector<std::int64_t>& sample
   batch.round = round;
   batch.model_version = ctx_.model_version;
   batch.n = k;
-  if (ctx_.options.over_selection > 1.0) {
-    // Over-selection: the round closes when client_num_per_round updates are in.
-    batch.target = ctx_.options.client_num_per_round;
-    metrics.extra["selected"] += k;
-    metrics.extra["over_selected_cut"] += 0;  // every row has the column
-  }
+  ctx_.OverSelect(batch, k, metrics);
   batch.reply_type = MessageType::kClientUpdate;
   batch.deadline = deadline;
   batch.owner = [&](int pos) { return ctx_.pool.placement().OwnerOf(sampled[pos]); };

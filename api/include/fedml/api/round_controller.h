@@ -74,7 +74,10 @@ struct ServerOptions {
   /// connected clients and closes as soon as client_num_per_round of them have replied (or at
   /// its deadline); the others' tasks are abandoned and their late replies ignored, so the
   /// slowest selected clients cost nothing. 1 = wait for every selected client. Which clients
-  /// make the cut depends on timing, so a run with over_selection > 1 is not reproducible.
+  /// make the cut depends on timing, so a run with over_selection > 1 is not reproducible. With
+  /// secure aggregation the protocol's participants are the first client_num_per_round to send
+  /// their keys (the round's threshold is computed for all selected, so it must stay at most
+  /// client_num_per_round: the default majority does below over_selection 2).
   double over_selection = 1.0;
   /// With fixed_clients: an aggregation tier (`fedml aggregator`, fedml/api/deployment.h). The
   /// communicator's ranks 1..aggregators are aggregators, not clients; each round's sample of
