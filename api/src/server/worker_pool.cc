@@ -161,7 +161,10 @@ class DispatchRun {
   int next_ = 0;
   int replied_ = 0;       // replies of reply_type filed (toward batch.target)
   std::set<int> resent_;  // tasks sent again to a rank that registered again
-  bool stop_ = false;     // deployment: the deadline passed or the target was met
+  // Ranks sent a task again whose one extra reply (the first copy's, from a process that went on
+  // training it) is still to come: it is late, not a refusal.
+  std::set<int> resent_ranks_;
+  bool stop_ = false;  // deployment: the deadline passed or the target was met
 };
 
 // A task with an owner that cannot run it is dropped: nobody else holds that client's data.
@@ -307,14 +310,15 @@ Status DispatchRun::OnDeadline() {
 // A client that registered again lost what was sent to its earlier connection (the transport
 // cleared its queue): its task goes out again instead of being waited for until the deadline.
 // Once per task, so a client that keeps registering costs one more send per round at most (which
-// registering again would cost anyway). The same process may have been training it already; its
-// second reply is then refused as unasked.
+// registering again would cost anyway). The same process may have been training it already; the
+// second of its two replies is then counted late (resent_ranks_), not refused: it is honest.
 Status DispatchRun::ResendToRejoined() {
   for (int rank : pool_.TakeRejoined()) {
     const auto it = in_flight_.find(rank);
     if (it == in_flight_.end() || !own_ranks() || resent_.count(it->second)) continue;
     const int task = it->second;
     resent_.insert(task);
+    resent_ranks_.insert(rank);
     in_flight_.erase(it);
     task_deadline_.erase(rank);
     queue_.push_front(task);
@@ -391,6 +395,13 @@ Status DispatchRun::OnInbound(Inbound&& in) {
     // A reply to an earlier batch (a straggler past its deadline, a client cut by
     // over-selection, answering after its round closed or during its evaluation): ignored, and
     // counted apart from refusals, which name misbehaviour.
+    metrics_.extra["late_replies"] += 1;
+    return Status::Ok();
+  }
+  if (it == in_flight_.end() && msg.type == b_.reply_type && msg.round == b_.round &&
+      resent_ranks_.erase(src) > 0) {
+    // The second answer to a task sent twice (the client registered again while training it,
+    // and both copies were trained): honest, and one at most per resend.
     metrics_.extra["late_replies"] += 1;
     return Status::Ok();
   }
