@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <set>
 
 #include "fedml/core/log.h"
@@ -106,10 +107,15 @@ Status TierFit::Run(std::int64_t round, const std::vector<std::int64_t>& sampled
   double loss_weight = 0.0;
   int refused_clients = 0;  // clients whose updates an aggregator or this server refused
   auto settle = [&](int pos, Message&& msg) {
+    // The aggregator's count of its clients' refused updates: a figure for the row, never more
+    // than the round's sample (a peer's number, bounded before it is used).
     const auto subtree_refused = msg.metrics.find("subtree_refused");
-    if (subtree_refused != msg.metrics.end() && subtree_refused->second > 0) {
-      metrics.refused += static_cast<int>(subtree_refused->second);
-      refused_clients += static_cast<int>(subtree_refused->second);
+    if (subtree_refused != msg.metrics.end() && std::isfinite(subtree_refused->second) &&
+        subtree_refused->second > 0) {
+      const int n =
+          static_cast<int>(std::min(subtree_refused->second, static_cast<double>(sampled.size())));
+      metrics.refused += n;
+      refused_clients += n;
     }
     Result<std::vector<std::int64_t>> samples = CheckPartial(msg, selected, taken);
     Status st = samples.status();
