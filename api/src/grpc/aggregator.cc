@@ -202,7 +202,12 @@ class SubtreeAggregator {
     server::LedgerObserver no_ledger;
     std::vector<RoundMetrics> history;
     const GlobalEvaluator no_evaluator;
-    server::ServerContext ctx{*mean_,  claims_, no_evaluator, pool_,  no_ledger,
+    // The server waits round_timeout_s plus four stage timeouts for this answer: the subtree's
+    // training and stages get 0.9 of each, so the answer arrives inside that.
+    ServerOptions subtree = claims_;
+    subtree.round_timeout = claims_.round_timeout * 9 / 10;
+    subtree.secure.stage_timeout = claims_.secure.stage_timeout * 9 / 10;
+    server::ServerContext ctx{*mean_,  subtree, no_evaluator, pool_,  no_ledger,
                               nullptr, {},      {},           history};
     ctx.model_version = task.model_version;
     std::vector<std::int64_t> survivors;
